@@ -1,0 +1,360 @@
+//! `/etc/avix/kernel.yaml`: daemon-wide settings. Every field has a default.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Kind;
+use crate::time::HumanDuration;
+
+/// How the installation is deployed; decides defaults for binding and key storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Desktop app: loopback only, key file.
+    Gui,
+    /// Personal machine: loopback only, key file.
+    #[default]
+    Cli,
+    /// Server or container: may bind other addresses; key from the environment.
+    Headless,
+}
+
+impl Mode {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Gui => "gui",
+            Mode::Cli => "cli",
+            Mode::Headless => "headless",
+        }
+    }
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MasterKeySource {
+    /// The environment variable named by `envVar` (default `AVIX_MASTER_KEY`).
+    #[default]
+    Env,
+    /// A 0600 file under `ROOT/etc` named by `keyFile` (default `master.key`).
+    File,
+}
+
+/// The body of `kernel.yaml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KernelConfig {
+    /// Deployment mode.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The ATP gateway.
+    #[serde(default)]
+    pub gateway: Gateway,
+    /// Scheduling limits.
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// Safety policy.
+    #[serde(default)]
+    pub safety: Safety,
+    /// Model choices.
+    #[serde(default)]
+    pub models: Models,
+    /// Internal IPC (restart required to change).
+    #[serde(default)]
+    pub ipc: Ipc,
+    /// Logging.
+    #[serde(default)]
+    pub observability: Observability,
+    /// Secrets and the master key.
+    #[serde(default)]
+    pub secrets: Secrets,
+}
+
+/// ATP gateway settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gateway {
+    /// Address to bind; loopback unless the mode is headless or `allowRemote` is set.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// TCP port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Explicitly allow a non-loopback bind outside headless mode.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// TLS certificate and key (PEM), if TLS is wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// TLS files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert_path: String,
+    /// PEM private key.
+    pub key_path: String,
+}
+
+/// The default ATP port.
+pub const DEFAULT_PORT: u16 = 9142;
+
+fn default_bind() -> String {
+    "127.0.0.1".to_owned()
+}
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            bind: default_bind(),
+            port: default_port(),
+            allow_remote: false,
+            tls: None,
+        }
+    }
+}
+
+/// Scheduling limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scheduler {
+    /// Agents running at once across all users.
+    #[serde(default = "default_max_agents")]
+    pub max_concurrent_agents: u32,
+}
+
+fn default_max_agents() -> u32 {
+    100
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self {
+            max_concurrent_agents: default_max_agents(),
+        }
+    }
+}
+
+/// What a HIL request that times out means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HilTimeoutDecision {
+    /// Timeout counts as a denial.
+    #[default]
+    Deny,
+    /// Timeout counts as an approval (only for trusted setups).
+    Approve,
+}
+
+/// Safety policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Safety {
+    /// Tool calls in one chain before the agent is stopped.
+    #[serde(default = "default_chain")]
+    pub max_tool_chain_length: u32,
+    /// How long a HIL request waits for a human.
+    #[serde(default = "default_hil_timeout")]
+    pub hil_timeout: HumanDuration,
+    /// What a HIL timeout means.
+    #[serde(default)]
+    pub hil_timeout_decision: HilTimeoutDecision,
+    /// Tools that need a human's approval on every call, even when granted.
+    #[serde(default)]
+    pub hil_required_tools: Vec<String>,
+    /// Whether `cap/request-tool` always asks a human.
+    #[serde(default = "yes")]
+    pub cap_upgrade_requires_hil: bool,
+}
+
+fn default_chain() -> u32 {
+    50
+}
+fn default_hil_timeout() -> HumanDuration {
+    HumanDuration::from_secs(600)
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Self {
+            max_tool_chain_length: default_chain(),
+            hil_timeout: default_hil_timeout(),
+            hil_timeout_decision: HilTimeoutDecision::default(),
+            hil_required_tools: Vec::new(),
+            cap_upgrade_requires_hil: true,
+        }
+    }
+}
+
+/// Model choices.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Models {
+    /// Model (or alias from llm.yaml) agents use when their manifest names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+/// Internal IPC settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ipc {
+    /// Largest JSON-RPC frame.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: u32,
+    /// Per-call timeout in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_max_message() -> u32 {
+    1024 * 1024
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+impl Default for Ipc {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: default_max_message(),
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Observability {
+    /// Default log level (`error`, `warn`, `info`, `debug`, `trace`); `--log-level` overrides.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        Self {
+            log_level: default_log_level(),
+        }
+    }
+}
+
+/// Secrets settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Secrets {
+    /// Where the master key comes from.
+    #[serde(default)]
+    pub master_key: MasterKey,
+}
+
+/// Master key location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MasterKey {
+    /// `env` or `file`.
+    #[serde(default)]
+    pub source: MasterKeySource,
+    /// Environment variable for `env`.
+    #[serde(default = "default_env_var")]
+    pub env_var: String,
+    /// File name under `ROOT/etc` for `file`.
+    #[serde(default = "default_key_file")]
+    pub key_file: String,
+}
+
+/// The default environment variable holding the master key.
+pub const MASTER_KEY_ENV: &str = "AVIX_MASTER_KEY";
+/// The default key file name under `ROOT/etc`.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+fn default_env_var() -> String {
+    MASTER_KEY_ENV.to_owned()
+}
+fn default_key_file() -> String {
+    MASTER_KEY_FILE.to_owned()
+}
+
+impl Default for MasterKey {
+    fn default() -> Self {
+        Self {
+            source: MasterKeySource::default(),
+            env_var: default_env_var(),
+            key_file: default_key_file(),
+        }
+    }
+}
+
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+impl Kind for KernelConfig {
+    const KIND: &'static str = "KernelConfig";
+
+    fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.gateway.bind.parse::<std::net::IpAddr>().is_err() {
+            problems.push(format!(
+                "gateway.bind {:?} is not an IP address",
+                self.gateway.bind
+            ));
+        }
+        if !LOG_LEVELS.contains(&self.observability.log_level.as_str()) {
+            problems.push(format!(
+                "observability.logLevel {:?} must be one of {}",
+                self.observability.log_level,
+                LOG_LEVELS.join(", ")
+            ));
+        }
+        let kf = &self.secrets.master_key.key_file;
+        if kf.is_empty() || kf.contains('/') || kf.starts_with('.') {
+            problems.push(format!(
+                "secrets.masterKey.keyFile {kf:?} must be a plain file name"
+            ));
+        }
+        if self.ipc.max_message_bytes < 1024 {
+            problems.push("ipc.maxMessageBytes must be at least 1024".to_owned());
+        }
+        if self.scheduler.max_concurrent_agents == 0 {
+            problems.push("scheduler.maxConcurrentAgents must be at least 1".to_owned());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Document;
+
+    #[test]
+    fn minimal_document_takes_defaults() {
+        let doc =
+            Document::<KernelConfig>::parse(b"apiVersion: avix/v1\nkind: KernelConfig\nspec: {}\n")
+                .unwrap();
+        assert_eq!(doc.spec.gateway.port, DEFAULT_PORT);
+        assert_eq!(doc.spec.safety.hil_timeout.get().as_secs(), 600);
+        assert_eq!(doc.spec.secrets.master_key.env_var, MASTER_KEY_ENV);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let text = "apiVersion: avix/v1\nkind: KernelConfig\nspec:\n  gateway: {bind: everywhere}\n  observability: {logLevel: loud}\n";
+        let e = Document::<KernelConfig>::parse(text.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gateway.bind") && e.contains("logLevel"), "{e}");
+    }
+}

@@ -1,0 +1,26 @@
+//! Every wire and file type of Avix, defined once.
+//!
+//! # Layout
+//! - [`name`]: validated identifiers (user, crew and agent names).
+//! - [`time`]: RFC 3339 timestamps and human durations (`8h`, `15m`).
+//! - [`yaml`]: the one YAML entry point, with size caps and located errors.
+//! - [`envelope`]: the `apiVersion`/`kind`/`metadata`/`spec` envelope shared by documents.
+//! - [`role`]: the role ladder `guest < user < operator < admin`.
+//! - [`config`]: the files under `/etc/avix` (users, crews, kernel, llm, auth).
+//! - [`kernel_files`]: the compiled-in documents published under `/kernel`.
+//! - [`status`]: documents the daemon publishes under `/proc`.
+//!
+//! Every document uses camelCase keys (see `docs/decisions.md`).
+
+pub mod config;
+pub mod envelope;
+pub mod kernel_files;
+pub mod name;
+pub mod role;
+pub mod status;
+pub mod time;
+pub mod yaml;
+
+pub use envelope::{API_VERSION, Document, Kind};
+pub use name::{CrewName, NameError, UserName};
+pub use role::Role;
