@@ -1,0 +1,408 @@
+//! Open files. A persistent file opened for writing buffers its changes in a storage
+//! transaction (a temp file for the local driver) and commits them atomically on flush, so a
+//! reader never sees a half-written file and a validated file is checked as a whole. A
+//! synthetic file is rendered once at open, so every read of one open sees the same text; a
+//! write to a control file runs its handler, whose reply later reads return.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use super::{ChangeKind, Stat, Vfs, storage_err};
+use crate::access::{self, Access};
+use crate::caller::Caller;
+use crate::error::VfsError;
+use crate::mount::{Backend, Resolved};
+use crate::path::VfsPath;
+use crate::storage::{EntryKind, Storage, TxnStart, WriteTxn};
+use crate::synthetic::{Found, SynthFile};
+
+/// An open file, as seen by a door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandleId(pub u64);
+
+/// How to open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// For reading.
+    pub read: bool,
+    /// For writing.
+    pub write: bool,
+    /// Start empty (O_TRUNC); takes effect on commit.
+    pub truncate: bool,
+    /// Create if missing (O_CREAT).
+    pub create: bool,
+    /// Fail if it exists (O_EXCL).
+    pub exclusive: bool,
+}
+
+impl OpenOptions {
+    /// Read only.
+    pub fn read() -> Self {
+        Self {
+            read: true,
+            ..Self::default()
+        }
+    }
+
+    /// Write, creating and truncating (what `>` does in a shell).
+    pub fn write_new() -> Self {
+        Self {
+            write: true,
+            truncate: true,
+            create: true,
+            ..Self::default()
+        }
+    }
+}
+
+pub(crate) struct OpenFile {
+    path: VfsPath,
+    caller: Caller,
+    read: bool,
+    kind: Kind,
+}
+
+enum Kind {
+    Persistent {
+        storage: Arc<dyn Storage>,
+        rel: String,
+        write: bool,
+        txn: Option<Box<dyn WriteTxn>>,
+        dirty: bool,
+    },
+    Synthetic {
+        file: Arc<SynthFile>,
+        snapshot: Bytes,
+        reply: Option<Bytes>,
+    },
+}
+
+fn lock(f: &Mutex<OpenFile>) -> MutexGuard<'_, OpenFile> {
+    f.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn slice(data: &Bytes, offset: u64, size: u32) -> Bytes {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(data.len());
+    let end = start.saturating_add(size as usize).min(data.len());
+    data.slice(start..end)
+}
+
+impl Vfs {
+    /// Opens `path`. Permission is checked here, as on Unix; later calls on the handle use
+    /// the identity it was opened with.
+    pub fn open(
+        &self,
+        caller: &Caller,
+        path: &VfsPath,
+        opts: OpenOptions,
+    ) -> Result<(HandleId, Stat), VfsError> {
+        let wants_write = opts.write || opts.truncate;
+        access::check(
+            caller,
+            path,
+            if wants_write {
+                Access::Write
+            } else {
+                Access::Read
+            },
+        )?;
+        let kind = match self.table.resolve(path) {
+            Resolved::Virtual => return Err(VfsError::IsADirectory(path.clone())),
+            Resolved::Nowhere => return Err(VfsError::NotFound(path.clone())),
+            Resolved::Mounted(m, rel) => match &m.backend {
+                Backend::Sealed => return Err(VfsError::IsADirectory(path.clone())),
+                Backend::Synthetic(t) => match t.lookup(rel) {
+                    None if opts.create => {
+                        return Err(VfsError::NotPermitted {
+                            path: path.clone(),
+                            reason: "this tree is written only by the kernel",
+                        });
+                    }
+                    None => return Err(VfsError::NotFound(path.clone())),
+                    Some(Found::Dir { .. }) => return Err(VfsError::IsADirectory(path.clone())),
+                    Some(Found::File { file, owner, .. }) => {
+                        if opts.create && opts.exclusive {
+                            return Err(VfsError::AlreadyExists(path.clone()));
+                        }
+                        let w = file.writers;
+                        if opts.read {
+                            access::check_node(caller, path, owner.as_ref(), w, Access::Read)?;
+                        }
+                        if wants_write {
+                            access::check_node(caller, path, owner.as_ref(), w, Access::Write)?;
+                            if !file.is_control() {
+                                return Err(VfsError::NotPermitted {
+                                    path: path.clone(),
+                                    reason: "this file is read-only",
+                                });
+                            }
+                        }
+                        let snapshot = if opts.read {
+                            (file.render)(caller)?
+                        } else {
+                            Bytes::new()
+                        };
+                        Kind::Synthetic {
+                            file,
+                            snapshot,
+                            reply: None,
+                        }
+                    }
+                },
+                Backend::Storage(s) => {
+                    if rel.is_empty() {
+                        return Err(VfsError::IsADirectory(path.clone()));
+                    }
+                    match s.stat(rel) {
+                        Ok(meta) if meta.kind == EntryKind::Dir => {
+                            return Err(VfsError::IsADirectory(path.clone()));
+                        }
+                        Ok(_) if opts.create && opts.exclusive => {
+                            return Err(VfsError::AlreadyExists(path.clone()));
+                        }
+                        Ok(_) => {}
+                        Err(crate::storage::StorageError::NotFound) if opts.create => {
+                            access::check(caller, path, Access::Write)?;
+                            // The file exists from now on, empty, as after creat(2).
+                            self.check_content(caller, path, b"")?;
+                            s.write(rel, b"").map_err(|e| storage_err(path, e))?;
+                            self.cache.invalidate(path);
+                            self.emit(path, ChangeKind::Created, caller.door);
+                        }
+                        Err(e) => return Err(storage_err(path, e)),
+                    }
+                    let txn = if opts.truncate {
+                        Some(
+                            s.begin_write(rel, TxnStart::Empty)
+                                .map_err(|e| storage_err(path, e))?,
+                        )
+                    } else {
+                        None
+                    };
+                    Kind::Persistent {
+                        storage: s.clone(),
+                        rel: rel.to_owned(),
+                        write: opts.write,
+                        dirty: txn.is_some(),
+                        txn,
+                    }
+                }
+            },
+        };
+        let file = OpenFile {
+            path: path.clone(),
+            caller: caller.clone(),
+            read: opts.read,
+            kind,
+        };
+        let stat = self.stat_open(&file)?;
+        let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, Arc::new(Mutex::new(file)));
+        Ok((HandleId(id), stat))
+    }
+
+    fn handle(&self, h: HandleId) -> Result<Arc<Mutex<OpenFile>>, VfsError> {
+        self.handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&h.0)
+            .cloned()
+            .ok_or(VfsError::BadHandle)
+    }
+
+    fn stat_open(&self, f: &OpenFile) -> Result<Stat, VfsError> {
+        match &f.kind {
+            Kind::Synthetic {
+                file,
+                snapshot,
+                reply,
+            } => {
+                let mut st = self.stat(&f.caller, &f.path)?;
+                st.size = reply.as_ref().unwrap_or(snapshot).len() as u64;
+                if !f.read && reply.is_none() {
+                    // Opened write-only: the rendering was skipped.
+                    st.size = 0;
+                }
+                let _ = file;
+                Ok(st)
+            }
+            Kind::Persistent { txn: Some(t), .. } => {
+                let mut st = self.stat(&Caller::kernel(), &f.path)?;
+                st.size = t.len();
+                Ok(st)
+            }
+            Kind::Persistent { .. } => self.stat(&Caller::kernel(), &f.path),
+        }
+    }
+
+    /// Attributes as seen through an open file (pending size while a write is buffered).
+    pub fn stat_handle(&self, h: HandleId) -> Result<Stat, VfsError> {
+        let f = self.handle(h)?;
+        let f = lock(&f);
+        self.stat_open(&f)
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read_at(&self, h: HandleId, offset: u64, size: u32) -> Result<Bytes, VfsError> {
+        let f = self.handle(h)?;
+        let mut f = lock(&f);
+        let path = f.path.clone();
+        match &mut f.kind {
+            Kind::Synthetic {
+                snapshot, reply, ..
+            } => Ok(slice(reply.as_ref().unwrap_or(snapshot), offset, size)),
+            Kind::Persistent { txn: Some(t), .. } => t
+                .read_at(offset, size as usize)
+                .map_err(|e| storage_err(&path, e)),
+            Kind::Persistent { storage, rel, .. } => {
+                let data = self.read_persistent(storage.as_ref(), &path, rel);
+                match data {
+                    Ok(d) => Ok(slice(&d, offset, size)),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Writes `data` at `offset` (buffered until flush for persistent files; one command for
+    /// control files). Returns the bytes accepted.
+    pub fn write_at(&self, h: HandleId, offset: u64, data: &[u8]) -> Result<usize, VfsError> {
+        let f = self.handle(h)?;
+        let mut f = lock(&f);
+        let path = f.path.clone();
+        let caller = f.caller.clone();
+        match &mut f.kind {
+            Kind::Synthetic { file, reply, .. } => {
+                let on_write = file
+                    .on_write
+                    .as_ref()
+                    .ok_or_else(|| VfsError::NotWritable(path.clone()))?;
+                if let Some(r) = on_write(&caller, data)? {
+                    *reply = Some(r);
+                }
+                Ok(data.len())
+            }
+            Kind::Persistent {
+                write: false,
+                txn: None,
+                ..
+            } => Err(VfsError::NotWritable(path)),
+            Kind::Persistent {
+                storage,
+                rel,
+                txn,
+                dirty,
+                ..
+            } => {
+                let t = match txn {
+                    Some(t) => t,
+                    None => txn.insert(
+                        storage
+                            .begin_write(rel, TxnStart::Existing)
+                            .map_err(|e| storage_err(&path, e))?,
+                    ),
+                };
+                t.write_at(offset, data)
+                    .map_err(|e| storage_err(&path, e))?;
+                *dirty = true;
+                Ok(data.len())
+            }
+        }
+    }
+
+    /// Truncates or extends through an open file (buffered like a write).
+    pub fn set_len(&self, h: HandleId, len: u64) -> Result<(), VfsError> {
+        let f = self.handle(h)?;
+        let mut f = lock(&f);
+        let path = f.path.clone();
+        match &mut f.kind {
+            Kind::Synthetic { .. } => Ok(()),
+            Kind::Persistent {
+                storage,
+                rel,
+                txn,
+                dirty,
+                ..
+            } => {
+                let t = match txn {
+                    Some(t) => t,
+                    None => {
+                        let start = if len == 0 {
+                            TxnStart::Empty
+                        } else {
+                            TxnStart::Existing
+                        };
+                        txn.insert(
+                            storage
+                                .begin_write(rel, start)
+                                .map_err(|e| storage_err(&path, e))?,
+                        )
+                    }
+                };
+                t.set_len(len).map_err(|e| storage_err(&path, e))?;
+                *dirty = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Commits buffered writes, atomically and durably. A guard that refuses the content fails
+    /// the flush (EINVAL) and the file keeps its old content.
+    pub fn flush(&self, h: HandleId) -> Result<(), VfsError> {
+        let f = self.handle(h)?;
+        let mut f = lock(&f);
+        self.commit(&mut f)
+    }
+
+    fn commit(&self, f: &mut OpenFile) -> Result<(), VfsError> {
+        let path = f.path.clone();
+        let caller = f.caller.clone();
+        let Kind::Persistent { txn, dirty, .. } = &mut f.kind else {
+            return Ok(());
+        };
+        if !*dirty {
+            return Ok(());
+        }
+        *dirty = false;
+        let Some(mut t) = txn.take() else {
+            return Ok(());
+        };
+        if self.guard_for(&path).is_some() {
+            if t.len() > super::MAX_GUARDED_BYTES {
+                return Err(self.reject(
+                    &caller,
+                    &path,
+                    format!(
+                        "content is over the {}-byte limit for this file",
+                        super::MAX_GUARDED_BYTES
+                    ),
+                ));
+            }
+            let content = t.contents().map_err(|e| storage_err(&path, e))?;
+            self.check_content(&caller, &path, &content)?;
+        }
+        t.commit().map_err(|e| storage_err(&path, e))?;
+        self.cache.invalidate(&path);
+        self.emit(&path, ChangeKind::Modified, caller.door);
+        Ok(())
+    }
+
+    /// Closes an open file, committing what is still buffered.
+    pub fn release(&self, h: HandleId) -> Result<(), VfsError> {
+        let f = self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&h.0)
+            .ok_or(VfsError::BadHandle)?;
+        let mut f = lock(&f);
+        self.commit(&mut f)
+    }
+}
