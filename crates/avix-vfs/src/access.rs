@@ -109,13 +109,9 @@ pub fn check(caller: &Caller, path: &VfsPath, access: Access) -> Result<(), VfsE
     }
     let second = parts.next();
     match top {
-        "proc" | "kernel" | "tools" => match access {
-            Access::Write => Err(not_permitted(
-                path,
-                "this tree is written only by the kernel",
-            )),
-            _ => Ok(()),
-        },
+        // Synthetic trees: each node carries its own writer rule (see `check_node`); the VFS
+        // refuses every write that does not land on a control file.
+        "proc" | "kernel" | "tools" => Ok(()),
         "etc" => check_etc(caller, path, second, access),
         "bin" => match access {
             Access::Write if caller.is_agent() => {
@@ -199,7 +195,7 @@ fn check_user_tree(
     match access {
         Access::Lookup => Ok(()),
         Access::Read if own || caller.role >= Role::Operator => Ok(()),
-        Access::Write if (own && !third.is_none()) || caller.role == Role::Admin => Ok(()),
+        Access::Write if (own && third.is_some()) || caller.role == Role::Admin => Ok(()),
         Access::Write if own => Err(denied(
             path,
             "a user's home directory itself is managed by admins",
@@ -321,9 +317,10 @@ mod tests {
     fn proc_and_kernel_are_kernel_written() {
         let admin = who("boss", Role::Admin);
         assert!(ok(&admin, "/proc/status.yaml", Access::Read));
-        let e = check(&admin, &VfsPath::parse("/proc/x").unwrap(), Access::Write).unwrap_err();
+        // Writes are decided per node (control files); see `check_node` and the VFS tests.
+        let p = VfsPath::parse("/proc/x").unwrap();
+        let e = check_node(&admin, &p, None, Writers::Nobody, Access::Write).unwrap_err();
         assert_eq!(e.errno(), libc::EPERM);
-        assert!(!ok(&admin, "/kernel/limits/agent.yaml", Access::Write));
         assert!(ok(&Caller::kernel(), "/proc/x", Access::Write));
     }
 

@@ -189,6 +189,13 @@ fn path_owner(path: &VfsPath) -> Option<UserName> {
     }
 }
 
+fn kernel_only(path: &VfsPath) -> VfsError {
+    VfsError::NotPermitted {
+        path: path.clone(),
+        reason: "this tree is written only by the kernel",
+    }
+}
+
 fn dir_stat(mode: u16, owner: Option<UserName>, mtime: SystemTime, synthetic: bool) -> Stat {
     Stat {
         kind: EntryKind::Dir,
@@ -535,12 +542,9 @@ impl Vfs {
                     self.emit(path, kind, caller.door);
                     Ok(None)
                 }
-                Backend::Synthetic(t) => match t
-                    .lookup(rel)
-                    .ok_or_else(|| VfsError::NotFound(path.clone()))?
-                {
-                    Found::Dir { .. } => Err(VfsError::IsADirectory(path.clone())),
-                    Found::File { file, owner, .. } => {
+                Backend::Synthetic(t) => match t.lookup(rel) {
+                    None | Some(Found::Dir { .. }) => Err(kernel_only(path)),
+                    Some(Found::File { file, owner, .. }) => {
                         access::check_node(
                             caller,
                             path,
@@ -579,10 +583,10 @@ impl Vfs {
                     reason: "a mount point cannot be changed",
                 }),
                 Backend::Storage(s) => Ok((s, rel, &m.prefix)),
-                Backend::Synthetic(_) | Backend::Sealed => Err(VfsError::Unsupported {
-                    path: path.clone(),
-                    what,
-                }),
+                Backend::Synthetic(_) | Backend::Sealed => {
+                    tracing::debug!(%path, what, "refused in a kernel tree");
+                    Err(kernel_only(path))
+                }
             },
         }
     }
@@ -632,22 +636,25 @@ impl Vfs {
         if mount_from != mount_to {
             return Err(VfsError::CrossDevice(to.clone()));
         }
+        let meta = s.stat(rel_from).map_err(|e| storage_err(from, e))?;
         if from == to {
-            return s.stat(rel_from).map(drop).map_err(|e| storage_err(from, e));
+            return Ok(());
         }
-        if to.starts_with(from) {
+        if meta.kind == EntryKind::Dir && to.starts_with(from) {
+            // As on Linux, a missing target parent is reported first.
+            let parent = rel_to.rfind('/').map_or("", |i| &rel_to[..i]);
+            if s.stat(parent).map_err(|e| storage_err(to, e))?.kind != EntryKind::Dir {
+                return Err(VfsError::NotADirectory(to.clone()));
+            }
             return Err(VfsError::InvalidInput {
                 path: to.clone(),
                 reason: "cannot move a directory into itself".into(),
             });
         }
         self.check_remove(caller, from)?;
-        if self.guard_for(to).is_some() {
-            let meta = s.stat(rel_from).map_err(|e| storage_err(from, e))?;
-            if meta.kind == EntryKind::File {
-                let content = s.read(rel_from).map_err(|e| storage_err(from, e))?;
-                self.check_content(caller, to, &content)?;
-            }
+        if self.guard_for(to).is_some() && meta.kind == EntryKind::File {
+            let content = s.read(rel_from).map_err(|e| storage_err(from, e))?;
+            self.check_content(caller, to, &content)?;
         }
         s.rename(rel_from, rel_to).map_err(|e| storage_err(to, e))?;
         self.cache.invalidate_tree(from);
@@ -661,14 +668,20 @@ impl Vfs {
         access::check(caller, path, Access::Write)?;
         if let Resolved::Mounted(
             Mount {
-                backend: Backend::Synthetic(_),
+                backend: Backend::Synthetic(t),
                 ..
             },
-            _,
+            rel,
         ) = self.table.resolve(path)
         {
-            // Truncating a control file (`echo cmd > ctl` sends O_TRUNC first) is a no-op.
-            return self.stat(caller, path).map(drop);
+            // Truncating a control file (`echo cmd > ctl` sends O_TRUNC first) is a no-op for
+            // whoever may write it; anything else here is the kernel's.
+            return match t.lookup(rel) {
+                Some(Found::File { file, owner, .. }) if file.is_control() => {
+                    access::check_node(caller, path, owner.as_ref(), file.writers, Access::Write)
+                }
+                _ => Err(kernel_only(path)),
+            };
         }
         let (s, rel, _) = self.storage_target(path, "truncate")?;
         if s.stat(rel).map_err(|e| storage_err(path, e))?.kind == EntryKind::Dir {

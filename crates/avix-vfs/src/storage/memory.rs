@@ -225,6 +225,9 @@ struct MemTxn {
 
 impl WriteTxn for MemTxn {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        if data.is_empty() {
+            return Ok(());
+        }
         let off = usize::try_from(offset)
             .map_err(|_| StorageError::Io(std::io::Error::from_raw_os_error(libc::EFBIG)))?;
         let end = off + data.len();
@@ -291,6 +294,6 @@ mod tests {
             s.write("nope/f", b""),
             Err(StorageError::NotFound)
         ));
-        assert!(matches!(s.rename("c", "c/b/x"), Err(_)));
+        assert!(s.rename("c", "c/b/x").is_err());
     }
 }
