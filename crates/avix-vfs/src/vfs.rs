@@ -422,6 +422,48 @@ impl Vfs {
         }
     }
 
+    /// Checks, without doing anything, whether `caller` may read and/or write `path`
+    /// (what `access(2)` asks).
+    pub fn check_access(
+        &self,
+        caller: &Caller,
+        path: &VfsPath,
+        read: bool,
+        write: bool,
+    ) -> Result<(), VfsError> {
+        let st = self.stat(caller, path)?;
+        for (wanted, a) in [(read, Access::Read), (write, Access::Write)] {
+            if !wanted {
+                continue;
+            }
+            access::check(caller, path, a)?;
+            if let Resolved::Mounted(
+                Mount {
+                    backend: Backend::Synthetic(t),
+                    ..
+                },
+                rel,
+            ) = self.table.resolve(path)
+            {
+                match t.lookup(rel) {
+                    Some(Found::File { file, owner, .. }) => {
+                        access::check_node(caller, path, owner.as_ref(), file.writers, a)?;
+                        if a == Access::Write && !file.is_control() {
+                            return Err(kernel_only(path));
+                        }
+                    }
+                    Some(Found::Dir { .. }) if a == Access::Write => return Err(kernel_only(path)),
+                    _ => {}
+                }
+            }
+            if a == Access::Write && matches!(self.table.resolve(path), Resolved::Virtual) {
+                return Err(kernel_only(path));
+            }
+        }
+        let _ = st;
+        Ok(())
+    }
+
     /// The whole content of a file.
     pub fn read(&self, caller: &Caller, path: &VfsPath) -> Result<Bytes, VfsError> {
         access::check(caller, path, Access::Read)?;

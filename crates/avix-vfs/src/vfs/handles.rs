@@ -75,7 +75,10 @@ enum Kind {
     Synthetic {
         file: Arc<SynthFile>,
         snapshot: Bytes,
-        reply: Option<Bytes>,
+        /// The last reply and the file position right after the write that produced it: a
+        /// script that wrote a request reads on from there (`cat <&3`), a fresh `pread` at 0
+        /// reads it from the start.
+        reply: Option<(Bytes, u64)>,
     },
 }
 
@@ -225,7 +228,7 @@ impl Vfs {
                 reply,
             } => {
                 let mut st = self.stat(&f.caller, &f.path)?;
-                st.size = reply.as_ref().unwrap_or(snapshot).len() as u64;
+                st.size = reply.as_ref().map_or(snapshot, |(r, _)| r).len() as u64;
                 if !f.read && reply.is_none() {
                     // Opened write-only: the rendering was skipped.
                     st.size = 0;
@@ -256,8 +259,21 @@ impl Vfs {
         let path = f.path.clone();
         match &mut f.kind {
             Kind::Synthetic {
-                snapshot, reply, ..
-            } => Ok(slice(reply.as_ref().unwrap_or(snapshot), offset, size)),
+                snapshot,
+                reply: None,
+                ..
+            } => Ok(slice(snapshot, offset, size)),
+            Kind::Synthetic {
+                reply: Some((r, base)),
+                ..
+            } => {
+                let at = if offset >= *base {
+                    offset - *base
+                } else {
+                    offset
+                };
+                Ok(slice(r, at, size))
+            }
             Kind::Persistent { txn: Some(t), .. } => t
                 .read_at(offset, size as usize)
                 .map_err(|e| storage_err(&path, e)),
@@ -285,7 +301,7 @@ impl Vfs {
                     .as_ref()
                     .ok_or_else(|| VfsError::NotWritable(path.clone()))?;
                 if let Some(r) = on_write(&caller, data)? {
-                    *reply = Some(r);
+                    *reply = Some((r, offset + data.len() as u64));
                 }
                 Ok(data.len())
             }
