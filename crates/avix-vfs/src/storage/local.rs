@@ -8,7 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -175,18 +175,22 @@ impl Storage for LocalStorage {
 
     fn begin_write(&self, rel: &str, start: TxnStart) -> Result<Box<dyn WriteTxn>, StorageError> {
         let target = self.abs(rel);
-        match fs::symlink_metadata(&target) {
+        // A replaced file keeps its permission bits (auth.conf stays 0600).
+        let mode = match fs::symlink_metadata(&target) {
             Ok(m) if m.is_dir() => return Err(StorageError::IsADirectory),
-            Ok(_) | Err(_) => {}
-        }
+            Ok(m) => m.permissions().mode() & 0o777,
+            Err(_) => 0o644,
+        };
         let dir = parent_of(&target).to_path_buf();
         let tmp = dir.join(temp_name());
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .open(&tmp)?;
+        // The umask may have narrowed `mode`; set it exactly.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
         let mut txn = LocalTxn {
             file: None,
             tmp,
@@ -389,6 +393,24 @@ mod tests {
         }
         assert_eq!(&s.read("f").unwrap()[..], b"old");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn replacing_a_file_keeps_its_mode() {
+        let (d, s) = store();
+        s.write("secret.conf", b"a").unwrap();
+        std::fs::set_permissions(
+            d.path().join("secret.conf"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        s.write("secret.conf", b"b").unwrap();
+        let mode = fs::metadata(d.path().join("secret.conf"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -70,7 +70,12 @@ enum Kind {
         rel: String,
         write: bool,
         txn: Option<Box<dyn WriteTxn>>,
+        /// Something is pending (an O_TRUNC at open counts).
         dirty: bool,
+        /// A write or truncate arrived since the last commit. A flush before any write (the
+        /// `dup2` + `close` a shell does around a redirection) must not commit the bare
+        /// truncation: that is left to the last close.
+        written: bool,
     },
     Synthetic {
         file: Arc<SynthFile>,
@@ -191,6 +196,7 @@ impl Vfs {
                         rel: rel.to_owned(),
                         write: opts.write,
                         dirty: txn.is_some(),
+                        written: false,
                         txn,
                     }
                 }
@@ -315,6 +321,7 @@ impl Vfs {
                 rel,
                 txn,
                 dirty,
+                written,
                 ..
             } => {
                 let t = match txn {
@@ -328,6 +335,7 @@ impl Vfs {
                 t.write_at(offset, data)
                     .map_err(|e| storage_err(&path, e))?;
                 *dirty = true;
+                *written = true;
                 Ok(data.len())
             }
         }
@@ -374,19 +382,28 @@ impl Vfs {
     pub fn flush(&self, h: HandleId) -> Result<(), VfsError> {
         let f = self.handle(h)?;
         let mut f = lock(&f);
-        self.commit(&mut f)
+        self.commit(&mut f, false)
     }
 
-    fn commit(&self, f: &mut OpenFile) -> Result<(), VfsError> {
+    /// Commits what is pending; `last` is the final close, which also commits a truncation
+    /// nobody wrote after.
+    fn commit(&self, f: &mut OpenFile, last: bool) -> Result<(), VfsError> {
         let path = f.path.clone();
         let caller = f.caller.clone();
-        let Kind::Persistent { txn, dirty, .. } = &mut f.kind else {
+        let Kind::Persistent {
+            txn,
+            dirty,
+            written,
+            ..
+        } = &mut f.kind
+        else {
             return Ok(());
         };
-        if !*dirty {
+        if !*dirty || (!last && !*written) {
             return Ok(());
         }
         *dirty = false;
+        *written = false;
         let Some(mut t) = txn.take() else {
             return Ok(());
         };
@@ -410,6 +427,27 @@ impl Vfs {
         Ok(())
     }
 
+    /// Commits every buffered write of every open file (daemon shutdown). Returns how many
+    /// commits failed; each failure is logged.
+    pub fn flush_all(&self) -> usize {
+        let open: Vec<Arc<Mutex<OpenFile>>> = self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut failed = 0;
+        for f in open {
+            let mut f = lock(&f);
+            if let Err(e) = self.commit(&mut f, true) {
+                tracing::warn!(error = %e, "buffered write lost at shutdown");
+                failed += 1;
+            }
+        }
+        failed
+    }
+
     /// Closes an open file, committing what is still buffered.
     pub fn release(&self, h: HandleId) -> Result<(), VfsError> {
         let f = self
@@ -419,6 +457,6 @@ impl Vfs {
             .remove(&h.0)
             .ok_or(VfsError::BadHandle)?;
         let mut f = lock(&f);
-        self.commit(&mut f)
+        self.commit(&mut f, true)
     }
 }

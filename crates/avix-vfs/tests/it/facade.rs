@@ -370,3 +370,21 @@ fn path_errors_are_clear() {
     assert_eq!(e.errno(), libc::ENOENT);
     assert_eq!(e.to_string(), "/nowhere: no such file or directory");
 }
+
+#[test]
+fn a_flush_before_any_write_does_not_commit_the_truncation() {
+    // What a shell does for `cmd > file`: open with O_TRUNC, dup2, close (a flush), write,
+    // close. The first flush must not publish an empty file, nor feed it to a guard.
+    let l = layout(true);
+    let admin = user("boss", Role::Admin);
+    let f = p("/etc/avix/keep.yaml");
+    let before = l.vfs.rejections();
+    let (h, _) = l.vfs.open(&admin, &f, OpenOptions::write_new()).unwrap();
+    l.vfs.flush(h).unwrap();
+    assert_eq!(&l.vfs.read(&admin, &f).unwrap()[..], b"ok: 1");
+    l.vfs.write_at(h, 0, b"ok: 9").unwrap();
+    l.vfs.flush(h).unwrap();
+    l.vfs.release(h).unwrap();
+    assert_eq!(&l.vfs.read(&admin, &f).unwrap()[..], b"ok: 9");
+    assert_eq!(l.vfs.rejections(), before);
+}

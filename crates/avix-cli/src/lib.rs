@@ -1,0 +1,217 @@
+//! The `avix` command line: clap structures, turned into validated options for the server,
+//! client and packaging libraries.
+//!
+//! # Layout
+//! - [`Args`] and its subcommands: what the user typed.
+//! - [`run`]: dispatch to the libraries.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use avix_proto::config::kernel::{MasterKeySource, Mode};
+use avix_proto::{Role, UserName};
+use avix_server::init::{CredentialType, InitOptions};
+use avix_server::start::{MountChoice, StartOptions};
+use clap::{Parser, Subcommand, ValueEnum};
+use zeroize::Zeroizing;
+
+/// Avix: an agent operating system. Agents are processes, the LLM is the CPU, and everything
+/// is a file.
+#[derive(Debug, Parser)]
+#[command(name = "avix", version, propagate_version = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run and administer a daemon on this machine.
+    #[command(subcommand)]
+    Server(ServerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCommand {
+    /// Configuration of a runtime root.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Start the daemon in the foreground (stop it with Ctrl-C or SIGTERM).
+    Start(StartArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Create a runtime root: configuration, master key, first user and data trees.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Operator,
+    User,
+    Guest,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CredentialArg {
+    #[value(name = "api_key", alias = "api-key")]
+    ApiKey,
+    Password,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Gui,
+    Cli,
+    Headless,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeySourceArg {
+    Env,
+    File,
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// The runtime root to create.
+    #[arg(long, env = "AVIX_ROOT")]
+    root: PathBuf,
+    /// The first user.
+    #[arg(long, default_value = "admin")]
+    user: String,
+    /// The first user's role.
+    #[arg(long, value_enum, default_value = "admin")]
+    role: RoleArg,
+    /// How the first user logs in.
+    #[arg(long, value_enum, default_value = "api_key")]
+    credential_type: CredentialArg,
+    /// Deployment mode: decides where the master key lives and what ATP may bind.
+    #[arg(long, value_enum, default_value = "cli")]
+    mode: ModeArg,
+    /// Use this API key (at least 32 characters) instead of generating one.
+    #[arg(long, conflicts_with = "password")]
+    api_key: Option<String>,
+    /// Use this password instead of prompting (visible in `ps`; prefer AVIX_PASSWORD).
+    #[arg(long)]
+    password: Option<String>,
+    /// Where the master key lives: a 0600 file under ROOT/etc, or $AVIX_MASTER_KEY.
+    /// Default: file in cli and gui mode, env in headless mode.
+    #[arg(long, value_enum)]
+    master_key_source: Option<KeySourceArg>,
+    /// The host uid whose calls through the FUSE mount act as this user
+    /// (default: $SUDO_UID, else your uid).
+    #[arg(long)]
+    host_uid: Option<u32>,
+    /// Never prompt (fail instead).
+    #[arg(long)]
+    non_interactive: bool,
+    /// Re-create the configuration of an initialised root (data is never touched).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct StartArgs {
+    /// The runtime root.
+    #[arg(long, env = "AVIX_ROOT")]
+    root: PathBuf,
+    /// ATP port (default: kernel.yaml, 9142).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Where to mount the VFS (default: ROOT/mnt).
+    #[arg(long, conflicts_with = "no_mount")]
+    mount: Option<PathBuf>,
+    /// Do not mount the VFS.
+    #[arg(long)]
+    no_mount: bool,
+    /// error, warn, info, debug or trace (default: kernel.yaml, info).
+    #[arg(long, value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
+    log_level: Option<String>,
+}
+
+fn default_host_uid() -> u32 {
+    std::env::var("SUDO_UID")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions.
+            unsafe { libc::getuid() }
+        })
+}
+
+fn init(a: InitArgs) -> anyhow::Result<()> {
+    let opts = InitOptions {
+        root: a.root,
+        user: UserName::new(a.user).context("--user")?,
+        role: match a.role {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::User => Role::User,
+            RoleArg::Guest => Role::Guest,
+        },
+        credential_type: match a.credential_type {
+            CredentialArg::ApiKey => CredentialType::ApiKey,
+            CredentialArg::Password => CredentialType::Password,
+        },
+        mode: match a.mode {
+            ModeArg::Gui => Mode::Gui,
+            ModeArg::Cli => Mode::Cli,
+            ModeArg::Headless => Mode::Headless,
+        },
+        api_key: a.api_key.map(Zeroizing::new),
+        password: a.password.map(Zeroizing::new),
+        master_key_source: a.master_key_source.map(|s| match s {
+            KeySourceArg::Env => MasterKeySource::Env,
+            KeySourceArg::File => MasterKeySource::File,
+        }),
+        host_uid: a.host_uid.unwrap_or_else(default_host_uid),
+        non_interactive: a.non_interactive,
+        force: a.force,
+    };
+    let report = avix_server::init::run(&opts)?;
+    print!("{}", report.render());
+    Ok(())
+}
+
+fn start(a: StartArgs) -> anyhow::Result<()> {
+    let mount = match (a.no_mount, a.mount) {
+        (true, _) => MountChoice::None,
+        (false, Some(p)) => MountChoice::At(p),
+        (false, None) => MountChoice::Default,
+    };
+    avix_server::start::start(&StartOptions {
+        root: a.root,
+        port: a.port,
+        mount,
+        log_level: a.log_level,
+    })?;
+    Ok(())
+}
+
+/// An error and its causes on one line, each cause shown once (library messages often
+/// already include their source's text).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Runs a parsed command line.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Server(ServerCommand::Config(ConfigCommand::Init(a))) => init(a),
+        Command::Server(ServerCommand::Start(a)) => start(a),
+    }
+}

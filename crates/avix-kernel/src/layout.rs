@@ -1,0 +1,148 @@
+//! Where things live under the runtime root (`ROOT`). The only path Avix needs at boot; every
+//! tree derives from it.
+//!
+//! ```text
+//! ROOT/etc/            /etc/avix   auth.conf users.yaml crews.yaml kernel.yaml llm.yaml (master.key)
+//! ROOT/data/bin/       /bin
+//! ROOT/data/users/     /users
+//! ROOT/data/services/  /services
+//! ROOT/data/crews/     /crews
+//! ROOT/data/secrets/   /secrets    (sealed: never visible through the VFS)
+//! ROOT/run/            pid file, sockets
+//! ROOT/logs/           daemon logs
+//! ROOT/mnt/            default mount point
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use avix_vfs::VfsPath;
+
+/// The persistent trees: VFS prefix and directory under `ROOT/data` (or `ROOT/etc`).
+pub const PERSISTENT_TREES: [(&str, &str); 5] = [
+    ("/etc/avix", "etc"),
+    ("/bin", "data/bin"),
+    ("/users", "data/users"),
+    ("/services", "data/services"),
+    ("/crews", "data/crews"),
+];
+
+/// Paths under one runtime root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootLayout {
+    root: PathBuf,
+}
+
+impl RootLayout {
+    /// The layout of `root` (not checked).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `ROOT/etc`.
+    pub fn etc(&self) -> PathBuf {
+        self.root.join("etc")
+    }
+
+    /// A file in `ROOT/etc`.
+    pub fn etc_file(&self, name: &str) -> PathBuf {
+        self.etc().join(name)
+    }
+
+    /// `ROOT/data`.
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// `ROOT/data/secrets`.
+    pub fn secrets(&self) -> PathBuf {
+        self.data().join("secrets")
+    }
+
+    /// `ROOT/run`.
+    pub fn run(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// The daemon's pid file (also its lock).
+    pub fn pid_file(&self) -> PathBuf {
+        self.run().join("avix.pid")
+    }
+
+    /// `ROOT/logs`.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// The default mount point, `ROOT/mnt`.
+    pub fn default_mount(&self) -> PathBuf {
+        self.root.join("mnt")
+    }
+
+    /// Host directories of the persistent trees with their VFS prefixes.
+    pub fn trees(&self) -> Vec<(VfsPath, PathBuf)> {
+        PERSISTENT_TREES
+            .iter()
+            .filter_map(|(vfs, dir)| Some((VfsPath::parse(vfs).ok()?, self.root.join(dir))))
+            .collect()
+    }
+
+    /// The VFS path of a host path under a persistent tree, if it is one.
+    pub fn vfs_path_of(&self, host: &Path) -> Option<VfsPath> {
+        for (prefix, dir) in self.trees() {
+            if let Ok(rest) = host.strip_prefix(&dir) {
+                let rest = rest.to_str()?;
+                return if rest.is_empty() {
+                    Some(prefix)
+                } else {
+                    VfsPath::parse(&format!("{prefix}/{rest}")).ok()
+                };
+            }
+        }
+        None
+    }
+
+    /// Every directory `config init` creates.
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.trees().into_iter().map(|(_, d)| d).collect();
+        dirs.extend([
+            self.secrets(),
+            self.run(),
+            self.logs(),
+            self.default_mount(),
+        ]);
+        dirs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_host_paths_to_vfs_paths() {
+        let l = RootLayout::new("/r");
+        assert_eq!(
+            l.vfs_path_of(Path::new("/r/etc/users.yaml"))
+                .unwrap()
+                .as_str(),
+            "/etc/avix/users.yaml"
+        );
+        assert_eq!(
+            l.vfs_path_of(Path::new("/r/data/users/a/x"))
+                .unwrap()
+                .as_str(),
+            "/users/a/x"
+        );
+        assert_eq!(
+            l.vfs_path_of(Path::new("/r/data/bin")).unwrap().as_str(),
+            "/bin"
+        );
+        assert!(l.vfs_path_of(Path::new("/r/data/secrets/a")).is_none());
+        assert!(l.vfs_path_of(Path::new("/elsewhere")).is_none());
+    }
+}

@@ -1,0 +1,80 @@
+//! The system's own synthetic files: the compiled-in `/kernel/defaults/*` and
+//! `/kernel/limits/*` documents, and `/proc/status.yaml`.
+
+use std::sync::{Arc, Weak};
+
+use avix_proto::Document;
+use avix_proto::kernel_files::{AgentDefaults, AgentLimits, PipeDefaults};
+use avix_proto::status::{StatusCounts, SystemStatus};
+use avix_vfs::{SynthFile, VfsError, VfsPath};
+use bytes::Bytes;
+
+use crate::Kernel;
+
+/// The Avix version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn yaml<S: avix_proto::Kind>(spec: S) -> Bytes {
+    Document::new(spec)
+        .to_yaml()
+        .map(Bytes::from)
+        .unwrap_or_default()
+}
+
+/// Publishes the kernel's synthetic files.
+pub(crate) fn publish(kernel: &Arc<Kernel>) {
+    let vfs = kernel.vfs();
+    let files = [
+        (
+            "/kernel/defaults/agent.yaml",
+            yaml(AgentDefaults::default()),
+        ),
+        ("/kernel/defaults/pipe.yaml", yaml(PipeDefaults::default())),
+        ("/kernel/limits/agent.yaml", yaml(AgentLimits::default())),
+    ];
+    for (p, content) in files {
+        if let Ok(p) = VfsPath::parse(p)
+            && let Err(e) = vfs.publish(&p, SynthFile::fixed(content))
+        {
+            tracing::error!(path = %p, error = %e, "cannot publish a kernel file");
+        }
+    }
+    let weak = Arc::downgrade(kernel);
+    if let Ok(p) = VfsPath::parse("/proc/status.yaml") {
+        let _ = vfs.publish(&p, SynthFile::computed(move |_| render_status(&weak)));
+    }
+}
+
+/// The status document of a live kernel.
+pub fn status(kernel: &Kernel) -> SystemStatus {
+    let config = kernel.config().get();
+    let info = kernel.runtime_info();
+    SystemStatus {
+        version: VERSION.to_owned(),
+        pid: std::process::id(),
+        started_at: kernel.started_at,
+        uptime_secs: kernel.started().elapsed().as_secs(),
+        boot_ms: info.boot_ms,
+        root: kernel.layout().root().display().to_string(),
+        mount_point: info.mount_point,
+        atp_address: info.atp_address,
+        mode: config.kernel.mode.as_str().to_owned(),
+        counts: StatusCounts {
+            users: config.users.users.len() as u64,
+            crews: config.crews.crews.len() as u64,
+            identities: config.auth.identities.len() as u64,
+            mounts: kernel.vfs().mounts().len() as u64,
+            agents: 0,
+            open_files: kernel.vfs().open_files() as u64,
+            config_reloads: kernel.config().reloads(),
+            config_rejections: kernel.vfs().rejections() + kernel.config().failed_reloads(),
+        },
+    }
+}
+
+fn render_status(kernel: &Weak<Kernel>) -> Result<Bytes, VfsError> {
+    let k = kernel
+        .upgrade()
+        .ok_or(VfsError::NotFound(VfsPath::root()))?;
+    Ok(yaml(status(&k)))
+}

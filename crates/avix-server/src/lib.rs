@@ -1,0 +1,16 @@
+//! The daemon and its administration: `avix server config init` and `avix server start`.
+//!
+//! # Layout
+//! - [`init`]: creates a runtime root (configuration, keys, data trees).
+//! - [`start`]: boots the daemon: kernel, FUSE mount, ATP listener, signals, shutdown.
+//! - [`pidfile`]: one daemon per root.
+//! - [`watch`]: picks up edits made on the host disk.
+//! - [`fsutil`]: atomic, durable file writes with exact modes.
+//!
+//! This crate composes the kernel with its doors; it is the only one that knows them all.
+
+pub mod fsutil;
+pub mod init;
+pub mod pidfile;
+pub mod start;
+pub mod watch;

@@ -1,0 +1,333 @@
+//! `avix server start`: boots the daemon and runs it until SIGINT or SIGTERM.
+//!
+//! Phases (each logged with its time):
+//! 0. single-threaded preparation: root and configuration present, master key loaded (and
+//!    removed from the environment), pid lock taken, mount point checked (a stale mount left
+//!    by a crash is detached), mount guard started;
+//! 1. kernel boot: configuration checked against the master key, VFS built, synthetic files
+//!    published;
+//! 2. doors: ATP listener bound, FUSE mounted, disk watcher started;
+//!
+//! Then `ready in N ms`.
+//!
+//! Shutdown: stop the listener, commit buffered writes, unmount, tell the guard, remove the
+//! pid file, exit 0.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use avix_auth::{MasterKey, MasterKeyError};
+use avix_fuse::guard::MountGuard;
+use avix_fuse::{Identities, MountError, MountPointState};
+use avix_kernel::config::{ConfigError, ConfigStore, load_master_key, read_kernel_config};
+use avix_kernel::layout::RootLayout;
+use avix_kernel::{BootError, Kernel, RuntimeInfo};
+use avix_proto::UserName;
+use avix_proto::config::kernel::{KernelConfig, MasterKeySource, Mode};
+use avix_vfs::Caller;
+use tokio_util::sync::CancellationToken;
+
+use crate::pidfile::{PidError, PidLock};
+
+/// Where to mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountChoice {
+    /// `ROOT/mnt` (created if missing).
+    Default,
+    /// This directory (must exist).
+    At(PathBuf),
+    /// Do not mount.
+    None,
+}
+
+/// What `avix server start` was asked.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// The runtime root.
+    pub root: PathBuf,
+    /// ATP port (overrides kernel.yaml).
+    pub port: Option<u16>,
+    /// Mount point.
+    pub mount: MountChoice,
+    /// Log level (overrides kernel.yaml).
+    pub log_level: Option<String>,
+}
+
+/// Why the daemon did not start (or stopped badly).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No runtime root there.
+    #[error(
+        "{root} is not initialised ({path} not found): run `avix server config init --root {root}` first"
+    )]
+    NotInitialised {
+        /// The root.
+        root: String,
+        /// The missing file.
+        path: String,
+    },
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Master key problem.
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
+    /// Another daemon.
+    #[error(transparent)]
+    Pid(#[from] PidError),
+    /// Mount point problem.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// Listener problem.
+    #[error(transparent)]
+    Bind(#[from] avix_gateway::BindError),
+    /// Kernel boot problem.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// A refused setting.
+    #[error("{0}")]
+    Policy(String),
+    /// Anything else.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Sets up logging to stderr at `level` (`RUST_LOG` refines it).
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},fuser=warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Maps host uids through the configuration in force.
+struct ConfigIdentities(Arc<ConfigStore>);
+
+impl Identities for ConfigIdentities {
+    fn caller(&self, host_uid: u32) -> Option<Caller> {
+        self.0.caller_for_host_uid(host_uid)
+    }
+    fn host_uid(&self, user: &UserName) -> Option<u32> {
+        self.0.host_uid_of(user)
+    }
+}
+
+/// Everything phase 0 sets up.
+struct Prepared {
+    layout: RootLayout,
+    kernel_config: KernelConfig,
+    master: MasterKey,
+    pid: PidLock,
+    mount_point: Option<PathBuf>,
+    guard: Option<MountGuard>,
+    port: u16,
+}
+
+/// Phase 0. Runs before any thread exists (the environment is edited here).
+fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
+    let layout = RootLayout::new(&opts.root);
+    let auth = layout.etc_file("auth.conf");
+    if !auth.exists() {
+        return Err(StartError::NotInitialised {
+            root: opts.root.display().to_string(),
+            path: auth.display().to_string(),
+        });
+    }
+    let kernel_config = read_kernel_config(&layout)?;
+    init_logging(
+        opts.log_level
+            .as_deref()
+            .unwrap_or(&kernel_config.observability.log_level),
+    );
+    let master = load_master_key(&layout, &kernel_config)?;
+    if kernel_config.secrets.master_key.source == MasterKeySource::Env {
+        // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+        unsafe { std::env::remove_var(&kernel_config.secrets.master_key.env_var) };
+    }
+    let pid = PidLock::acquire(&layout.pid_file(), layout.root())?;
+
+    let mount_point = match &opts.mount {
+        MountChoice::None => None,
+        MountChoice::At(p) => Some(p.clone()),
+        MountChoice::Default => {
+            let p = layout.default_mount();
+            if avix_fuse::probe_mount_point(&p) == MountPointState::Missing {
+                std::fs::create_dir_all(&p).map_err(|source| StartError::Io {
+                    what: "cannot create the default mount point",
+                    source,
+                })?;
+            }
+            Some(p)
+        }
+    };
+    if let Some(mp) = &mount_point {
+        // Fail before booting anything if the mount cannot succeed; a stale mount is cleaned
+        // by `mount` itself.
+        let shown = mp.display().to_string();
+        match avix_fuse::probe_mount_point(mp) {
+            MountPointState::Free | MountPointState::Stale => {}
+            MountPointState::Missing => return Err(MountError::Missing(shown).into()),
+            MountPointState::NotADirectory => return Err(MountError::NotADirectory(shown).into()),
+            MountPointState::Busy { fstype, source } => {
+                return Err(MountError::Busy {
+                    path: shown,
+                    fstype,
+                    origin: source,
+                }
+                .into());
+            }
+        }
+    }
+    let guard = match &mount_point {
+        Some(mp) => Some(MountGuard::spawn(mp).map_err(|source| StartError::Io {
+            what: "cannot start the mount guard",
+            source,
+        })?),
+        None => None,
+    };
+    let port = opts.port.unwrap_or(kernel_config.gateway.port);
+    Ok(Prepared {
+        layout,
+        kernel_config,
+        master,
+        pid,
+        mount_point,
+        guard,
+        port,
+    })
+}
+
+fn listen_addr(cfg: &KernelConfig, port: u16) -> Result<SocketAddr, StartError> {
+    let ip: IpAddr = cfg.gateway.bind.parse().map_err(|_| {
+        StartError::Policy(format!(
+            "gateway.bind {:?} in kernel.yaml is not an IP address",
+            cfg.gateway.bind
+        ))
+    })?;
+    if !ip.is_loopback() && cfg.mode != Mode::Headless && !cfg.gateway.allow_remote {
+        return Err(StartError::Policy(format!(
+            "refusing to listen on {ip} in {} mode: ATP binds loopback unless kernel.yaml sets mode: headless or gateway.allowRemote: true",
+            cfg.mode.as_str()
+        )));
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Runs the daemon until a signal stops it.
+pub fn start(opts: &StartOptions) -> Result<(), StartError> {
+    let t0 = Instant::now();
+    let p = prepare(opts)?;
+    tracing::info!(root = %p.layout.root().display(), elapsed_ms = t0.elapsed().as_millis() as u64, "phase 0: root, keys and lock ready");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("avix-rt")
+        .enable_all()
+        .build()
+        .map_err(|source| StartError::Io {
+            what: "cannot start the async runtime",
+            source,
+        })?;
+    runtime.block_on(run(p, t0))
+}
+
+async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
+    let Prepared {
+        layout,
+        kernel_config,
+        master,
+        pid,
+        mount_point,
+        guard,
+        port,
+    } = p;
+    let addr = listen_addr(&kernel_config, port)?;
+    let listener = avix_gateway::bind(addr).await?;
+    let kernel = Kernel::boot(layout, &master)?;
+    drop(master);
+    tracing::info!(
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "phase 1: kernel booted"
+    );
+
+    let mounted = match &mount_point {
+        Some(mp) => {
+            let ids: Arc<dyn Identities> = Arc::new(ConfigIdentities(kernel.config().clone()));
+            Some(avix_fuse::mount(kernel.vfs().clone(), ids, mp, 2)?)
+        }
+        None => None,
+    };
+    let watcher = match crate::watch::start(&kernel) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "disk watcher unavailable: edits made on disk are seen only after a restart");
+            None
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(avix_gateway::serve(
+        listener,
+        kernel.clone(),
+        shutdown.clone(),
+    ));
+    let boot_ms = t0.elapsed().as_millis() as u64;
+    kernel.set_runtime_info(RuntimeInfo {
+        mount_point: mount_point.as_ref().map(|m| m.display().to_string()),
+        atp_address: Some(addr.to_string()),
+        boot_ms,
+    });
+    tracing::info!(
+        mount = %mount_point.as_ref().map_or_else(|| "none".to_owned(), |m| m.display().to_string()),
+        atp = %addr,
+        "ready in {boot_ms} ms"
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    if let Ok(Err(e)) = server.await {
+        tracing::warn!(error = %e, "ATP listener ended with an error");
+    }
+    let lost = kernel.vfs().flush_all();
+    if let Some(m) = mounted
+        && let Err(e) = m.unmount()
+    {
+        tracing::warn!(error = %e, "unmount failed");
+    }
+    if let Some(g) = guard {
+        g.disarm();
+    }
+    drop(watcher);
+    drop(pid);
+    if lost > 0 {
+        tracing::warn!(lost, "stopped; some buffered writes could not be committed");
+    } else {
+        tracing::info!("stopped cleanly");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), StartError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let io = |source| StartError::Io {
+        what: "cannot install signal handlers",
+        source,
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}
