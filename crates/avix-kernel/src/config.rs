@@ -104,6 +104,44 @@ pub fn read_kernel_config(layout: &RootLayout) -> Result<KernelConfig, ConfigErr
     read_doc(layout, EtcFile::Kernel)
 }
 
+/// Where kernel.yaml says the master key comes from, for messages (`$AVIX_MASTER_KEY` or the
+/// key file's path).
+pub fn master_key_origin(layout: &RootLayout, kernel: &KernelConfig) -> String {
+    let mk = &kernel.secrets.master_key;
+    match mk.source {
+        MasterKeySource::Env => format!("${}", mk.env_var),
+        MasterKeySource::File => layout.etc_file(&mk.key_file).display().to_string(),
+    }
+}
+
+/// Checks that `master` is the key this root was initialised with (auth.conf's check value).
+pub fn verify_master_key(
+    layout: &RootLayout,
+    kernel: &KernelConfig,
+    master: &MasterKey,
+) -> Result<(), StartupKeyError> {
+    let auth: AuthConfig = read_doc(layout, EtcFile::Auth)?;
+    if master.matches_check_value(&auth.master_key_check) {
+        Ok(())
+    } else {
+        Err(MasterKeyError::Wrong {
+            from: master_key_origin(layout, kernel),
+        }
+        .into())
+    }
+}
+
+/// A master key that cannot be used at start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupKeyError {
+    /// The key itself.
+    #[error(transparent)]
+    Key(#[from] MasterKeyError),
+    /// auth.conf cannot be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
 /// Loads the master key from the source kernel.yaml names.
 pub fn load_master_key(
     layout: &RootLayout,

@@ -21,7 +21,10 @@ use std::time::Instant;
 use avix_auth::{MasterKey, MasterKeyError};
 use avix_fuse::guard::MountGuard;
 use avix_fuse::{Identities, MountError, MountPointState};
-use avix_kernel::config::{ConfigError, ConfigStore, load_master_key, read_kernel_config};
+use avix_kernel::config::{
+    ConfigError, ConfigStore, StartupKeyError, load_master_key, read_kernel_config,
+    verify_master_key,
+};
 use avix_kernel::layout::RootLayout;
 use avix_kernel::{BootError, Kernel, RuntimeInfo};
 use avix_proto::UserName;
@@ -74,6 +77,9 @@ pub enum StartError {
     /// Master key problem.
     #[error(transparent)]
     MasterKey(#[from] MasterKeyError),
+    /// Master key check problem.
+    #[error(transparent)]
+    KeyCheck(#[from] StartupKeyError),
     /// Another daemon.
     #[error(transparent)]
     Pid(#[from] PidError),
@@ -151,6 +157,7 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
             .unwrap_or(&kernel_config.observability.log_level),
     );
     let master = load_master_key(&layout, &kernel_config)?;
+    verify_master_key(&layout, &kernel_config, &master)?;
     if kernel_config.secrets.master_key.source == MasterKeySource::Env {
         // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
         unsafe { std::env::remove_var(&kernel_config.secrets.master_key.env_var) };

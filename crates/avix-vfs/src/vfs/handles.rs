@@ -399,7 +399,22 @@ impl Vfs {
         else {
             return Ok(());
         };
-        if !*dirty || (!last && !*written) {
+        if !*dirty {
+            return Ok(());
+        }
+        if !last && !*written {
+            // Only a truncation is pending: leave it to the last close, but tell this close
+            // already if a guard would refuse it (`cp /dev/null users.yaml` must fail), without
+            // counting or logging a rejection: the writer may still write valid content.
+            if let (Some(guard), Some(t)) = (self.guard_for(&path), txn.as_mut())
+                && t.len() <= super::MAX_GUARDED_BYTES
+            {
+                let content = t.contents().map_err(|e| storage_err(&path, e))?;
+                if let Err(reason) = guard.check_content(&path, &content) {
+                    tracing::debug!(%path, %reason, "pending truncation would be refused");
+                    return Err(VfsError::Rejected { path, reason });
+                }
+            }
             return Ok(());
         }
         *dirty = false;

@@ -380,11 +380,24 @@ fn a_flush_before_any_write_does_not_commit_the_truncation() {
     let f = p("/etc/avix/keep.yaml");
     let before = l.vfs.rejections();
     let (h, _) = l.vfs.open(&admin, &f, OpenOptions::write_new()).unwrap();
-    l.vfs.flush(h).unwrap();
+    // The empty pending content would be refused: the flush says so, commits nothing.
+    assert_eq!(l.vfs.flush(h).unwrap_err().errno(), libc::EINVAL);
     assert_eq!(&l.vfs.read(&admin, &f).unwrap()[..], b"ok: 1");
     l.vfs.write_at(h, 0, b"ok: 9").unwrap();
     l.vfs.flush(h).unwrap();
     l.vfs.release(h).unwrap();
     assert_eq!(&l.vfs.read(&admin, &f).unwrap()[..], b"ok: 9");
     assert_eq!(l.vfs.rejections(), before);
+}
+
+#[test]
+fn truncating_a_guarded_file_fails_at_close_and_keeps_it() {
+    // `cp /dev/null users.yaml`: open with O_TRUNC, no write, close.
+    let l = layout(true);
+    let admin = user("boss", Role::Admin);
+    let f = p("/etc/avix/keep.yaml");
+    let (h, _) = l.vfs.open(&admin, &f, OpenOptions::write_new()).unwrap();
+    assert_eq!(l.vfs.flush(h).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(l.vfs.release(h).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(&l.vfs.read(&admin, &f).unwrap()[..], b"ok: 1");
 }

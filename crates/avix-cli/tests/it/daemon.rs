@@ -1,0 +1,186 @@
+//! The daemon's life: start, readiness, refusals, clean stops, crashes and restarts.
+
+use std::net::TcpListener;
+
+use avix_testkit::{TestDaemon, require_fuse};
+
+use crate::{bin, stderr};
+
+fn one_line_error(o: &std::process::Output, needle: &str) {
+    assert!(!o.status.success(), "expected a failure");
+    let err = stderr(o);
+    let errors: Vec<_> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{err}");
+    assert!(errors[0].contains(needle), "{needle:?} not in:\n{err}");
+}
+
+#[test]
+fn start_without_init_says_which_command_fixes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["server", "start", "--no-mount", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    one_line_error(&out, "avix server config init --root");
+}
+
+#[test]
+fn a_missing_wrong_or_malformed_master_key_is_refused() {
+    let d = TestDaemon::init_with(bin(), &["--master-key-source", "env"]);
+    let out = d.start_expecting_failure(&["--no-mount"], &[("AVIX_MASTER_KEY", None)]);
+    one_line_error(&out, "export AVIX_MASTER_KEY");
+    let wrong = "ab".repeat(32);
+    let out = d.start_expecting_failure(&["--no-mount"], &[("AVIX_MASTER_KEY", Some(&wrong))]);
+    one_line_error(&out, "not the key this root was initialised with");
+    let out = d.start_expecting_failure(&["--no-mount"], &[("AVIX_MASTER_KEY", Some("not-hex"))]);
+    one_line_error(&out, "64 hex digits");
+    assert!(
+        !stderr(&out).contains("not-hex"),
+        "the value is never echoed"
+    );
+
+    let f = TestDaemon::init(bin());
+    let key_file = f.root.join("etc/master.key");
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let out = f.start_expecting_failure(&["--no-mount"], &[]);
+    one_line_error(&out, "chmod 600");
+    std::fs::remove_file(&key_file).unwrap();
+    let out = f.start_expecting_failure(&["--no-mount"], &[]);
+    one_line_error(&out, "master key file");
+}
+
+#[test]
+fn a_port_in_use_is_refused() {
+    let d = TestDaemon::init(bin());
+    let _busy = TcpListener::bind(("127.0.0.1", d.port)).unwrap();
+    let out = d.start_expecting_failure(&["--no-mount"], &[]);
+    one_line_error(
+        &out,
+        &format!("port {} on 127.0.0.1 is already in use", d.port),
+    );
+}
+
+#[test]
+fn a_missing_mount_point_is_refused() {
+    let d = TestDaemon::init(bin());
+    let out = d.start_expecting_failure(&["--mount", "/nonexistent/avix-mnt"], &[]);
+    one_line_error(&out, "mount point /nonexistent/avix-mnt does not exist");
+}
+
+#[test]
+fn a_busy_mount_point_and_a_second_daemon_are_refused() {
+    if !require_fuse() {
+        return;
+    }
+    let mut a = TestDaemon::init(bin());
+    a.start();
+    // Same root: the pid lock.
+    let out = a.start_expecting_failure(&["--no-mount"], &[]);
+    one_line_error(&out, &format!("another daemon (pid {})", a.pid()));
+    // Another root on the same mount point.
+    let b = TestDaemon::init(bin());
+    let mnt = a.mount.to_str().unwrap().to_owned();
+    let out = b.start_expecting_failure(&["--mount", &mnt], &[]);
+    one_line_error(&out, "is busy");
+    assert_eq!(
+        a.ok("cat $M/proc/status.yaml | grep -c mountPoint"),
+        "1\n",
+        "the first daemon is unharmed"
+    );
+    a.stop();
+}
+
+#[test]
+fn boots_reports_ready_and_stops_cleanly_on_sigterm_and_sigint() {
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    let log = d.log_text();
+    assert!(log.contains("ready in") && log.contains("phase 1"), "{log}");
+    let status = d.ok("cat $M/proc/status.yaml");
+    assert!(
+        status.contains("kind: SystemStatus") && status.contains(&format!("pid: {}", d.pid())),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("mountPoint: {}", d.mount.display())),
+        "{status}"
+    );
+    assert!(d.root.join("run/avix.pid").exists());
+    d.stop();
+    assert!(d.wait_unmounted(), "unmounted at exit");
+    assert!(!d.root.join("run/avix.pid").exists(), "pid file removed");
+    assert!(d.log_text().contains("stopped cleanly"));
+
+    d.start();
+    let status = d.signal(libc::SIGINT);
+    assert!(status.success(), "SIGINT exit: {status}");
+    assert!(d.wait_unmounted());
+}
+
+#[test]
+fn data_survives_a_clean_restart_and_sigkill_and_the_mount_point_is_reused() {
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    d.ok("echo one > $M/users/alice/workspace/a.txt && mkdir $M/users/alice/workspace/dir");
+    d.stop();
+    d.start();
+    assert_eq!(d.ok("cat $M/users/alice/workspace/a.txt"), "one\n");
+    d.ok("echo two > $M/users/alice/workspace/b.txt");
+    let status = d.signal(libc::SIGKILL);
+    assert!(!status.success());
+    assert!(
+        d.wait_unmounted(),
+        "the guard removes the mount of a killed daemon"
+    );
+    d.start();
+    assert_eq!(
+        d.ok("cat $M/users/alice/workspace/a.txt $M/users/alice/workspace/b.txt"),
+        "one\ntwo\n"
+    );
+    assert_eq!(d.ok("ls $M/users/alice/workspace"), "a.txt\nb.txt\ndir\n");
+    d.stop();
+}
+
+#[test]
+fn a_stale_mount_left_by_a_crash_is_cleaned_at_start() {
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    d.ok("echo kept > $M/users/alice/workspace/x");
+    // Kill the guard first, then the daemon: the mount stays behind, disconnected.
+    let guard = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.starts_with("avix-mount-guard\0") && c.contains(d.mount.to_str().unwrap())
+            })
+        })
+        .expect("the mount guard runs");
+    // SAFETY: signalling a process this test started (through the daemon).
+    unsafe { libc::kill(guard, libc::SIGKILL) };
+    d.signal(libc::SIGKILL);
+    assert!(d.sh("ls $M").status.code() != Some(0), "the mount is stale");
+    assert!(
+        String::from_utf8_lossy(&d.sh("ls $M").stderr)
+            .contains("Transport endpoint is not connected")
+    );
+    d.start();
+    assert!(d.log_text().contains("stale mount"), "{}", d.log_text());
+    assert_eq!(d.ok("cat $M/users/alice/workspace/x"), "kept\n");
+    d.stop();
+}

@@ -1,0 +1,177 @@
+//! The mount as users see it: shell tools, refusals, config validation and hot reload.
+
+use std::time::{Duration, Instant};
+
+use avix_testkit::{TestDaemon, require_fuse};
+
+use crate::{bin, repo};
+
+fn running() -> Option<TestDaemon> {
+    if !require_fuse() {
+        return None;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    Some(d)
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn shell_tools_work_in_the_workspace() {
+    let Some(d) = running() else { return };
+    let script = repo().join("tests/shell/workspace_tools.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("M", &d.mount)
+        .env("AVIX_USER", "alice")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It all reached the disk under ROOT/data.
+    let copy = std::fs::read_to_string(d.root.join("data/users/alice/workspace/copy.txt")).unwrap();
+    assert_eq!(copy, "1st line\nsecond line\n");
+}
+
+#[test]
+fn secrets_proc_and_kernel_refuse_what_they_must() {
+    let Some(d) = running() else { return };
+    assert!(
+        d.fails("cat $M/secrets/alice/token.enc")
+            .contains("Permission denied")
+            || d.fails("cat $M/secrets/alice/token.enc")
+                .contains("Operation not permitted")
+    );
+    std::fs::create_dir_all(d.root.join("data/secrets/user/alice")).unwrap();
+    std::fs::write(d.root.join("data/secrets/user/alice/gh.enc"), "00ff").unwrap();
+    assert!(d.fails("ls $M/secrets").contains("Operation not permitted"));
+    assert!(
+        d.fails("cat $M/secrets/user/alice/gh.enc")
+            .contains("Operation not permitted")
+    );
+    assert!(
+        d.fails("echo x > $M/proc/status.yaml")
+            .contains("Operation not permitted")
+    );
+    assert!(
+        d.fails("echo x > $M/proc/new-file")
+            .contains("Operation not permitted")
+    );
+    assert!(
+        d.fails("mkdir $M/kernel/x")
+            .contains("Operation not permitted")
+    );
+    assert!(
+        d.fails("rm $M/kernel/defaults/agent.yaml")
+            .contains("Operation not permitted")
+    );
+    assert!(
+        d.fails("echo x > $M/kernel/limits/agent.yaml")
+            .contains("Operation not permitted")
+    );
+    assert!(
+        d.ok("cat $M/kernel/defaults/agent.yaml")
+            .contains("kind: AgentDefaults")
+    );
+    assert!(
+        d.fails("cat $M/etc/avix/master.key")
+            .contains("Operation not permitted")
+    );
+    assert!(!d.ok("ls $M/etc/avix").contains("master.key"));
+    // An unmapped uid gets nothing at all.
+    assert!(
+        d.fails("setpriv --reuid=4242 --regid=4242 --clear-groups ls $M")
+            .contains("Permission denied")
+    );
+}
+
+#[test]
+fn a_broken_users_yaml_is_refused_and_the_old_one_stays() {
+    let Some(d) = running() else { return };
+    let users = "$M/etc/avix/users.yaml";
+    let before = d.ok(&format!("cat {users}"));
+    for write in [
+        format!("printf 'spec: [' | tee {users} > /dev/null"),
+        format!("/bin/echo 'kind: Users' > {users}"),
+        format!("cp /dev/null {users}"),
+        format!(
+            "cat > {users} <<< 'apiVersion: avix/v1\nkind: Users\nspec: {{users: [{{username: Eve, uid: 5}}]}}'"
+        ),
+    ] {
+        let err = d.fails(&write);
+        assert!(err.contains("Invalid argument"), "{write}: {err}");
+        assert_eq!(d.ok(&format!("cat {users}")), before, "{write}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.root.join("etc/users.yaml")).unwrap(),
+        before
+    );
+    assert!(d.fails(&format!("rm {users}")).contains("Invalid argument"));
+    let log = d.log_text();
+    assert!(log.contains("write refused, old content kept"), "{log}");
+    assert!(
+        d.ok("cat $M/proc/status.yaml")
+            .contains("configRejections: "),
+        "counted in status"
+    );
+}
+
+#[test]
+fn a_user_added_through_the_mount_or_on_disk_is_mapped_without_restart() {
+    let Some(d) = running() else { return };
+    let as_uid = |uid: u32, s: &str| {
+        format!("setpriv --reuid={uid} --regid={uid} --clear-groups bash -c '{s}'")
+    };
+    let bob_writes = as_uid(
+        65534,
+        "echo hi > $M/users/bob/workspace/x && cat $M/users/bob/workspace/x",
+    );
+    assert!(
+        d.fails(&bob_writes).contains("Permission denied"),
+        "bob is unknown at first"
+    );
+
+    let users = d.ok("cat $M/etc/avix/users.yaml");
+    let with_bob = format!("{users}  - username: bob\n    uid: 1002\n    hostUid: 65534\n");
+    std::fs::write(d.dir.path().join("users.new"), &with_bob).unwrap();
+    d.ok(&format!(
+        "cp {} $M/etc/avix/users.yaml",
+        d.dir.path().join("users.new").display()
+    ));
+    eventually("bob's home", || {
+        d.root.join("data/users/bob/workspace").is_dir()
+    });
+    assert_eq!(d.ok(&bob_writes), "hi\n");
+    // Bob cannot read alice's files.
+    d.ok("echo private > $M/users/alice/workspace/p.txt");
+    assert!(
+        d.fails(&as_uid(65534, "cat $M/users/alice/workspace/p.txt"))
+            .contains("Permission denied")
+    );
+
+    // An edit made on disk is picked up too.
+    let with_carol = format!("{with_bob}  - username: carol\n    uid: 1003\n    hostUid: 65533\n");
+    std::fs::write(d.root.join("etc/users.yaml"), &with_carol).unwrap();
+    let carol = as_uid(65533, "ls $M/users/carol/workspace");
+    eventually("carol mapped", || d.sh(&carol).status.success());
+    // An invalid edit on disk is logged and changes nothing.
+    std::fs::write(d.root.join("etc/users.yaml"), "spec: [").unwrap();
+    eventually("the failed reload", || {
+        d.log_text().contains("configuration reload failed")
+    });
+    assert!(
+        d.sh(&carol).status.success(),
+        "the previous configuration stays in force"
+    );
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The main job: installs what is needed, builds avix, initialises a runtime root, starts the
+# daemon with its FUSE mount, and shows it working with ordinary shell tools.
+#
+#   scripts/demo.sh          run the tour, then stop the daemon
+#   scripts/demo.sh --keep   leave the daemon running (the script prints how to stop it)
+#
+# Needs root (FUSE mounts) and /dev/fuse. Environment: AVIX_DEMO_ROOT (default ./.avix-demo),
+# AVIX_DEMO_MOUNT (default ./mount), AVIX_PORT (default 9142).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+keep=0
+[ "${1:-}" = "--keep" ] && keep=1
+
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+echo "== building avix"
+cargo build --release -q -p avix-cli
+AVIX="$PWD/target/release/avix"
+ROOT="${AVIX_DEMO_ROOT:-$PWD/.avix-demo}"
+MNT="${AVIX_DEMO_MOUNT:-$PWD/mount}"
+PORT="${AVIX_PORT:-9142}"
+
+if [ ! -f "$ROOT/etc/auth.conf" ]; then
+  echo "== avix server config init --root $ROOT --user demo"
+  "$AVIX" server config init --root "$ROOT" --user demo --role admin --non-interactive \
+    --host-uid "$(id -u)"
+fi
+
+echo "== avix server start --root $ROOT --mount $MNT --port $PORT"
+mkdir -p "$MNT" "$ROOT/logs"
+"$AVIX" server start --root "$ROOT" --mount "$MNT" --port "$PORT" >>"$ROOT/logs/daemon.log" 2>&1 &
+pid=$!
+stop() { kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; }
+for _ in $(seq 1 100); do
+  [ -f "$MNT/proc/status.yaml" ] && break
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "the daemon did not start:" >&2; tail -5 "$ROOT/logs/daemon.log" >&2; exit 1
+  fi
+  sleep 0.05
+done
+[ "$keep" = 1 ] || trap stop EXIT
+grep -a "ready in" "$ROOT/logs/daemon.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g'
+
+run() { echo; echo "\$ $*"; bash -c "$*" || true; }
+run "ls $MNT"
+run "cat $MNT/proc/status.yaml"
+run "cat $MNT/kernel/limits/agent.yaml"
+run "echo 'hello from the shell' > $MNT/users/demo/workspace/hello.txt && cat $MNT/users/demo/workspace/hello.txt"
+run "ls -l $MNT/users/demo/workspace"
+run "cat $MNT/secrets/anything"
+run "echo oops > $MNT/proc/status.yaml"
+run "cp /dev/null $MNT/etc/avix/users.yaml"
+run "head -8 $MNT/etc/avix/users.yaml"
+run "curl -s http://127.0.0.1:$PORT/atp/health"
+echo
+if [ "$keep" = 1 ]; then
+  echo "The daemon keeps running (pid $pid). Stop it with: kill $pid"
+else
+  echo "Stopping the daemon (run with --keep to leave it running)."
+fi
