@@ -186,12 +186,19 @@ impl AvixFs {
     }
 
     fn open_flags(st: &Stat, keep_cache: bool, writing: bool) -> FopenFlags {
-        if st.synthetic {
-            FopenFlags::FOPEN_DIRECT_IO
-        } else if keep_cache && !writing {
-            FopenFlags::FOPEN_KEEP_CACHE
-        } else {
+        // A file opened only for reading has nothing to commit at close: FOPEN_NOFLUSH spares
+        // close(2) a round trip to the daemon.
+        let no_flush = if writing {
             FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_NOFLUSH
+        };
+        if st.synthetic {
+            FopenFlags::FOPEN_DIRECT_IO | no_flush
+        } else if keep_cache && !writing {
+            FopenFlags::FOPEN_KEEP_CACHE | no_flush
+        } else {
+            no_flush
         }
     }
 }

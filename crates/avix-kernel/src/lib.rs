@@ -180,6 +180,18 @@ impl Kernel {
             .clone()
     }
 
+    /// Removes temp files that writes interrupted by a crash left under the persistent trees
+    /// (only those older than this boot). Slow on large trees: call it off the boot path.
+    pub fn sweep_temp_files(&self) -> usize {
+        let boot = std::time::SystemTime::now() - self.started.elapsed();
+        self.layout
+            .trees()
+            .into_iter()
+            .filter_map(|(_, dir)| LocalStorage::new(dir).ok())
+            .map(|s| s.sweep_temp_files(boot))
+            .sum()
+    }
+
     /// Creates `/users/<u>/workspace` for every user that lacks it.
     fn ensure_homes(&self) {
         let k = Caller::kernel();

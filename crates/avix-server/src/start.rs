@@ -231,6 +231,15 @@ fn listen_addr(cfg: &KernelConfig, port: u16) -> Result<SocketAddr, StartError> 
     Ok(SocketAddr::new(ip, port))
 }
 
+/// FUSE worker threads: `AVIX_FUSE_THREADS`, default 2 (see docs/performance.md).
+fn fuse_threads() -> usize {
+    std::env::var("AVIX_FUSE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(2)
+}
+
 /// Runs the daemon until a signal stops it.
 pub fn start(opts: &StartOptions) -> Result<(), StartError> {
     let t0 = Instant::now();
@@ -270,7 +279,12 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
     let mounted = match &mount_point {
         Some(mp) => {
             let ids: Arc<dyn Identities> = Arc::new(ConfigIdentities(kernel.config().clone()));
-            Some(avix_fuse::mount(kernel.vfs().clone(), ids, mp, 2)?)
+            Some(avix_fuse::mount(
+                kernel.vfs().clone(),
+                ids,
+                mp,
+                fuse_threads(),
+            )?)
         }
         None => None,
     };
@@ -298,6 +312,17 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         atp = %addr,
         "ready in {boot_ms} ms"
     );
+
+    let sweeper = kernel.clone();
+    tokio::task::spawn_blocking(move || {
+        let n = sweeper.sweep_temp_files();
+        if n > 0 {
+            tracing::info!(
+                removed = n,
+                "removed temp files left by an interrupted write"
+            );
+        }
+    });
 
     wait_for_signal().await?;
     tracing::info!("shutting down");

@@ -467,6 +467,10 @@ impl Vfs {
     /// The whole content of a file.
     pub fn read(&self, caller: &Caller, path: &VfsPath) -> Result<Bytes, VfsError> {
         access::check(caller, path, Access::Read)?;
+        // Only persistent files are cached, so a hit needs no mount resolution.
+        if let Some(b) = self.cache.get(path) {
+            return Ok(b);
+        }
         match self.table.resolve(path) {
             Resolved::Virtual => Err(VfsError::IsADirectory(path.clone())),
             Resolved::Nowhere => Err(VfsError::NotFound(path.clone())),

@@ -6,6 +6,19 @@ use avix_testkit::{TestDaemon, require_fuse};
 
 use crate::{bin, stderr};
 
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn one_line_error(o: &std::process::Output, needle: &str) {
     assert!(!o.status.success(), "expected a failure");
     let err = stderr(o);
@@ -114,6 +127,10 @@ fn boots_reports_ready_and_stops_cleanly_on_sigterm_and_sigint() {
         "{status}"
     );
     assert!(d.root.join("run/avix.pid").exists());
+    // The ATP port answers its health check over real HTTP.
+    let health = http_get(d.port, "/atp/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains(r#""status":"ok""#), "{health}");
     d.stop();
     assert!(d.wait_unmounted(), "unmounted at exit");
     assert!(!d.root.join("run/avix.pid").exists(), "pid file removed");

@@ -46,17 +46,24 @@ impl LocalStorage {
         }
     }
 
-    /// Removes temp files left by a crash, anywhere under the root. Returns how many it removed.
-    pub fn sweep_temp_files(&self) -> usize {
-        fn walk(dir: &Path, n: &mut usize) {
+    /// Removes temp files left by a crash anywhere under the root, if they were last modified
+    /// before `cutoff` (so a write in progress keeps its own). Returns how many it removed.
+    pub fn sweep_temp_files(&self, cutoff: std::time::SystemTime) -> usize {
+        fn walk(dir: &Path, cutoff: std::time::SystemTime, n: &mut usize) {
             let Ok(rd) = fs::read_dir(dir) else { return };
             for e in rd.flatten() {
                 let Ok(ft) = e.file_type() else { continue };
-                let name = e.file_name();
                 if ft.is_dir() {
-                    walk(&e.path(), n);
-                } else if ft.is_file()
-                    && name.to_string_lossy().starts_with(TEMP_PREFIX)
+                    walk(&e.path(), cutoff, n);
+                    continue;
+                }
+                let stale = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if ft.is_file()
+                    && stale
+                    && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
                     && fs::remove_file(e.path()).is_ok()
                 {
                     *n += 1;
@@ -64,7 +71,7 @@ impl LocalStorage {
             }
         }
         let mut n = 0;
-        walk(&self.root, &mut n);
+        walk(&self.root, cutoff, &mut n);
         n
     }
 }
@@ -418,7 +425,13 @@ mod tests {
         let (d, s) = store();
         std::fs::write(d.path().join(format!("{TEMP_PREFIX}x")), b"junk").unwrap();
         assert!(s.list("").unwrap().is_empty());
-        assert_eq!(s.sweep_temp_files(), 1);
+        assert_eq!(
+            s.sweep_temp_files(std::time::SystemTime::UNIX_EPOCH),
+            0,
+            "too recent"
+        );
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(s.sweep_temp_files(later), 1);
     }
 
     #[test]
