@@ -261,32 +261,35 @@ impl SyntheticTree {
         }
     }
 
-    pub(crate) fn lookup(&self, rel: &str) -> Option<Found> {
-        let root = self.read_root();
-        let mut node = root.as_ref()?;
+    /// Walks to `rel`, returning the node and the owner inherited from its ancestors.
+    fn walk<'a>(root: &'a Node, rel: &str) -> Option<(&'a Node, Option<UserName>)> {
+        let mut node = root;
         let mut owner = None;
         for c in split(rel) {
-            match node {
-                Node::Dir {
-                    children, owner: o, ..
-                } => {
-                    if o.is_some() {
-                        owner.clone_from(o);
-                    }
-                    node = children.get(c)?;
-                }
-                Node::File { .. } => return None,
+            let Node::Dir {
+                children, owner: o, ..
+            } = node
+            else {
+                return None;
+            };
+            if o.is_some() {
+                owner.clone_from(o);
             }
+            node = children.get(c)?;
         }
+        Some((node, owner))
+    }
+
+    pub(crate) fn lookup(&self, rel: &str) -> Option<Found> {
+        let root = self.read_root();
+        let (node, inherited) = Self::walk(root.as_ref()?, rel)?;
         Some(match node {
-            Node::Dir {
-                owner: o, mtime, ..
-            } => Found::Dir {
-                owner: o.clone().or(owner),
+            Node::Dir { owner, mtime, .. } => Found::Dir {
+                owner: owner.clone().or(inherited),
                 mtime: *mtime,
             },
             Node::File { file, mtime } => {
-                let owner = file.owner.clone().or(owner);
+                let owner = file.owner.clone().or(inherited);
                 Found::File {
                     file: file.clone(),
                     owner,
@@ -299,30 +302,14 @@ impl SyntheticTree {
     /// Entries of the directory `rel` with each entry's effective owner.
     pub(crate) fn list(&self, rel: &str) -> Option<Vec<(DirEntry, Option<UserName>)>> {
         let root = self.read_root();
-        let mut node = root.as_ref()?;
-        let mut owner: Option<UserName> = None;
-        for c in split(rel) {
-            match node {
-                Node::Dir {
-                    children, owner: o, ..
-                } => {
-                    if o.is_some() {
-                        owner.clone_from(o);
-                    }
-                    node = children.get(c)?;
-                }
-                Node::File { .. } => return None,
-            }
-        }
+        let (node, inherited) = Self::walk(root.as_ref()?, rel)?;
         let Node::Dir {
-            children, owner: o, ..
+            children, owner, ..
         } = node
         else {
             return None;
         };
-        if o.is_some() {
-            owner.clone_from(o);
-        }
+        let owner = owner.clone().or(inherited);
         Some(
             children
                 .iter()

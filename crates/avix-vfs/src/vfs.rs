@@ -686,6 +686,10 @@ impl Vfs {
         if from == to {
             return Ok(());
         }
+        if from.starts_with(to) {
+            // The target is an ancestor of the source, so a non-empty directory (as Linux says).
+            return Err(VfsError::NotEmpty(to.clone()));
+        }
         if meta.kind == EntryKind::Dir && to.starts_with(from) {
             // As on Linux, a missing target parent is reported first.
             let parent = rel_to.rfind('/').map_or("", |i| &rel_to[..i]);

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -53,17 +52,7 @@ fn p(s: &str) -> VfsPath {
 }
 
 fn fuse_available() -> bool {
-    if std::env::var_os("AVIX_SKIP_FUSE_TESTS").is_some() {
-        eprintln!("skipped: AVIX_SKIP_FUSE_TESTS is set");
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    assert!(
-        root && Path::new("/dev/fuse").exists(),
-        "FUSE tests need root and /dev/fuse; set AVIX_SKIP_FUSE_TESTS=1 to skip them"
-    );
-    true
+    avix_testkit::require_fuse()
 }
 
 struct Fixture {

@@ -83,6 +83,20 @@ fn open_nofollow(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Reads up to `len` bytes at `offset` (fewer only at end of file).
+fn read_upto(f: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match f.read_at(&mut buf[done..], offset + done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    buf.truncate(done);
+    Ok(Bytes::from(buf))
+}
+
 fn meta_of(m: &fs::Metadata) -> Result<Meta, StorageError> {
     let kind = if m.is_dir() {
         EntryKind::Dir
@@ -137,16 +151,7 @@ impl Storage for LocalStorage {
         if f.metadata()?.is_dir() {
             return Err(StorageError::IsADirectory);
         }
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            match f.read_at(&mut buf[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        buf.truncate(done);
-        Ok(Bytes::from(buf))
+        Ok(read_upto(&f, offset, len)?)
     }
 
     fn list(&self, rel: &str) -> Result<Vec<DirEntry>, StorageError> {
@@ -310,17 +315,7 @@ impl WriteTxn for LocalTxn {
     fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes, StorageError> {
         let avail = self.len.saturating_sub(offset);
         let len = len.min(usize::try_from(avail).unwrap_or(usize::MAX));
-        let mut buf = vec![0u8; len];
-        let f = self.file()?;
-        let mut done = 0;
-        while done < len {
-            match f.read_at(&mut buf[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        buf.truncate(done);
-        Ok(Bytes::from(buf))
+        Ok(read_upto(self.file()?, offset, len)?)
     }
 
     fn set_len(&mut self, len: u64) -> Result<(), StorageError> {

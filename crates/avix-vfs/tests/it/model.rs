@@ -149,6 +149,9 @@ fn apply_model(m: &mut Model, op: &Op) -> Result<(), i32> {
             if a == b {
                 return Ok(());
             }
+            if a.starts_with(&format!("{b}/")) {
+                return Err(libc::ENOTEMPTY);
+            }
             if b.starts_with(&format!("{a}/")) {
                 return Err(libc::EINVAL);
             }
@@ -262,7 +265,7 @@ fn check(ops: &[Op], local: bool) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn memory_driver_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
@@ -312,4 +315,13 @@ fn regression_rename_dir_below_a_file_in_itself_is_enotdir() {
 #[test]
 fn regression_empty_write_past_the_end_changes_nothing() {
     regression(&[Op::Create(s("b")), Op::Write(s("b"), 1, vec![])]);
+}
+
+#[test]
+fn regression_rename_onto_an_ancestor_is_enotempty() {
+    regression(&[
+        Op::Mkdir(s("a")),
+        Op::Create(s("a/b")),
+        Op::Rename(s("a/b"), s("a")),
+    ]);
 }
