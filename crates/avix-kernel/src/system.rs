@@ -4,7 +4,8 @@
 use std::sync::{Arc, Weak};
 
 use avix_proto::Document;
-use avix_proto::kernel_files::{AgentDefaults, AgentLimits, PipeDefaults};
+use avix_proto::agent::{AgentDefaults, AgentLimits, AgentParams};
+use avix_proto::kernel_files::PipeDefaults;
 use avix_proto::status::{StatusCounts, SystemStatus};
 use avix_vfs::{SynthFile, VfsError, VfsPath};
 use bytes::Bytes;

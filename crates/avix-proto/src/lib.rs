@@ -8,19 +8,25 @@
 //! - [`role`]: the role ladder `guest < user < operator < admin`.
 //! - [`config`]: the files under `/etc/avix` (users, crews, kernel, llm, auth).
 //! - [`kernel_files`]: the compiled-in documents published under `/kernel`.
+//! - [`agent`]: manifests, spawn requests, `/proc/<pid>` documents, journal events.
+//! - [`llm`]: the Avix-native LLM request, response and stream types.
+//! - [`tool`]: tool names and their provider wire form.
 //! - [`status`]: documents the daemon publishes under `/proc`.
 //!
 //! Every document uses camelCase keys (see `docs/decisions.md`).
 
+pub mod agent;
 pub mod config;
 pub mod envelope;
 pub mod kernel_files;
+pub mod llm;
 pub mod name;
 pub mod role;
 pub mod status;
 pub mod time;
+pub mod tool;
 pub mod yaml;
 
 pub use envelope::{API_VERSION, Document, Kind};
-pub use name::{CrewName, NameError, UserName};
+pub use name::{AgentName, CrewName, NameError, UserName};
 pub use role::Role;
