@@ -68,5 +68,9 @@ pub enum LlmError {
 pub trait LlmClient: Send + Sync + 'static {
     /// Runs one completion. Stream events go to `sink` as they arrive; the returned response
     /// is the whole answer. Dropping the future cancels the call.
-    fn complete(&self, req: LlmRequest, sink: Option<StreamSink>) -> BoxFuture<'_, Result<LlmResponse, LlmError>>;
+    fn complete(
+        &self,
+        req: LlmRequest,
+        sink: Option<StreamSink>,
+    ) -> BoxFuture<'_, Result<LlmResponse, LlmError>>;
 }

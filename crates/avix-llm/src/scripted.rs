@@ -29,7 +29,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use avix_proto::envelope::{Document, Kind};
-use avix_proto::llm::{ContentBlock, LlmRequest, LlmResponse, MessageRole, StopReason, StreamEvent, Usage};
+use avix_proto::llm::{
+    ContentBlock, LlmRequest, LlmResponse, MessageRole, StopReason, StreamEvent, Usage,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{BoxFuture, LlmClient, LlmError, StreamSink};
@@ -136,9 +138,13 @@ impl Kind for LlmScript {
         }
         for (i, t) in self.turns.iter().enumerate() {
             if !t.alternatives.is_empty() && t.response != ScriptResponse::default() {
-                p.push(format!("turn {}: give a response or `match`, not both", i + 1));
+                p.push(format!(
+                    "turn {}: give a response or `match`, not both",
+                    i + 1
+                ));
             }
-            let responses = std::iter::once(&t.response).chain(t.alternatives.iter().map(|a| &a.response));
+            let responses =
+                std::iter::once(&t.response).chain(t.alternatives.iter().map(|a| &a.response));
             for r in responses {
                 for c in &r.tool_calls {
                     if avix_proto::tool::ToolName::new(&c.name).is_err() {
@@ -153,7 +159,9 @@ impl Kind for LlmScript {
 
 impl ScriptWhen {
     fn holds(&self, text: &str, is_error: Option<bool>) -> bool {
-        self.contains.as_ref().is_none_or(|c| text.contains(c.as_str()))
+        self.contains
+            .as_ref()
+            .is_none_or(|c| text.contains(c.as_str()))
             && self.is_error.is_none_or(|e| is_error == Some(e))
     }
 }
@@ -161,7 +169,12 @@ impl ScriptWhen {
 /// The text of the last user message (tool results included) and whether its last tool
 /// result is an error.
 fn last_input(req: &LlmRequest) -> (String, Option<bool>) {
-    let Some(m) = req.messages.iter().rev().find(|m| m.role == MessageRole::User) else {
+    let Some(m) = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == MessageRole::User)
+    else {
         return (String::new(), None);
     };
     let mut text = String::new();
@@ -169,7 +182,9 @@ fn last_input(req: &LlmRequest) -> (String, Option<bool>) {
     for b in &m.content {
         match b {
             ContentBlock::Text { text: t } => text.push_str(t),
-            ContentBlock::ToolResult { content, is_error, .. } => {
+            ContentBlock::ToolResult {
+                content, is_error, ..
+            } => {
                 text.push_str(content);
                 err = Some(*is_error);
             }
@@ -182,7 +197,11 @@ fn last_input(req: &LlmRequest) -> (String, Option<bool>) {
 impl LlmScript {
     /// The response for `req`.
     pub fn respond(&self, req: &LlmRequest) -> Result<&ScriptResponse, LlmError> {
-        let k = req.messages.iter().filter(|m| m.role == MessageRole::Assistant).count();
+        let k = req
+            .messages
+            .iter()
+            .filter(|m| m.role == MessageRole::Assistant)
+            .count();
         let turn = self.turns.get(k).ok_or_else(|| {
             LlmError::Script(format!(
                 "the script has {} turn(s) and the conversation asks for turn {}",
@@ -198,7 +217,12 @@ impl LlmScript {
             .iter()
             .find(|a| a.when.as_ref().is_none_or(|w| w.holds(&text, is_error)))
             .map(|a| &a.response)
-            .ok_or_else(|| LlmError::Script(format!("turn {}: no alternative matches the last input", k + 1)))
+            .ok_or_else(|| {
+                LlmError::Script(format!(
+                    "turn {}: no alternative matches the last input",
+                    k + 1
+                ))
+            })
     }
 }
 
@@ -220,16 +244,30 @@ pub struct ScriptedProvider {
 impl ScriptedProvider {
     /// A provider named `name` whose `<model>` is `dir/<model>.yaml`, and whose default model
     /// is the script `default_script` (absolute, or relative to `dir`'s parent).
-    pub fn new(name: impl Into<String>, dir: impl Into<PathBuf>, default_script: impl Into<PathBuf>) -> Self {
-        Self { name: name.into(), dir: dir.into(), default_script: default_script.into(), cache: Mutex::new(HashMap::new()) }
+    pub fn new(
+        name: impl Into<String>,
+        dir: impl Into<PathBuf>,
+        default_script: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            dir: dir.into(),
+            default_script: default_script.into(),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     fn script_path(&self, model: &str) -> Result<PathBuf, LlmError> {
         if model.is_empty() || model == "default" {
             return Ok(self.default_script.clone());
         }
-        if !model.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(LlmError::Config(format!("scripted model {model:?} must be a script name ([a-z0-9_-])")));
+        if !model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(LlmError::Config(format!(
+                "scripted model {model:?} must be a script name ([a-z0-9_-])"
+            )));
         }
         Ok(self.dir.join(format!("{model}.yaml")))
     }
@@ -240,13 +278,17 @@ impl ScriptedProvider {
         let mtime = std::fs::metadata(path)
             .and_then(|m| m.modified())
             .map_err(|e| LlmError::Config(format!("cannot read the script {shown}: {e}")))?;
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((t, s)) = cache.get(path)
             && *t == mtime
         {
             return Ok(s.clone());
         }
-        let bytes = std::fs::read(path).map_err(|e| LlmError::Config(format!("cannot read the script {shown}: {e}")))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| LlmError::Config(format!("cannot read the script {shown}: {e}")))?;
         let doc = Document::<LlmScript>::parse(&bytes)
             .map_err(|e| LlmError::Script(format!("the script {shown} is invalid: {e}")))?;
         let s = std::sync::Arc::new(doc.spec);
@@ -256,12 +298,18 @@ impl ScriptedProvider {
 
     fn model_of<'a>(&self, req: &'a LlmRequest) -> &'a str {
         let m = req.model.as_str();
-        m.strip_prefix(&format!("{}/", self.name)).map(|_| &m[self.name.len() + 1..]).unwrap_or(m)
+        m.strip_prefix(&format!("{}/", self.name))
+            .map(|_| &m[self.name.len() + 1..])
+            .unwrap_or(m)
     }
 }
 
 impl LlmClient for ScriptedProvider {
-    fn complete(&self, req: LlmRequest, sink: Option<StreamSink>) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
+    fn complete(
+        &self,
+        req: LlmRequest,
+        sink: Option<StreamSink>,
+    ) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
         Box::pin(async move {
             let model = self.model_of(&req).to_owned();
             let script = self.load(&self.script_path(&model)?)?;
@@ -270,10 +318,18 @@ impl LlmClient for ScriptedProvider {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             if let Some(e) = &r.error {
-                return Err(LlmError::Provider { provider: self.name.clone(), status: 500, message: e.clone() });
+                return Err(LlmError::Provider {
+                    provider: self.name.clone(),
+                    status: 500,
+                    message: e.clone(),
+                });
             }
             let mut content = Vec::new();
-            let k = req.messages.iter().filter(|m| m.role == MessageRole::Assistant).count();
+            let k = req
+                .messages
+                .iter()
+                .filter(|m| m.role == MessageRole::Assistant)
+                .count();
             if let Some(text) = &r.text {
                 let chars: Vec<char> = text.chars().collect();
                 for chunk in chars.chunks(script.chunk_chars) {
@@ -281,7 +337,9 @@ impl LlmClient for ScriptedProvider {
                         tokio::time::sleep(Duration::from_millis(script.chunk_delay_ms)).await;
                     }
                     if let Some(s) = &sink {
-                        s(&StreamEvent::TextDelta { text: chunk.iter().collect() });
+                        s(&StreamEvent::TextDelta {
+                            text: chunk.iter().collect(),
+                        });
                     }
                 }
                 content.push(ContentBlock::Text { text: text.clone() });
@@ -289,21 +347,46 @@ impl LlmClient for ScriptedProvider {
             for (i, c) in r.tool_calls.iter().enumerate() {
                 let id = format!("call-{}-{}", k + 1, i + 1);
                 if let Some(s) = &sink {
-                    s(&StreamEvent::ToolCallStart { id: id.clone(), name: c.name.clone() });
-                    s(&StreamEvent::ToolCallDelta { id: id.clone(), json: c.args.to_string() });
+                    s(&StreamEvent::ToolCallStart {
+                        id: id.clone(),
+                        name: c.name.clone(),
+                    });
+                    s(&StreamEvent::ToolCallDelta {
+                        id: id.clone(),
+                        json: c.args.to_string(),
+                    });
                 }
-                content.push(ContentBlock::ToolUse { id, name: c.name.clone(), input: c.args.clone() });
+                content.push(ContentBlock::ToolUse {
+                    id,
+                    name: c.name.clone(),
+                    input: c.args.clone(),
+                });
             }
-            let stop_reason = r.stop.unwrap_or(if r.tool_calls.is_empty() { StopReason::EndTurn } else { StopReason::ToolUse });
+            let stop_reason = r.stop.unwrap_or(if r.tool_calls.is_empty() {
+                StopReason::EndTurn
+            } else {
+                StopReason::ToolUse
+            });
             let in_chars = req.system.len()
-                + req.messages.iter().map(|m| serde_json::to_string(&m.content).map_or(0, |s| s.len())).sum::<usize>();
+                + req
+                    .messages
+                    .iter()
+                    .map(|m| serde_json::to_string(&m.content).map_or(0, |s| s.len()))
+                    .sum::<usize>();
             let out_chars = serde_json::to_string(&content).map_or(0, |s| s.len());
             Ok(LlmResponse {
                 provider: self.name.clone(),
-                model: if model.is_empty() { "default".into() } else { model },
+                model: if model.is_empty() {
+                    "default".into()
+                } else {
+                    model
+                },
                 content,
                 stop_reason,
-                usage: Usage { input_tokens: tokens(in_chars), output_tokens: tokens(out_chars) },
+                usage: Usage {
+                    input_tokens: tokens(in_chars),
+                    output_tokens: tokens(out_chars),
+                },
             })
         })
     }
@@ -330,7 +413,15 @@ spec:
 ";
 
     fn req(messages: Vec<Message>) -> LlmRequest {
-        LlmRequest { model: "scripted/t".into(), system: "s".into(), messages, tools: vec![], max_tokens: 100, temperature: None, meta: Default::default() }
+        LlmRequest {
+            model: "scripted/t".into(),
+            system: "s".into(),
+            messages,
+            tools: vec![],
+            max_tokens: 100,
+            temperature: None,
+            meta: Default::default(),
+        }
     }
 
     fn provider() -> (tempfile::TempDir, ScriptedProvider) {
@@ -346,32 +437,113 @@ spec:
         let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
         let sink: StreamSink = std::sync::Arc::new(move |e| s2.lock().unwrap().push(e.clone()));
-        let r = p.complete(req(vec![Message::user_text("go")]), Some(sink)).await.unwrap();
+        let r = p
+            .complete(req(vec![Message::user_text("go")]), Some(sink))
+            .await
+            .unwrap();
         assert_eq!(r.stop_reason, StopReason::ToolUse);
         assert_eq!(r.content.len(), 2);
-        let deltas: Vec<_> = seen.lock().unwrap().iter().filter(|e| matches!(e, StreamEvent::TextDelta { .. })).cloned().collect();
+        let deltas: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::TextDelta { .. }))
+            .cloned()
+            .collect();
         assert_eq!(deltas.len(), 2, "'Writing.' in chunks of 4");
-        let assistant = Message { role: MessageRole::Assistant, content: r.content.clone() };
-        let failed = Message { role: MessageRole::User, content: vec![ContentBlock::ToolResult { tool_use_id: "call-1-1".into(), content: "denied".into(), is_error: true }] };
-        let r2 = p.complete(req(vec![Message::user_text("go"), assistant.clone(), failed]), None).await.unwrap();
-        assert_eq!(r2.content, vec![ContentBlock::Text { text: "It failed.".into() }]);
-        let ok = Message { role: MessageRole::User, content: vec![ContentBlock::ToolResult { tool_use_id: "call-1-1".into(), content: "ok".into(), is_error: false }] };
-        let r3 = p.complete(req(vec![Message::user_text("go"), assistant.clone(), ok.clone()]), None).await.unwrap();
+        let assistant = Message {
+            role: MessageRole::Assistant,
+            content: r.content.clone(),
+        };
+        let failed = Message {
+            role: MessageRole::User,
+            content: vec![ContentBlock::ToolResult {
+                tool_use_id: "call-1-1".into(),
+                content: "denied".into(),
+                is_error: true,
+            }],
+        };
+        let r2 = p
+            .complete(
+                req(vec![Message::user_text("go"), assistant.clone(), failed]),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r2.content,
+            vec![ContentBlock::Text {
+                text: "It failed.".into()
+            }]
+        );
+        let ok = Message {
+            role: MessageRole::User,
+            content: vec![ContentBlock::ToolResult {
+                tool_use_id: "call-1-1".into(),
+                content: "ok".into(),
+                is_error: false,
+            }],
+        };
+        let r3 = p
+            .complete(
+                req(vec![
+                    Message::user_text("go"),
+                    assistant.clone(),
+                    ok.clone(),
+                ]),
+                None,
+            )
+            .await
+            .unwrap();
         assert_eq!(r3.stop_reason, StopReason::EndTurn);
-        let e = p.complete(req(vec![Message::user_text("go"), assistant.clone(), ok, Message::assistant_text("Done."), Message::user_text("more")]), None).await.unwrap_err();
+        let e = p
+            .complete(
+                req(vec![
+                    Message::user_text("go"),
+                    assistant.clone(),
+                    ok,
+                    Message::assistant_text("Done."),
+                    Message::user_text("more"),
+                ]),
+                None,
+            )
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("2 turn(s)"), "{e}");
     }
 
     #[tokio::test]
     async fn bad_scripts_and_names_are_clear_errors() {
         let (d, p) = provider();
-        std::fs::write(d.path().join("bad.yaml"), "apiVersion: avix/v1\nkind: LlmScript\nspec: {turns: []}\n").unwrap();
+        std::fs::write(
+            d.path().join("bad.yaml"),
+            "apiVersion: avix/v1\nkind: LlmScript\nspec: {turns: []}\n",
+        )
+        .unwrap();
         let mut r = req(vec![Message::user_text("x")]);
         r.model = "scripted/bad".into();
-        assert!(p.complete(r.clone(), None).await.unwrap_err().to_string().contains("turns is empty"));
+        assert!(
+            p.complete(r.clone(), None)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("turns is empty")
+        );
         r.model = "scripted/../etc".into();
-        assert!(p.complete(r.clone(), None).await.unwrap_err().to_string().contains("script name"));
+        assert!(
+            p.complete(r.clone(), None)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("script name")
+        );
         r.model = "scripted/missing".into();
-        assert!(p.complete(r, None).await.unwrap_err().to_string().contains("cannot read the script"));
+        assert!(
+            p.complete(r, None)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read the script")
+        );
     }
 }

@@ -34,7 +34,9 @@ pub struct LlmService {
 
 impl std::fmt::Debug for LlmService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmService").field("etc", &self.etc).finish_non_exhaustive()
+        f.debug_struct("LlmService")
+            .field("etc", &self.etc)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,17 +49,41 @@ fn build(config: Option<&LlmConfig>, etc: &Path) -> Routes {
             let client: Arc<dyn LlmClient> = match p.kind {
                 ProviderKind::Scripted => {
                     let script = p.script.as_deref().unwrap_or("scripts/default.yaml");
-                    let path = if Path::new(script).is_absolute() { PathBuf::from(script) } else { etc.join(script) };
-                    Arc::new(ScriptedProvider::new(p.name.clone(), etc.join("scripts"), path))
+                    let path = if Path::new(script).is_absolute() {
+                        PathBuf::from(script)
+                    } else {
+                        etc.join(script)
+                    };
+                    Arc::new(ScriptedProvider::new(
+                        p.name.clone(),
+                        etc.join("scripts"),
+                        path,
+                    ))
                 }
-                other => Arc::new(Unavailable { provider: p.name.clone(), kind: other }),
+                other => Arc::new(Unavailable {
+                    provider: p.name.clone(),
+                    kind: other,
+                }),
             };
-            providers.insert(p.name.clone(), Provider { client, default_model: p.default_model.clone().unwrap_or_default() });
+            providers.insert(
+                p.name.clone(),
+                Provider {
+                    client,
+                    default_model: p.default_model.clone().unwrap_or_default(),
+                },
+            );
         }
         aliases = c.aliases.clone().into_iter().collect();
-        default_provider = c.default_provider.clone().or_else(|| c.providers.first().map(|p| p.name.clone()));
+        default_provider = c
+            .default_provider
+            .clone()
+            .or_else(|| c.providers.first().map(|p| p.name.clone()));
     }
-    Routes { providers, default_provider, aliases }
+    Routes {
+        providers,
+        default_provider,
+        aliases,
+    }
 }
 
 /// A configured provider kind this build cannot call yet.
@@ -67,7 +93,11 @@ struct Unavailable {
 }
 
 impl LlmClient for Unavailable {
-    fn complete(&self, _req: LlmRequest, _sink: Option<StreamSink>) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
+    fn complete(
+        &self,
+        _req: LlmRequest,
+        _sink: Option<StreamSink>,
+    ) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
         let msg = format!(
             "provider {} (kind {:?}) has no adapter in this build; use a scripted provider or another configured one",
             self.provider, self.kind
@@ -81,17 +111,26 @@ impl LlmService {
     /// `etc` (`ROOT/etc`).
     pub fn new(config: Option<&LlmConfig>, etc: impl Into<PathBuf>) -> Self {
         let etc = etc.into();
-        Self { routes: RwLock::new(Arc::new(build(config, &etc))), etc }
+        Self {
+            routes: RwLock::new(Arc::new(build(config, &etc))),
+            etc,
+        }
     }
 
     /// Replaces the configuration (hot reload).
     pub fn reload(&self, config: Option<&LlmConfig>) {
         let routes = build(config, &self.etc);
-        *self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
+        *self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
     }
 
     fn routes(&self) -> Arc<Routes> {
-        self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Resolves a model string to `(provider, model)`.
@@ -107,10 +146,16 @@ impl LlmService {
             return Ok((model.to_owned(), p.default_model.clone()));
         }
         let Some(default) = routes.default_provider.clone() else {
-            return Err(LlmError::Config("no LLM provider is configured: add one to /etc/avix/llm.yaml".into()));
+            return Err(LlmError::Config(
+                "no LLM provider is configured: add one to /etc/avix/llm.yaml".into(),
+            ));
         };
         if model.is_empty() {
-            let m = routes.providers.get(&default).map(|p| p.default_model.clone()).unwrap_or_default();
+            let m = routes
+                .providers
+                .get(&default)
+                .map(|p| p.default_model.clone())
+                .unwrap_or_default();
             return Ok((default, m));
         }
         Ok((default, model.to_owned()))
@@ -118,14 +163,19 @@ impl LlmService {
 }
 
 impl LlmClient for LlmService {
-    fn complete(&self, mut req: LlmRequest, sink: Option<StreamSink>) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
+    fn complete(
+        &self,
+        mut req: LlmRequest,
+        sink: Option<StreamSink>,
+    ) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
         Box::pin(async move {
             let (provider, model) = self.resolve(&req.model)?;
             let routes = self.routes();
-            let p = routes
-                .providers
-                .get(&provider)
-                .ok_or_else(|| LlmError::Config(format!("provider {provider} is not configured in /etc/avix/llm.yaml")))?;
+            let p = routes.providers.get(&provider).ok_or_else(|| {
+                LlmError::Config(format!(
+                    "provider {provider} is not configured in /etc/avix/llm.yaml"
+                ))
+            })?;
             req.model = format!("{provider}/{model}");
             let client = p.client.clone();
             drop(routes);
@@ -147,12 +197,29 @@ mod tests {
     #[test]
     fn resolves_aliases_providers_and_defaults() {
         let s = LlmService::new(Some(&config()), "/etc-root");
-        assert_eq!(s.resolve("fast").unwrap(), ("anthropic".into(), "m1".into()));
-        assert_eq!(s.resolve("anthropic").unwrap(), ("anthropic".into(), "m1".into()));
-        assert_eq!(s.resolve("scripted/demo").unwrap(), ("scripted".into(), "demo".into()));
+        assert_eq!(
+            s.resolve("fast").unwrap(),
+            ("anthropic".into(), "m1".into())
+        );
+        assert_eq!(
+            s.resolve("anthropic").unwrap(),
+            ("anthropic".into(), "m1".into())
+        );
+        assert_eq!(
+            s.resolve("scripted/demo").unwrap(),
+            ("scripted".into(), "demo".into())
+        );
         assert_eq!(s.resolve("").unwrap(), ("scripted".into(), "".into()));
-        assert_eq!(s.resolve("some-model").unwrap(), ("scripted".into(), "some-model".into()));
+        assert_eq!(
+            s.resolve("some-model").unwrap(),
+            ("scripted".into(), "some-model".into())
+        );
         let none = LlmService::new(None, "/x");
-        assert!(none.resolve("x").unwrap_err().to_string().contains("llm.yaml"));
+        assert!(
+            none.resolve("x")
+                .unwrap_err()
+                .to_string()
+                .contains("llm.yaml")
+        );
     }
 }

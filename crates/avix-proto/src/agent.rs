@@ -253,13 +253,19 @@ impl AgentManifest {
         let m: Self = yaml::from_slice(bytes).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
         if m.api_version != API_VERSION {
-            problems.push(format!("apiVersion is {:?}, expected {API_VERSION:?}", m.api_version));
+            problems.push(format!(
+                "apiVersion is {:?}, expected {API_VERSION:?}",
+                m.api_version
+            ));
         }
         if m.kind != "Agent" {
             problems.push(format!("kind is {:?}, expected \"Agent\"", m.kind));
         }
         if parse_version(&m.metadata.version).is_none() {
-            problems.push(format!("metadata.version {:?} must be MAJOR.MINOR.PATCH", m.metadata.version));
+            problems.push(format!(
+                "metadata.version {:?} must be MAJOR.MINOR.PATCH",
+                m.metadata.version
+            ));
         }
         if m.spec.system_prompt.is_some() && m.spec.system_prompt_path.is_some() {
             problems.push("give systemPrompt or systemPromptPath, not both".into());
@@ -267,11 +273,17 @@ impl AgentManifest {
         if let Some(p) = &m.spec.system_prompt_path
             && (p.starts_with('/') || p.split('/').any(|c| c == ".."))
         {
-            problems.push(format!("systemPromptPath {p:?} must be a relative path inside the package"));
+            problems.push(format!(
+                "systemPromptPath {p:?} must be a relative path inside the package"
+            ));
         }
         m.spec.defaults.check(&mut problems);
         m.spec.limits.check(&mut problems);
-        if problems.is_empty() { Ok(m) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(m)
+        } else {
+            Err(problems.join("; "))
+        }
     }
 
     /// Writes the manifest as YAML.
@@ -316,7 +328,9 @@ impl SpawnRequest {
             return Ok(r);
         }
         if t.lines().count() > 1 {
-            return Err("a one-line spawn request is `AGENT GOAL…`; use YAML or JSON for more".into());
+            return Err(
+                "a one-line spawn request is `AGENT GOAL…`; use YAML or JSON for more".into(),
+            );
         }
         let (agent, goal) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
         let goal = goal.trim();
@@ -324,7 +338,13 @@ impl SpawnRequest {
             return Err(format!("no goal given: write `{agent} <goal>`"));
         }
         let agent = AgentName::new(agent).map_err(|e| e.to_string())?;
-        Ok(Self { agent, goal: goal.to_owned(), model: None, tools: None, interactive: None })
+        Ok(Self {
+            agent,
+            goal: goal.to_owned(),
+            model: None,
+            tools: None,
+            interactive: None,
+        })
     }
 }
 
@@ -353,7 +373,10 @@ pub enum ProcState {
 impl ProcState {
     /// Whether the process has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, ProcState::Completed | ProcState::Stopped | ProcState::Failed | ProcState::Killed)
+        matches!(
+            self,
+            ProcState::Completed | ProcState::Stopped | ProcState::Failed | ProcState::Killed
+        )
     }
 
     /// The exit code of a terminal state.
@@ -594,7 +617,11 @@ pub struct JournalEntry {
 
 /// What a journal line records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum JournalEvent {
     /// The process was created.
     Spawned {
@@ -798,21 +825,39 @@ spec:
         let m = AgentManifest::parse(MANIFEST.as_bytes()).unwrap();
         assert_eq!(m.metadata.name.as_str(), "researcher");
         assert_eq!(m.spec.limits.max_turns, Some(10));
-        let bad = MANIFEST.replace("1.2.0", "one").replace("temperature: 0.2", "temperature: 9");
+        let bad = MANIFEST
+            .replace("1.2.0", "one")
+            .replace("temperature: 0.2", "temperature: 9");
         let e = AgentManifest::parse(bad.as_bytes()).unwrap_err();
-        assert!(e.contains("MAJOR.MINOR.PATCH") && e.contains("temperature"), "{e}");
-        assert!(AgentManifest::parse(MANIFEST.replace("fs/read]", "fs__read]").as_bytes()).is_err());
+        assert!(
+            e.contains("MAJOR.MINOR.PATCH") && e.contains("temperature"),
+            "{e}"
+        );
+        assert!(
+            AgentManifest::parse(MANIFEST.replace("fs/read]", "fs__read]").as_bytes()).is_err()
+        );
     }
 
     #[test]
     fn spawn_requests_in_three_forms() {
         let a = SpawnRequest::parse("researcher Find the three largest files\n").unwrap();
-        assert_eq!((a.agent.as_str(), a.goal.as_str()), ("researcher", "Find the three largest files"));
+        assert_eq!(
+            (a.agent.as_str(), a.goal.as_str()),
+            ("researcher", "Find the three largest files")
+        );
         let b = SpawnRequest::parse("agent: researcher\ngoal: Hello world\n").unwrap();
         assert_eq!(b.goal, "Hello world");
-        let c = SpawnRequest::parse(r#"{"agent":"researcher","goal":"Hi","model":"scripted/x"}"#).unwrap();
+        let c = SpawnRequest::parse(r#"{"agent":"researcher","goal":"Hi","model":"scripted/x"}"#)
+            .unwrap();
         assert_eq!(c.model.as_deref(), Some("scripted/x"));
-        for bad in ["", "researcher", "Bad/Agent do it", "agent: x\ngoal: ''", "{\"agent\": 1}", "agent: x\nsurprise: 1\ngoal: g"] {
+        for bad in [
+            "",
+            "researcher",
+            "Bad/Agent do it",
+            "agent: x\ngoal: ''",
+            "{\"agent\": 1}",
+            "agent: x\nsurprise: 1\ngoal: g",
+        ] {
             assert!(SpawnRequest::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -828,10 +873,17 @@ spec:
         let e = JournalEntry {
             seq: 3,
             ts: Timestamp::from_unix(0),
-            event: JournalEvent::ToolCall { call_id: "c1".into(), tool: "fs/read".into(), args: serde_json::json!({"path": "a"}) },
+            event: JournalEvent::ToolCall {
+                call_id: "c1".into(),
+                tool: "fs/read".into(),
+                args: serde_json::json!({"path": "a"}),
+            },
         };
         let line = serde_json::to_string(&e).unwrap();
-        assert_eq!(line, r#"{"seq":3,"ts":"1970-01-01T00:00:00Z","type":"tool_call","callId":"c1","tool":"fs/read","args":{"path":"a"}}"#);
+        assert_eq!(
+            line,
+            r#"{"seq":3,"ts":"1970-01-01T00:00:00Z","type":"tool_call","callId":"c1","tool":"fs/read","args":{"path":"a"}}"#
+        );
         let back: JournalEntry = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);
     }

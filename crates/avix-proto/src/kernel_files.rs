@@ -41,16 +41,23 @@ mod tests {
         let doc = Document::new(PipeDefaults::default());
         let text = doc.to_yaml().unwrap();
         assert!(text.contains("bufferTokens: 8192"), "{text}");
-        assert_eq!(Document::<PipeDefaults>::parse(text.as_bytes()).unwrap(), doc);
+        assert_eq!(
+            Document::<PipeDefaults>::parse(text.as_bytes()).unwrap(),
+            doc
+        );
     }
 
     #[test]
     fn agent_defaults_and_limits_round_trip() {
         use crate::agent::{AgentDefaults, AgentLimits, AgentParams};
-        let text = Document::new(AgentDefaults(AgentParams::system_defaults())).to_yaml().unwrap();
+        let text = Document::new(AgentDefaults(AgentParams::system_defaults()))
+            .to_yaml()
+            .unwrap();
         assert!(text.contains("contextWindowTokens: 64000"), "{text}");
         assert!(Document::<AgentDefaults>::parse(text.as_bytes()).is_ok());
-        let text = Document::new(AgentLimits(AgentParams::system_limits())).to_yaml().unwrap();
+        let text = Document::new(AgentLimits(AgentParams::system_limits()))
+            .to_yaml()
+            .unwrap();
         assert!(Document::<AgentLimits>::parse(text.as_bytes()).is_ok());
         let bad = "apiVersion: avix/v1\nkind: AgentLimits\nspec: {maxTurns: 5, turns: 3}\n";
         assert!(Document::<AgentLimits>::parse(bad.as_bytes()).is_err());

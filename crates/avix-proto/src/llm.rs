@@ -16,7 +16,11 @@ pub enum MessageRole {
 
 /// One piece of a message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ContentBlock {
     /// Text.
     Text {
@@ -68,12 +72,18 @@ pub struct Message {
 impl Message {
     /// A user message with one text block.
     pub fn user_text(text: impl Into<String>) -> Self {
-        Self { role: MessageRole::User, content: vec![ContentBlock::Text { text: text.into() }] }
+        Self {
+            role: MessageRole::User,
+            content: vec![ContentBlock::Text { text: text.into() }],
+        }
     }
 
     /// An assistant message with one text block.
     pub fn assistant_text(text: impl Into<String>) -> Self {
-        Self { role: MessageRole::Assistant, content: vec![ContentBlock::Text { text: text.into() }] }
+        Self {
+            role: MessageRole::Assistant,
+            content: vec![ContentBlock::Text { text: text.into() }],
+        }
     }
 
     /// The concatenated text blocks.
@@ -191,7 +201,11 @@ pub struct LlmResponse {
 
 /// Incremental output while a response streams.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum StreamEvent {
     /// More text.
     TextDelta {
@@ -220,12 +234,26 @@ mod tests {
 
     #[test]
     fn blocks_serialize_with_a_type_tag_and_camel_case() {
-        let b = ContentBlock::ToolResult { tool_use_id: "c1".into(), content: "ok".into(), is_error: false };
-        assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"type":"tool_result","toolUseId":"c1","content":"ok"}"#);
-        let m = Message { role: MessageRole::Assistant, content: vec![
-            ContentBlock::Text { text: "hi".into() },
-            ContentBlock::ToolUse { id: "c1".into(), name: "fs/read".into(), input: serde_json::json!({"path": "a"}) },
-        ]};
+        let b = ContentBlock::ToolResult {
+            tool_use_id: "c1".into(),
+            content: "ok".into(),
+            is_error: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&b).unwrap(),
+            r#"{"type":"tool_result","toolUseId":"c1","content":"ok"}"#
+        );
+        let m = Message {
+            role: MessageRole::Assistant,
+            content: vec![
+                ContentBlock::Text { text: "hi".into() },
+                ContentBlock::ToolUse {
+                    id: "c1".into(),
+                    name: "fs/read".into(),
+                    input: serde_json::json!({"path": "a"}),
+                },
+            ],
+        };
         let back: Message = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.tool_calls().count(), 1);

@@ -39,7 +39,10 @@ fn check(name: &str) -> Result<(), &'static str> {
         if seg.starts_with('_') || seg.ends_with('_') {
             return Err("a segment starts or ends with '_'");
         }
-        if !seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        if !seg
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
             return Err("segments use a-z, 0-9, '-' and '_'");
         }
         wire += seg.len() + 2;
@@ -53,7 +56,10 @@ fn check(name: &str) -> Result<(), &'static str> {
 impl ToolName {
     /// Validates a canonical name.
     pub fn new(name: &str) -> Result<Self, ToolNameError> {
-        check(name).map_err(|why| ToolNameError { name: name.to_owned(), why })?;
+        check(name).map_err(|why| ToolNameError {
+            name: name.to_owned(),
+            why,
+        })?;
         Ok(Self(Arc::from(name)))
     }
 
@@ -144,7 +150,11 @@ impl ToolPattern {
             return true;
         }
         match self.0.strip_suffix("/*") {
-            Some(prefix) => name.len() > prefix.len() && name.starts_with(prefix) && name.as_bytes()[prefix.len()] == b'/',
+            Some(prefix) => {
+                name.len() > prefix.len()
+                    && name.starts_with(prefix)
+                    && name.as_bytes()[prefix.len()] == b'/'
+            }
             None => self.0 == name,
         }
     }
@@ -156,17 +166,37 @@ mod tests {
 
     #[test]
     fn valid_names_round_trip_through_the_wire() {
-        for n in ["fs/read", "kernel/proc/spawn", "mcp/github/list-prs", "llm/generate-image", "a_b/c"] {
+        for n in [
+            "fs/read",
+            "kernel/proc/spawn",
+            "mcp/github/list-prs",
+            "llm/generate-image",
+            "a_b/c",
+        ] {
             let t = ToolName::new(n).unwrap();
             assert_eq!(ToolName::unmangle(&t.mangle()).unwrap(), t, "{n}");
         }
         assert_eq!(ToolName::new("fs/read").unwrap().mangle(), "fs__read");
-        assert_eq!(ToolName::new("kernel/proc/spawn").unwrap().namespace(), "kernel");
+        assert_eq!(
+            ToolName::new("kernel/proc/spawn").unwrap().namespace(),
+            "kernel"
+        );
     }
 
     #[test]
     fn names_that_would_not_round_trip_are_refused() {
-        for bad in ["", "fs//read", "fs__read", "a_/b", "_a/b", "Fs/read", "fs.read", "/fs", "fs/", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "fs//read",
+            "fs__read",
+            "a_/b",
+            "_a/b",
+            "Fs/read",
+            "fs.read",
+            "/fs",
+            "fs/",
+            &"x".repeat(65),
+        ] {
             assert!(ToolName::new(bad).is_err(), "{bad}");
         }
     }

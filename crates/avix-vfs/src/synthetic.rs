@@ -32,6 +32,19 @@ pub type Render = Arc<dyn Fn(&Caller) -> Result<Bytes, VfsError> + Send + Sync>;
 /// Handles one write; `Some(reply)` is what later reads on the same open file return.
 pub type OnWrite = Arc<dyn Fn(&Caller, &[u8]) -> Result<Option<Bytes>, VfsError> + Send + Sync>;
 
+/// Reads `len` bytes at `offset` of a live file.
+pub type ReadAt = Arc<dyn Fn(u64, u32) -> Result<Bytes, VfsError> + Send + Sync>;
+/// The current size of a live file.
+pub type SizeOf = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// A file read in place at every read, not rendered once per open: an append-only log that
+/// `tail -f` follows (its size grows while the file is open).
+#[derive(Clone)]
+pub(crate) struct Live {
+    pub(crate) size: SizeOf,
+    pub(crate) read_at: ReadAt,
+}
+
 /// A synthetic file.
 #[derive(Clone)]
 pub struct SynthFile {
@@ -39,11 +52,13 @@ pub struct SynthFile {
     pub(crate) on_write: Option<OnWrite>,
     pub(crate) owner: Option<UserName>,
     pub(crate) writers: Writers,
+    pub(crate) live: Option<Live>,
 }
 
 impl fmt::Debug for SynthFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SynthFile")
+            .field("live", &self.live.is_some())
             .field("owner", &self.owner)
             .field("writers", &self.writers)
             .field("control", &self.on_write.is_some())
@@ -61,6 +76,28 @@ impl SynthFile {
             on_write: None,
             owner: None,
             writers: Writers::Nobody,
+            live: None,
+        }
+    }
+
+    /// A read-only file read in place (`size` and `read_at` are called at every stat and
+    /// read), for logs that grow while open: `tail -f` follows it.
+    pub fn live(
+        size: impl Fn() -> u64 + Send + Sync + 'static,
+        read_at: impl Fn(u64, u32) -> Result<Bytes, VfsError> + Send + Sync + 'static,
+    ) -> Self {
+        let size: SizeOf = Arc::new(size);
+        let read_at: ReadAt = Arc::new(read_at);
+        let (s, r) = (size.clone(), read_at.clone());
+        let render = move |_: &Caller| -> Result<Bytes, VfsError> {
+            r(0, u32::try_from(s()).unwrap_or(u32::MAX))
+        };
+        Self {
+            render: Arc::new(render),
+            on_write: None,
+            owner: None,
+            writers: Writers::Nobody,
+            live: Some(Live { size, read_at }),
         }
     }
 
@@ -82,6 +119,7 @@ impl SynthFile {
             on_write: Some(Arc::new(on_write)),
             owner: None,
             writers: Writers::Owner,
+            live: None,
         }
     }
 

@@ -404,7 +404,10 @@ impl Vfs {
                         )
                         .is_ok()
                         {
-                            (file.render)(caller).map(|b| b.len() as u64).unwrap_or(0)
+                            match &file.live {
+                                Some(live) => (live.size)(),
+                                None => (file.render)(caller).map(|b| b.len() as u64).unwrap_or(0),
+                            }
                         } else {
                             0
                         };

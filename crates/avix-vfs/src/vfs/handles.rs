@@ -149,7 +149,7 @@ impl Vfs {
                                 });
                             }
                         }
-                        let snapshot = if opts.read {
+                        let snapshot = if opts.read && file.live.is_none() {
                             (file.render)(caller)?
                         } else {
                             Bytes::new()
@@ -234,12 +234,13 @@ impl Vfs {
                 reply,
             } => {
                 let mut st = self.stat(&f.caller, &f.path)?;
-                st.size = reply.as_ref().map_or(snapshot, |(r, _)| r).len() as u64;
-                if !f.read && reply.is_none() {
+                st.size = match (&file.live, reply) {
+                    (_, Some((r, _))) => r.len() as u64,
+                    (Some(live), None) => (live.size)(),
                     // Opened write-only: the rendering was skipped.
-                    st.size = 0;
-                }
-                let _ = file;
+                    (None, None) if !f.read => 0,
+                    (None, None) => snapshot.len() as u64,
+                };
                 Ok(st)
             }
             Kind::Persistent { txn: Some(t), .. } => {
@@ -265,10 +266,13 @@ impl Vfs {
         let path = f.path.clone();
         match &mut f.kind {
             Kind::Synthetic {
+                file,
                 snapshot,
                 reply: None,
-                ..
-            } => Ok(slice(snapshot, offset, size)),
+            } => match &file.live {
+                Some(live) => (live.read_at)(offset, size),
+                None => Ok(slice(snapshot, offset, size)),
+            },
             Kind::Synthetic {
                 reply: Some((r, base)),
                 ..
@@ -306,8 +310,16 @@ impl Vfs {
                     .on_write
                     .as_ref()
                     .ok_or_else(|| VfsError::NotWritable(path.clone()))?;
-                if let Some(r) = on_write(&caller, data)? {
-                    *reply = Some((r, offset + data.len() as u64));
+                let end = offset + data.len() as u64;
+                match on_write(&caller, data) {
+                    Ok(Some(r)) => *reply = Some((r, end)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // The write fails with the errno; the message stays readable on
+                        // this open file, for scripts that want the reason.
+                        *reply = Some((Bytes::from(format!("error: {e}\n")), end));
+                        return Err(e);
+                    }
                 }
                 Ok(data.len())
             }

@@ -401,3 +401,83 @@ fn truncating_a_guarded_file_fails_at_close_and_keeps_it() {
     assert_eq!(l.vfs.release(h).unwrap_err().errno(), libc::EINVAL);
     assert_eq!(&l.vfs.read(&admin, &f).unwrap()[..], b"ok: 1");
 }
+
+#[test]
+fn live_files_grow_under_an_open_handle() {
+    let l = layout(false);
+    let log = Arc::new(Mutex::new(b"one\n".to_vec()));
+    let (a, b) = (log.clone(), log.clone());
+    l.vfs
+        .publish(
+            &p("/proc/log"),
+            SynthFile::live(
+                move || a.lock().unwrap().len() as u64,
+                move |off, len| {
+                    let d = b.lock().unwrap();
+                    let start = (off as usize).min(d.len());
+                    let end = (start + len as usize).min(d.len());
+                    Ok(bytes::Bytes::copy_from_slice(&d[start..end]))
+                },
+            ),
+        )
+        .unwrap();
+    let alice = user("alice", Role::User);
+    let (h, st) = l
+        .vfs
+        .open(&alice, &p("/proc/log"), OpenOptions::read())
+        .unwrap();
+    assert_eq!(st.size, 4);
+    assert_eq!(&l.vfs.read_at(h, 0, 100).unwrap()[..], b"one\n");
+    log.lock().unwrap().extend_from_slice(b"two\n");
+    assert_eq!(
+        l.vfs.stat_handle(h).unwrap().size,
+        8,
+        "what `tail -f` polls"
+    );
+    assert_eq!(&l.vfs.read_at(h, 4, 100).unwrap()[..], b"two\n");
+    assert_eq!(
+        &l.vfs.read(&alice, &p("/proc/log")).unwrap()[..],
+        b"one\ntwo\n"
+    );
+    l.vfs.release(h).unwrap();
+}
+
+#[test]
+fn a_failed_control_write_leaves_its_reason_readable() {
+    let l = layout(false);
+    l.vfs
+        .publish(
+            &p("/proc/spawn"),
+            SynthFile::control(
+                |_| Ok("".into()),
+                |_, data| {
+                    if data.starts_with(b"ok") {
+                        Ok(Some("42\n".into()))
+                    } else {
+                        Err(VfsError::InvalidInput {
+                            path: p("/proc/spawn"),
+                            reason: "unknown agent \"nope\"".into(),
+                        })
+                    }
+                },
+            )
+            .writers(Writers::AnyUser),
+        )
+        .unwrap();
+    let alice = user("alice", Role::User);
+    let rw = OpenOptions {
+        read: true,
+        write: true,
+        ..Default::default()
+    };
+    let (h, _) = l.vfs.open(&alice, &p("/proc/spawn"), rw).unwrap();
+    assert_eq!(
+        l.vfs.write_at(h, 0, b"nope go").unwrap_err().errno(),
+        libc::EINVAL
+    );
+    let reason = l.vfs.read_at(h, 7, 200).unwrap();
+    assert_eq!(&reason[..], b"error: /proc/spawn: unknown agent \"nope\"\n");
+    l.vfs.write_at(h, 0, b"ok").unwrap();
+    assert_eq!(&l.vfs.read_at(h, 2, 10).unwrap()[..], b"42\n");
+    l.vfs.release(h).unwrap();
+}
