@@ -9,6 +9,7 @@
 //! ROOT/data/crews/     /crews
 //! ROOT/data/secrets/   /secrets    (sealed: never visible through the VFS)
 //! ROOT/run/            pid file, sockets
+//! ROOT/state/          kernel-private durable state (PID counter)
 //! ROOT/logs/           daemon logs
 //! ROOT/mnt/            default mount point
 //! ```
@@ -71,6 +72,11 @@ impl RootLayout {
     /// The daemon's pid file (also its lock).
     pub fn pid_file(&self) -> PathBuf {
         self.run().join("avix.pid")
+    }
+
+    /// `ROOT/state`: kernel-private durable state (the PID counter), outside the VFS.
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state")
     }
 
     /// `ROOT/logs`.

@@ -6,24 +6,79 @@
 //! - [`layout`]: where things live under the runtime root.
 //! - [`config`]: the configuration in force, identities, hot reload and the `/etc/avix` guard.
 //! - [`system`]: the compiled-in `/kernel` files and `/proc/status.yaml`.
+//! - [`process`]: the process table, states, signals, grants.
+//! - [`spawn`]: from a spawn request to a running process (manifest, parameters, grants).
+//! - [`executor`]: the turn loop that is each process's body.
+//! - [`router`]: the policy check and dispatch of every tool call.
+//! - [`tools`]: the tool registry, `/tools`, and the built-in tools.
+//! - [`hil`]: human-in-the-loop requests.
+//! - [`journal`]: per-invocation journals with group commit, and invocation records.
+//! - [`procfs`]: `/proc/spawn` and `/proc/<pid>/…`.
+//! - [`catalog`]: installed agents.
+//! - [`events`]: the event bus the doors subscribe to.
+//! - [`pipes`]: pipes between agents, and jobs.
+//! - [`pid`]: PID allocation.
 //!
 //! Boot ([`Kernel::boot`]) loads and checks the configuration, builds the mount table and
 //! publishes the synthetic files; the daemon then adds the doors.
 
+pub mod catalog;
 pub mod config;
+pub mod events;
+pub mod executor;
+pub mod hil;
+pub mod journal;
 pub mod layout;
+pub mod pid;
+pub mod pipes;
+pub mod process;
+pub mod procfs;
+pub mod router;
+pub mod spawn;
 pub mod system;
+pub mod tools;
 
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use avix_auth::{MasterKey, Purpose, SubKey};
+use avix_llm::{LlmClient, LlmService};
+use avix_proto::agent::{InvocationRecord, JournalEvent, ProcState};
 use avix_proto::config::EtcFile;
 use avix_proto::time::Timestamp;
+use avix_proto::{Role, UserName};
 use avix_vfs::{Caller, LocalStorage, Vfs, VfsPath};
 
 use crate::config::{ConfigError, ConfigStore};
+use crate::events::EventBus;
+use crate::hil::HilManager;
+use crate::journal::JournalWriter;
 use crate::layout::RootLayout;
+use crate::pid::{Pid, PidAllocator};
+use crate::pipes::{Jobs, Pipes};
+use crate::process::{Process, ProcessTable, Signal};
+use crate::tools::ToolRegistry;
+
+/// How long an exited process stays in `/proc` before it is reaped.
+pub const EXITED_RETENTION: Duration = Duration::from_secs(600);
+/// Exited processes kept at most; past it the oldest are reaped at once.
+pub const MAX_EXITED: usize = 1000;
+
+/// What the kernel needs besides the root and the key.
+pub struct BootOptions {
+    /// The async runtime executors run on.
+    pub runtime: tokio::runtime::Handle,
+    /// The LLM client; by default llm.svc built from llm.yaml.
+    pub llm: Option<Arc<dyn LlmClient>>,
+}
+
+impl std::fmt::Debug for BootOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootOptions")
+            .field("custom_llm", &self.llm.is_some())
+            .finish()
+    }
+}
 
 /// Why the kernel cannot boot.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +86,14 @@ pub enum BootError {
     /// Configuration missing or invalid, or the wrong master key.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Kernel state (PID counter, journal writer) cannot be set up.
+    #[error("cannot set up {what}: {reason}")]
+    State {
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A data directory is missing or unusable.
     #[error(
         "cannot use {path}: {reason}; run `avix server config init --root {root}` to create the layout"
@@ -75,7 +138,6 @@ impl std::fmt::Debug for KernelKeys {
 }
 
 /// The kernel.
-#[derive(Debug)]
 pub struct Kernel {
     layout: RootLayout,
     vfs: Arc<Vfs>,
@@ -84,13 +146,36 @@ pub struct Kernel {
     started: Instant,
     started_at: Timestamp,
     // Written by the daemon once the doors are up; read by the status file.
-    runtime: RwLock<RuntimeInfo>,
+    runtime_info: RwLock<RuntimeInfo>,
+    rt: tokio::runtime::Handle,
+    pids: PidAllocator,
+    procs: ProcessTable,
+    tools: ToolRegistry,
+    hil: HilManager,
+    journals: JournalWriter,
+    llm: Arc<dyn LlmClient>,
+    llm_service: Option<Arc<LlmService>>,
+    events: EventBus,
+    pipes: Pipes,
+    jobs: Jobs,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("root", &self.layout.root())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Kernel {
     /// Boots the kernel for `layout` with `master`: loads the configuration (refusing a
     /// master key that is not this root's), builds the VFS and publishes the synthetic files.
-    pub fn boot(layout: RootLayout, master: &MasterKey) -> Result<Arc<Self>, BootError> {
+    pub fn boot(
+        layout: RootLayout,
+        master: &MasterKey,
+        opts: BootOptions,
+    ) -> Result<Arc<Self>, BootError> {
         let started = Instant::now();
         let config = Arc::new(ConfigStore::load(layout.clone(), master)?);
         tracing::debug!(
@@ -110,6 +195,7 @@ impl Kernel {
         let vfs = builder
             .mount_synthetic(path("/proc"))
             .mount_synthetic(path("/kernel"))
+            .mount_synthetic(path("/tools"))
             .mount_sealed(path("/secrets"))
             .guard(path("/etc/avix"), Arc::new(config.guard()))
             .build();
@@ -120,6 +206,22 @@ impl Kernel {
             api_key: master.derive(Purpose::ApiKeyHash),
             secrets: master.derive(Purpose::Secrets),
         };
+        let pids =
+            PidAllocator::open(layout.state().join("pid.next")).map_err(|e| BootError::State {
+                what: "the PID counter",
+                reason: e.to_string(),
+            })?;
+        let journals = JournalWriter::start().map_err(|e| BootError::State {
+            what: "the journal writer",
+            reason: e.to_string(),
+        })?;
+        let (llm, llm_service) = match opts.llm {
+            Some(l) => (l, None),
+            None => {
+                let svc = Arc::new(LlmService::new(config.get().llm.as_ref(), layout.etc()));
+                (svc.clone() as Arc<dyn LlmClient>, Some(svc))
+            }
+        };
         let kernel = Arc::new(Self {
             layout,
             vfs,
@@ -127,9 +229,22 @@ impl Kernel {
             keys,
             started,
             started_at: Timestamp::now(),
-            runtime: RwLock::new(RuntimeInfo::default()),
+            runtime_info: RwLock::new(RuntimeInfo::default()),
+            rt: opts.runtime,
+            pids,
+            procs: ProcessTable::default(),
+            tools: ToolRegistry::default(),
+            hil: HilManager::default(),
+            journals,
+            llm,
+            llm_service,
+            events: EventBus::default(),
+            pipes: Pipes::default(),
+            jobs: Jobs::default(),
         });
         system::publish(&kernel);
+        tools::register_builtins(&kernel);
+        procfs::publish_spawn(&kernel);
         kernel.ensure_homes();
         kernel.watch_config();
         tracing::debug!(
@@ -167,17 +282,233 @@ impl Kernel {
     /// Records what the doors report (mount point, ATP address, boot time).
     pub fn set_runtime_info(&self, info: RuntimeInfo) {
         *self
-            .runtime
+            .runtime_info
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = info;
     }
 
     /// What the doors reported.
     pub fn runtime_info(&self) -> RuntimeInfo {
-        self.runtime
+        self.runtime_info
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The async runtime.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.rt
+    }
+
+    /// Runs `fut` to completion from synchronous code (a FUSE request thread, or a blocking
+    /// section of an async task).
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => tokio::task::block_in_place(|| h.block_on(fut)),
+            Err(_) => self.rt.block_on(fut),
+        }
+    }
+
+    /// PID allocation.
+    pub fn pids(&self) -> &PidAllocator {
+        &self.pids
+    }
+
+    /// The process table.
+    pub fn procs(&self) -> &ProcessTable {
+        &self.procs
+    }
+
+    /// The tool registry.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    /// HIL requests.
+    pub fn hil(&self) -> &HilManager {
+        &self.hil
+    }
+
+    /// The journal writer.
+    pub fn journals(&self) -> &JournalWriter {
+        &self.journals
+    }
+
+    /// The LLM client.
+    pub fn llm(&self) -> Arc<dyn LlmClient> {
+        self.llm.clone()
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Pipes between agents.
+    pub fn pipes(&self) -> &Pipes {
+        &self.pipes
+    }
+
+    /// Jobs.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// The workspace of `user` (users.yaml, or `/users/<u>/workspace`).
+    pub fn workspace_of(&self, user: &UserName) -> String {
+        self.config.get().users.get(user.as_str()).map_or_else(
+            || format!("/users/{user}/workspace"),
+            avix_proto::config::users::User::workspace_path,
+        )
+    }
+
+    /// Sets a process's state, journals it and tells subscribers.
+    pub fn set_state(&self, p: &Process, state: ProcState, waiting_on: Option<&str>) {
+        if p.state().is_terminal()
+            || (p.state() == state && p.inner().waiting_on.as_deref() == waiting_on)
+        {
+            return;
+        }
+        p.set_state(state, waiting_on);
+        p.journal.append(JournalEvent::State {
+            state,
+            waiting_on: waiting_on.map(str::to_owned),
+        });
+        self.events.emit_process(
+            p,
+            "agent.status",
+            serde_json::json!({"state": state, "waitingOn": waiting_on}),
+        );
+    }
+
+    /// Sends `sig` to `p` as `caller`: the owner, an operator or admin, the kernel, or an agent
+    /// that is an ancestor of `p`. Kill, stop, pause and resume also reach `p`'s live
+    /// descendants.
+    pub fn signal(&self, caller: &Caller, p: &Arc<Process>, sig: Signal) -> Result<(), String> {
+        let allowed = match &caller.principal {
+            avix_vfs::Principal::Kernel => true,
+            avix_vfs::Principal::User(u) => u == &p.user || caller.role >= Role::Operator,
+            avix_vfs::Principal::Agent { pid, .. } => {
+                *pid != p.pid && self.procs.is_ancestor(*pid, p.pid)
+            }
+        };
+        if !allowed {
+            return Err(format!("process {} belongs to another user", p.pid));
+        }
+        if caller.role == Role::Guest {
+            return Err("guests cannot signal processes".into());
+        }
+        p.send(sig.clone())?;
+        p.journal.append(JournalEvent::Signal {
+            signal: sig.name().into(),
+            from: caller.to_string(),
+            payload: None,
+        });
+        self.events.emit_process(
+            p,
+            "proc.signal",
+            serde_json::json!({"signal": sig.name(), "from": caller.to_string()}),
+        );
+        if matches!(
+            sig,
+            Signal::Kill | Signal::Stop | Signal::Pause | Signal::Resume
+        ) {
+            let children = p.inner().children.clone();
+            for c in children.into_iter().filter_map(|c| self.procs.get(c)) {
+                if !c.state().is_terminal() {
+                    let _ = self.signal(&Caller::kernel(), &c, sig.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The invocation record of `p` as it stands.
+    pub fn record_of(&self, p: &Process) -> InvocationRecord {
+        let i = p.inner();
+        InvocationRecord {
+            id: p.journal.id().to_owned(),
+            agent: p.agent.to_string(),
+            version: p.version.clone(),
+            user: p.user.to_string(),
+            pid: p.pid,
+            parent: p.parent,
+            goal: p.goal.clone(),
+            model: p.model.clone(),
+            spawned_at: p.started_at,
+            ended_at: i.ended_at,
+            state: i.state,
+            exit_code: i.exit.as_ref().map(|e| e.code),
+            exit_reason: i.exit.as_ref().map(|e| e.reason.clone()),
+            tokens: i.tokens,
+            tool_calls: i.tool_calls,
+            turns: i.turns,
+        }
+    }
+
+    /// Reaps `pid` after [`EXITED_RETENTION`] (or at once, oldest first, past
+    /// [`MAX_EXITED`] exited processes).
+    pub fn schedule_reap(self: &Arc<Self>, pid: Pid) {
+        self.pipes.close_for(pid);
+        let exited: Vec<Arc<Process>> = self
+            .procs
+            .all()
+            .into_iter()
+            .filter(|p| p.state().is_terminal())
+            .collect();
+        if exited.len() > MAX_EXITED {
+            for p in exited.iter().take(exited.len() - MAX_EXITED) {
+                self.reap(p.pid);
+            }
+        }
+        let weak = Arc::downgrade(self);
+        self.rt.spawn(async move {
+            tokio::time::sleep(EXITED_RETENTION).await;
+            if let Some(k) = weak.upgrade() {
+                k.reap(pid);
+            }
+        });
+    }
+
+    /// Removes an exited process from the table and from `/proc`.
+    pub fn reap(&self, pid: Pid) {
+        if self.procs.get(pid).is_some_and(|p| p.state().is_terminal()) {
+            self.procs.remove(pid);
+            procfs::unpublish_process(self, pid);
+            self.hil.forget(pid);
+            self.pipes.forget(pid);
+            self.jobs.forget(pid);
+        }
+    }
+
+    /// Past invocations of `user` (all agents, or one), newest first, from the records next
+    /// to the journals.
+    pub fn history(&self, user: &UserName, agent: Option<&str>) -> Vec<InvocationRecord> {
+        let base = self
+            .layout
+            .data()
+            .join("users")
+            .join(user.as_str())
+            .join("agents");
+        let mut out = Vec::new();
+        let Ok(agents) = std::fs::read_dir(&base) else {
+            return out;
+        };
+        for a in agents.flatten() {
+            if agent.is_some_and(|n| a.file_name().to_string_lossy() != n) {
+                continue;
+            }
+            let Ok(runs) = std::fs::read_dir(a.path()) else {
+                continue;
+            };
+            for r in runs.flatten() {
+                if let Some(rec) = journal::read_record(&r.path().join("invocation.yaml")) {
+                    out.push(rec);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.spawned_at.cmp(&a.spawned_at).then(b.pid.cmp(&a.pid)));
+        out
     }
 
     /// Removes temp files that writes interrupted by a crash left under the persistent trees
@@ -225,10 +556,16 @@ impl Kernel {
             let Some(file) = change.path.file_name().and_then(EtcFile::from_name) else {
                 return;
             };
-            if let Ok(true) = k.config.reload(file)
-                && file == EtcFile::Users
-            {
-                k.ensure_homes();
+            if let Ok(true) = k.config.reload(file) {
+                match file {
+                    EtcFile::Users => k.ensure_homes(),
+                    EtcFile::Llm => {
+                        if let Some(svc) = &k.llm_service {
+                            svc.reload(k.config.get().llm.as_ref());
+                        }
+                    }
+                    _ => {}
+                }
             }
         });
     }

@@ -28,10 +28,13 @@ pub(crate) fn publish(kernel: &Arc<Kernel>) {
     let files = [
         (
             "/kernel/defaults/agent.yaml",
-            yaml(AgentDefaults::default()),
+            yaml(AgentDefaults(AgentParams::system_defaults())),
         ),
         ("/kernel/defaults/pipe.yaml", yaml(PipeDefaults::default())),
-        ("/kernel/limits/agent.yaml", yaml(AgentLimits::default())),
+        (
+            "/kernel/limits/agent.yaml",
+            yaml(AgentLimits(AgentParams::system_limits())),
+        ),
     ];
     for (p, content) in files {
         if let Ok(p) = VfsPath::parse(p)
@@ -65,7 +68,7 @@ pub fn status(kernel: &Kernel) -> SystemStatus {
             crews: config.crews.crews.len() as u64,
             identities: config.auth.identities.len() as u64,
             mounts: kernel.vfs().mounts().len() as u64,
-            agents: 0,
+            agents: kernel.procs().live_count() as u64,
             open_files: kernel.vfs().open_files() as u64,
             config_reloads: kernel.config().reloads(),
             config_rejections: kernel.vfs().rejections() + kernel.config().failed_reloads(),

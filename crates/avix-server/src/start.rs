@@ -26,7 +26,7 @@ use avix_kernel::config::{
     verify_master_key,
 };
 use avix_kernel::layout::RootLayout;
-use avix_kernel::{BootError, Kernel, RuntimeInfo};
+use avix_kernel::{BootError, BootOptions, Kernel, RuntimeInfo};
 use avix_proto::UserName;
 use avix_proto::config::kernel::{KernelConfig, MasterKeySource, Mode};
 use avix_vfs::Caller;
@@ -269,7 +269,14 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
     } = p;
     let addr = listen_addr(&kernel_config, port)?;
     let listener = avix_gateway::bind(addr).await?;
-    let kernel = Kernel::boot(layout, &master)?;
+    let kernel = Kernel::boot(
+        layout,
+        &master,
+        BootOptions {
+            runtime: tokio::runtime::Handle::current(),
+            llm: None,
+        },
+    )?;
     drop(master);
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,

@@ -52,6 +52,18 @@ pub enum VfsError {
         /// What is wrong with the request.
         reason: String,
     },
+    /// A control file's handler refused the request with a specific errno.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The path.
+        path: VfsPath,
+        /// The errno to report.
+        errno: i32,
+        /// The short code for non-POSIX doors.
+        code: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A bad path.
     #[error(transparent)]
     Path(#[from] PathError),
@@ -103,6 +115,7 @@ impl VfsError {
             VfsError::Denied { .. } => libc::EACCES,
             VfsError::NotPermitted { .. } => libc::EPERM,
             VfsError::Rejected { .. } | VfsError::InvalidInput { .. } => libc::EINVAL,
+            VfsError::Refused { errno, .. } => *errno,
             VfsError::Path(PathError::NameTooLong | PathError::PathTooLong) => libc::ENAMETOOLONG,
             VfsError::Path(_) => libc::EINVAL,
             VfsError::CrossDevice(_) => libc::EXDEV,
@@ -126,6 +139,7 @@ impl VfsError {
             VfsError::Rejected { .. } | VfsError::InvalidInput { .. } | VfsError::Path(_) => {
                 "EINVAL"
             }
+            VfsError::Refused { code, .. } => code,
             VfsError::CrossDevice(_) => "EXDEV",
             VfsError::TooLarge { .. } => "EFBIG",
             VfsError::BadHandle | VfsError::NotWritable(_) => "EBADF",

@@ -1,0 +1,702 @@
+//! The RuntimeExecutor: the process body. It owns the conversation and runs the turn loop:
+//! build the request, call the LLM (racing signals), dispatch the tool calls through the
+//! router (with HIL gating), append the results, repeat until the model answers, a budget or
+//! the tool-chain limit is reached, or a signal ends the run.
+//!
+//! Where signals land (docs/agents.md has the table):
+//! - SIGKILL: at once, whatever the process is doing (its kill switch is raced everywhere);
+//! - SIGPAUSE: an LLM call in flight is cancelled and retried after SIGRESUME; a tool call
+//!   or a wait runs on, and its result is held until SIGRESUME;
+//! - SIGSTOP: after the current step (LLM call or the turn's tool calls); a wait for a human,
+//!   a child or input is abandoned;
+//! - input / SIGPIPE / SIGSTART: a user message at the next turn boundary, or at once for an
+//!   agent waiting for input;
+//! - SIGSAVE: a snapshot at the next turn boundary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use avix_llm::StreamSink;
+use avix_proto::agent::{HilKind, JournalEvent, ProcState};
+use avix_proto::llm::{
+    ContentBlock, LlmRequest, LlmResponse, Message, MessageRole, RequestMeta, StopReason,
+    StreamEvent, ToolSpec,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Kernel;
+use crate::journal::{MAX_JOURNALED_RESULT, truncate_for_journal};
+use crate::process::{ExitInfo, Process, ProcessEnds, Signal};
+use crate::router::Check;
+use crate::tools::ALWAYS_PRESENT;
+
+/// `Err` ends the run with this exit.
+type Flow<T> = Result<T, ExitInfo>;
+
+/// Starts the executor of `process` on the kernel's runtime.
+pub(crate) fn start(kernel: Arc<Kernel>, process: Arc<Process>, ends: ProcessEnds) {
+    let rt = kernel.runtime().clone();
+    rt.spawn(async move {
+        let mut ex = Executor {
+            kill: process.kill_token(),
+            kernel,
+            p: process,
+            signals: ends.signals,
+            messages: Vec::new(),
+            paused: false,
+            stop_requested: false,
+            save_requested: false,
+            inputs: Vec::new(),
+            chain: 0,
+        };
+        let exit = ex.run().await;
+        ex.finish(exit).await;
+    });
+}
+
+struct Executor {
+    kernel: Arc<Kernel>,
+    p: Arc<Process>,
+    signals: mpsc::Receiver<Signal>,
+    kill: CancellationToken,
+    messages: Vec<Message>,
+    paused: bool,
+    stop_requested: bool,
+    save_requested: bool,
+    inputs: Vec<String>,
+    /// Consecutive turns that dispatched tools.
+    chain: u64,
+}
+
+fn killed() -> ExitInfo {
+    ExitInfo::new(ProcState::Killed, "killed")
+}
+
+fn failed(reason: impl Into<String>) -> ExitInfo {
+    ExitInfo::new(ProcState::Failed, reason)
+}
+
+fn error_result(id: &str, code: &str, message: &str) -> ContentBlock {
+    ContentBlock::ToolResult {
+        tool_use_id: id.to_owned(),
+        content: serde_json::json!({"error": {"code": code, "message": message}}).to_string(),
+        is_error: true,
+    }
+}
+
+impl Executor {
+    fn state(&self, state: ProcState, waiting_on: Option<&str>) {
+        if self.p.state() == state && self.p.inner().waiting_on.as_deref() == waiting_on {
+            return;
+        }
+        self.p.set_state(state, waiting_on);
+        self.p.journal.append(JournalEvent::State {
+            state,
+            waiting_on: waiting_on.map(str::to_owned),
+        });
+        self.kernel.events().emit_process(
+            &self.p,
+            "agent.status",
+            serde_json::json!({"state": state, "waitingOn": waiting_on}),
+        );
+    }
+
+    async fn durable(&self, event: JournalEvent) -> Flow<()> {
+        self.p
+            .journal
+            .append_durable(event)
+            .await
+            .map_err(|e| failed(format!("cannot write the journal: {e}")))
+    }
+
+    async fn push_message(&mut self, m: Message) -> Flow<()> {
+        self.durable(JournalEvent::Message {
+            role: m.role,
+            content: m.content.clone(),
+        })
+        .await?;
+        self.messages.push(m);
+        Ok(())
+    }
+
+    async fn run(&mut self) -> ExitInfo {
+        match self.main().await {
+            Ok(exit) | Err(exit) => exit,
+        }
+    }
+
+    async fn main(&mut self) -> Flow<ExitInfo> {
+        self.state(ProcState::Running, None);
+        self.push_message(Message::user_text(self.p.goal.clone()))
+            .await?;
+        loop {
+            self.boundary().await?;
+            self.check_budgets()?;
+            let Some(resp) = self.call_llm().await? else {
+                continue;
+            };
+            {
+                let mut i = self.p.inner();
+                i.turns += 1;
+                i.tokens.input_tokens += resp.usage.input_tokens;
+                i.tokens.output_tokens += resp.usage.output_tokens;
+            }
+            self.p.journal.append(JournalEvent::LlmCall {
+                model: resp.model.clone(),
+                provider: resp.provider.clone(),
+                stop_reason: resp.stop_reason,
+                usage: resp.usage,
+                duration_ms: 0,
+            });
+            let answer = Message {
+                role: MessageRole::Assistant,
+                content: resp.content.clone(),
+            };
+            let text = answer.text();
+            let calls: Vec<(String, String, serde_json::Value)> = answer
+                .tool_calls()
+                .map(|(id, name, input)| (id.to_owned(), name.to_owned(), input.clone()))
+                .collect();
+            self.push_message(answer).await?;
+            if !text.is_empty() {
+                self.kernel.events().emit_process(
+                    &self.p,
+                    "agent.output",
+                    serde_json::json!({"text": text}),
+                );
+            }
+            if calls.is_empty() || resp.stop_reason != StopReason::ToolUse {
+                self.chain = 0;
+                if resp.stop_reason == StopReason::MaxTokens && calls.is_empty() {
+                    self.inputs.push("[System]: your answer was cut at the output limit; continue where you stopped.".into());
+                    continue;
+                }
+                if self.p.interactive && !self.stop_requested {
+                    self.wait_input().await?;
+                    continue;
+                }
+                let mut exit = ExitInfo::new(ProcState::Completed, "the agent answered");
+                if self.stop_requested {
+                    exit = ExitInfo::new(ProcState::Stopped, "stopped on request");
+                }
+                exit.output = Some(text);
+                return Ok(exit);
+            }
+            self.chain += 1;
+            if self.chain > self.p.limits.max_tool_chain_length {
+                return Err(failed(format!(
+                    "exceeded the tool chain limit (maxToolChainLength {}) without an answer",
+                    self.p.limits.max_tool_chain_length
+                )));
+            }
+            let mut results = Vec::new();
+            let mut notes = Vec::new();
+            for (id, name, input) in calls {
+                let (block, note) = self.run_tool(&id, &name, input).await?;
+                results.push(block);
+                notes.extend(note);
+            }
+            results.extend(notes);
+            self.push_message(Message {
+                role: MessageRole::User,
+                content: results,
+            })
+            .await?;
+        }
+    }
+
+    /// Between turns: handle what arrived, block while paused, deliver input.
+    async fn boundary(&mut self) -> Flow<()> {
+        while let Ok(sig) = self.signals.try_recv() {
+            self.on_signal(sig);
+        }
+        if self.kill.is_cancelled() {
+            return Err(killed());
+        }
+        if self.stop_requested {
+            return Err(ExitInfo::new(ProcState::Stopped, "stopped on request"));
+        }
+        if self.paused {
+            self.wait_resumed().await?;
+        }
+        if self.save_requested {
+            self.save_requested = false;
+            self.save_snapshot();
+        }
+        self.deliver_inputs().await
+    }
+
+    fn on_signal(&mut self, sig: Signal) {
+        self.p.journal.append(JournalEvent::Signal {
+            signal: sig.name().into(),
+            from: "kernel".into(),
+            payload: None,
+        });
+        match sig {
+            Signal::Pause => {
+                self.paused = true;
+                self.state(ProcState::Paused, None);
+            }
+            Signal::Resume => self.paused = false,
+            Signal::Stop => self.stop_requested = true,
+            Signal::Kill => self.kill.cancel(),
+            Signal::Input(t) | Signal::Start(t) => self.inputs.push(t),
+            Signal::Save => self.save_requested = true,
+        }
+    }
+
+    async fn wait_resumed(&mut self) -> Flow<()> {
+        let before = (self.p.state(), self.p.inner().waiting_on.clone());
+        self.state(ProcState::Paused, None);
+        while self.paused {
+            tokio::select! {
+                biased;
+                () = self.kill.cancelled() => return Err(killed()),
+                sig = self.signals.recv() => match sig {
+                    Some(sig) => self.on_signal(sig),
+                    None => return Err(killed()),
+                },
+            }
+            if self.stop_requested {
+                return Err(ExitInfo::new(
+                    ProcState::Stopped,
+                    "stopped on request while paused",
+                ));
+            }
+        }
+        let (state, on) = before;
+        let state = if state == ProcState::Paused {
+            ProcState::Running
+        } else {
+            state
+        };
+        self.state(state, on.as_deref());
+        Ok(())
+    }
+
+    async fn deliver_inputs(&mut self) -> Flow<()> {
+        if self.inputs.is_empty() {
+            return Ok(());
+        }
+        let text = std::mem::take(&mut self.inputs).join("\n\n");
+        let block = ContentBlock::Text { text };
+        // Providers want roles to alternate: join the last user message if there is one.
+        match self.messages.last_mut() {
+            Some(m) if m.role == MessageRole::User => {
+                m.content.push(block.clone());
+                self.durable(JournalEvent::Message {
+                    role: MessageRole::User,
+                    content: vec![block],
+                })
+                .await
+            }
+            _ => {
+                self.push_message(Message {
+                    role: MessageRole::User,
+                    content: vec![block],
+                })
+                .await
+            }
+        }
+    }
+
+    async fn wait_input(&mut self) -> Flow<()> {
+        self.state(ProcState::Waiting, Some("input"));
+        while self.inputs.is_empty() {
+            tokio::select! {
+                biased;
+                () = self.kill.cancelled() => return Err(killed()),
+                sig = self.signals.recv() => match sig {
+                    Some(sig) => self.on_signal(sig),
+                    None => return Err(killed()),
+                },
+            }
+            if self.stop_requested {
+                return Err(ExitInfo::new(ProcState::Stopped, "stopped on request"));
+            }
+            if self.paused {
+                self.wait_resumed().await?;
+                self.state(ProcState::Waiting, Some("input"));
+            }
+        }
+        self.state(ProcState::Running, None);
+        Ok(())
+    }
+
+    /// Waits for `fut` while handling signals: kill ends the run, stop abandons the wait, pause
+    /// holds the result until resume.
+    async fn wait_for<F: std::future::Future>(&mut self, fut: F) -> Flow<F::Output> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.kill.cancelled() => return Err(killed()),
+                sig = self.signals.recv() => {
+                    match sig {
+                        Some(sig) => self.on_signal(sig),
+                        None => return Err(killed()),
+                    }
+                    if self.stop_requested {
+                        return Err(ExitInfo::new(ProcState::Stopped, "stopped on request while waiting"));
+                    }
+                }
+                out = &mut fut => {
+                    if self.paused {
+                        self.wait_resumed().await?;
+                    }
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
+    fn check_budgets(&self) -> Flow<()> {
+        let l = self.p.limits;
+        let (turns, tokens) = {
+            let i = self.p.inner();
+            (i.turns, i.tokens.total())
+        };
+        if turns >= l.max_turns {
+            return Err(failed(format!(
+                "reached the turn limit (maxTurns {})",
+                l.max_turns
+            )));
+        }
+        if tokens >= l.max_tokens {
+            return Err(failed(format!(
+                "reached the token budget (maxTokens {}, used {tokens})",
+                l.max_tokens
+            )));
+        }
+        let elapsed = self.p.started.elapsed().as_secs();
+        if elapsed >= l.max_wall_time_secs {
+            return Err(failed(format!(
+                "reached the wall-time limit (maxWallTimeSecs {})",
+                l.max_wall_time_secs
+            )));
+        }
+        Ok(())
+    }
+
+    fn tool_specs(&self) -> Vec<ToolSpec> {
+        let grants = self.p.grants();
+        let mut names = grants.names();
+        names.extend(ALWAYS_PRESENT.iter().map(|s| (*s).to_owned()));
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|n| self.kernel.tools().get(&n))
+            .map(|e| ToolSpec {
+                name: e.descriptor.name.to_string(),
+                description: e.descriptor.description.clone(),
+                input_schema: e.descriptor.input_schema.clone(),
+            })
+            .collect()
+    }
+
+    fn system_prompt(&self) -> String {
+        let p = &self.p;
+        let l = p.limits;
+        let workspace = self.kernel.workspace_of(&p.user);
+        format!(
+            "You are {agent}, an AI agent running inside Avix as process {pid} for user {user}.\n\n{prompt}\n\n\
+             Use the tools provided to reach the goal. Relative paths are in your workspace {workspace}. \
+             If you need a tool you do not have, call cap/request-tool; if you need a person's judgement, \
+             call cap/escalate. When the goal is reached, answer directly without calling tools.\n\n\
+             Limits for this run: {turns} turns, {calls} tool calls, {tokens} tokens.",
+            agent = p.agent,
+            pid = p.pid,
+            user = p.user,
+            prompt = p.system_prompt.trim(),
+            turns = l.max_turns,
+            calls = l.max_tool_calls,
+            tokens = l.max_tokens,
+        )
+    }
+
+    /// One LLM call. `Ok(None)`: cancelled by a pause; the turn is retried after resume.
+    async fn call_llm(&mut self) -> Flow<Option<LlmResponse>> {
+        self.state(ProcState::Running, None);
+        let req = LlmRequest {
+            model: self.p.model.clone(),
+            system: self.system_prompt(),
+            messages: self.messages.clone(),
+            tools: self.tool_specs(),
+            max_tokens: u32::try_from(self.p.limits.max_output_tokens).unwrap_or(u32::MAX),
+            temperature: Some(self.p.limits.temperature),
+            meta: RequestMeta {
+                pid: self.p.pid,
+                invocation_id: self.p.journal.id().to_owned(),
+                user: self.p.user.to_string(),
+            },
+        };
+        let weak = Arc::downgrade(&self.kernel);
+        let proc = self.p.clone();
+        let sink: StreamSink = Arc::new(move |e: &StreamEvent| {
+            if let (Some(k), StreamEvent::TextDelta { text }) = (weak.upgrade(), e) {
+                k.events().emit_process(
+                    &proc,
+                    "agent.output.chunk",
+                    serde_json::json!({"text": text}),
+                );
+            }
+        });
+        let started = Instant::now();
+        let llm = self.kernel.llm();
+        let call = llm.complete(req, Some(sink));
+        tokio::pin!(call);
+        let deadline = tokio::time::sleep(Duration::from_secs(self.p.limits.turn_timeout_secs));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.kill.cancelled() => {
+                    self.p.journal.append(JournalEvent::LlmAbandoned { reason: "killed".into() });
+                    return Err(killed());
+                }
+                sig = self.signals.recv() => {
+                    match sig {
+                        Some(sig) => self.on_signal(sig),
+                        None => return Err(killed()),
+                    }
+                    if self.paused {
+                        self.p.journal.append(JournalEvent::LlmAbandoned { reason: "paused; the turn is retried after SIGRESUME".into() });
+                        self.wait_resumed().await?;
+                        return Ok(None);
+                    }
+                }
+                () = &mut deadline => {
+                    self.p.journal.append(JournalEvent::LlmAbandoned { reason: "timeout".into() });
+                    return Err(failed(format!("the LLM call took longer than turnTimeoutSecs ({})", self.p.limits.turn_timeout_secs)));
+                }
+                r = &mut call => {
+                    return match r {
+                        Ok(resp) => {
+                            tracing::debug!(pid = self.p.pid, ms = started.elapsed().as_millis() as u64, "LLM call done");
+                            Ok(Some(resp))
+                        }
+                        Err(e) => {
+                            self.p.journal.append(JournalEvent::LlmAbandoned { reason: e.to_string() });
+                            Err(failed(format!("the LLM call failed: {e}")))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// One tool call: policy, approval, dispatch. Returns the result block and maybe a note.
+    async fn run_tool(
+        &mut self,
+        id: &str,
+        name: &str,
+        input: serde_json::Value,
+    ) -> Flow<(ContentBlock, Option<ContentBlock>)> {
+        let entry = match self.kernel.check_call(&self.p, name) {
+            Check::Deny { code, reason } => {
+                self.p.journal.append(JournalEvent::PolicyDenied {
+                    call_id: id.into(),
+                    tool: name.into(),
+                    reason: reason.clone(),
+                });
+                self.kernel.events().emit_process(
+                    &self.p,
+                    "agent.tool_denied",
+                    serde_json::json!({"callId": id, "tool": name, "reason": reason}),
+                );
+                if code == "EBUDGET" {
+                    return Err(failed(reason));
+                }
+                return Ok((error_result(id, code, &reason), None));
+            }
+            Check::Allow(entry) => (entry, None),
+            Check::NeedsApproval(entry, reason) => {
+                let kernel = self.kernel.clone();
+                let (hid, rx) = kernel.hil().open(
+                    &kernel,
+                    &self.p,
+                    HilKind::ToolCallApproval,
+                    Some(name.into()),
+                    Some(input.clone()),
+                    Some(reason),
+                    vec![],
+                );
+                self.durable(JournalEvent::HilRequested {
+                    hil_id: hid.clone(),
+                    kind: HilKind::ToolCallApproval,
+                    tool: Some(name.into()),
+                })
+                .await?;
+                self.kernel.events().emit_process(&self.p, "hil.request", serde_json::json!({"hilId": hid, "kind": "tool_call_approval", "tool": name, "args": input}));
+                self.state(ProcState::Waiting, Some("human-approval"));
+                let answer = self.wait_for(rx).await;
+                self.p.inner().pending_hil.retain(|h| h != &hid);
+                let answer = answer?;
+                self.state(ProcState::Running, None);
+                let Ok(answer) = answer else {
+                    return Err(failed("the HIL request vanished"));
+                };
+                self.durable(JournalEvent::HilAnswered {
+                    hil_id: hid.clone(),
+                    outcome: answer.outcome,
+                    by: answer.by.clone(),
+                    note: answer.note.clone(),
+                })
+                .await?;
+                self.kernel.events().emit_process(
+                    &self.p,
+                    "hil.resolved",
+                    serde_json::json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
+                );
+                let note = answer
+                    .note
+                    .as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default();
+                if !answer.approved() {
+                    let msg = format!(
+                        "the call was not approved ({:?}) by {}{note}",
+                        answer.outcome, answer.by
+                    )
+                    .to_lowercase();
+                    return Ok((error_result(id, "EDENIED", &msg), None));
+                }
+                let text = format!(
+                    "[approval] {name} ({id}) was approved by {}{note}",
+                    answer.by
+                );
+                (entry, Some(ContentBlock::Text { text }))
+            }
+        };
+        let (entry, note) = entry;
+        self.durable(JournalEvent::ToolCall {
+            call_id: id.into(),
+            tool: name.into(),
+            args: input.clone(),
+        })
+        .await?;
+        {
+            let mut i = self.p.inner();
+            i.tool_calls += 1;
+            i.current_tool = Some(name.to_owned());
+        }
+        self.kernel.events().emit_process(
+            &self.p,
+            "agent.tool_call",
+            serde_json::json!({"callId": id, "tool": name, "args": input}),
+        );
+        let started = Instant::now();
+        let kernel = self.kernel.clone();
+        let p = self.p.clone();
+        let out = self.wait_for(kernel.invoke(&p, id, &entry, input)).await;
+        self.p.inner().current_tool = None;
+        let out = out?;
+        let (ok, content) = match out {
+            Ok(v) => (
+                true,
+                match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                },
+            ),
+            Err(e) => (
+                false,
+                serde_json::json!({"error": {"code": e.code, "message": e.message}}).to_string(),
+            ),
+        };
+        self.p.journal.append(JournalEvent::ToolResult {
+            call_id: id.into(),
+            tool: name.into(),
+            ok,
+            result: truncate_for_journal(&content, MAX_JOURNALED_RESULT),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        self.kernel.events().emit_process(
+            &self.p,
+            "agent.tool_result",
+            serde_json::json!({"callId": id, "tool": name, "ok": ok}),
+        );
+        Ok((
+            ContentBlock::ToolResult {
+                tool_use_id: id.into(),
+                content,
+                is_error: !ok,
+            },
+            note,
+        ))
+    }
+
+    /// SIGSAVE: the conversation so far, to `/users/<u>/snapshots/`.
+    fn save_snapshot(&self) {
+        let k = avix_vfs::Caller::kernel();
+        let vfs = self.kernel.vfs();
+        let dir = format!("/users/{}/snapshots", self.p.user);
+        let Ok(dirp) = avix_vfs::VfsPath::parse(&dir) else {
+            return;
+        };
+        if vfs.stat(&k, &dirp).is_err() {
+            let _ = vfs.create_dir(&k, &dirp);
+        }
+        let stamp = avix_proto::time::Timestamp::now();
+        let body = serde_json::json!({
+            "apiVersion": "avix/v1",
+            "kind": "Snapshot",
+            "spec": {
+                "pid": self.p.pid, "agent": self.p.agent.as_str(), "invocation": self.p.journal.id(),
+                "goal": self.p.goal, "capturedAt": stamp.to_string(), "messages": self.messages,
+            }
+        });
+        let text = avix_proto::yaml::to_string(&body).unwrap_or_default();
+        let path = format!(
+            "{dir}/{}-{}-{}.yaml",
+            self.p.agent,
+            self.p.pid,
+            stamp.unix()
+        );
+        match avix_vfs::VfsPath::parse(&path)
+            .map_err(avix_vfs::VfsError::from)
+            .and_then(|p| vfs.write(&k, &p, text.as_bytes()))
+        {
+            Ok(_) => self.p.journal.append(JournalEvent::Signal {
+                signal: "SIGSAVE".into(),
+                from: "kernel".into(),
+                payload: Some(serde_json::json!({"snapshot": path})),
+            }),
+            Err(e) => self.p.push_error(format!("snapshot failed: {e}")),
+        }
+    }
+
+    async fn finish(&mut self, exit: ExitInfo) {
+        self.kernel.hil().cancel_for(self.p.pid);
+        if let Err(e) = self
+            .p
+            .journal
+            .append_durable(JournalEvent::Exit {
+                state: exit.state,
+                code: exit.code,
+                reason: exit.reason.clone(),
+            })
+            .await
+        {
+            tracing::error!(pid = self.p.pid, error = %e, "cannot journal the exit");
+        }
+        self.p.set_exit(exit.clone());
+        if let Err(e) = self
+            .p
+            .journal
+            .write_record(&self.kernel.record_of(&self.p), true)
+            .await
+        {
+            tracing::error!(pid = self.p.pid, error = %e, "cannot write the invocation record");
+        }
+        self.kernel.events().emit_process(
+            &self.p,
+            "agent.exit",
+            serde_json::json!({"state": exit.state, "exitCode": exit.code, "reason": exit.reason}),
+        );
+        tracing::info!(pid = self.p.pid, state = %exit.state, reason = %exit.reason, "exited");
+        self.kernel.schedule_reap(self.p.pid);
+    }
+}

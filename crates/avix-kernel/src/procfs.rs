@@ -1,0 +1,248 @@
+//! `/proc` for agents:
+//!
+//! - `/proc/spawn`: a transaction file. Write a spawn request (one line `AGENT GOAL…`, or YAML
+//!   or JSON with `agent` and `goal`), read back the new PID on the same open file. A failed
+//!   spawn fails the write with an errno, and the reason is read back instead.
+//! - `/proc/<pid>/status.yaml`, `resolved.yaml`, `tools.yaml`, `errors`;
+//! - `/proc/<pid>/journal.jsonl`: the journal, live (`tail -f` follows it);
+//! - `/proc/<pid>/ctl`: one command per write: `pause`, `resume`, `stop`, `kill`,
+//!   `input <text>`, `signal <SIGNAME> [json]`;
+//! - `/proc/<pid>/hil/<id>.yaml`: approvals (see [`crate::hil`]).
+//!
+//! Agents cannot use these files (they have `agent/*` tools); people and scripts do. After
+//! exit, `/proc/<pid>` stays, showing the final state, until the process is reaped.
+
+use std::sync::{Arc, Weak};
+
+use avix_proto::agent::{ProcState, SpawnRequest};
+use avix_proto::envelope::Document;
+use avix_vfs::{Caller, SynthFile, VfsError, VfsPath, Writers};
+use bytes::Bytes;
+
+use crate::Kernel;
+use crate::process::{Process, Signal};
+
+fn path(s: &str) -> VfsPath {
+    VfsPath::parse(s).unwrap_or_else(|_| VfsPath::root())
+}
+
+fn yaml<S: avix_proto::Kind>(s: S) -> Bytes {
+    Bytes::from(Document::new(s).to_yaml().unwrap_or_default())
+}
+
+fn invalid(p: &VfsPath, reason: impl Into<String>) -> VfsError {
+    VfsError::InvalidInput {
+        path: p.clone(),
+        reason: reason.into(),
+    }
+}
+
+/// Publishes `/proc/spawn`.
+pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
+    let weak = Arc::downgrade(kernel);
+    let p = path("/proc/spawn");
+    let p2 = p.clone();
+    let file = SynthFile::control(
+        |_| Ok(Bytes::from_static(b"# Write `AGENT GOAL...` (or YAML/JSON with agent and goal) and read the new PID back on the same open file.\n")),
+        move |caller, data| {
+            let kernel = weak.upgrade().ok_or_else(|| VfsError::NotFound(p2.clone()))?;
+            if caller.is_agent() {
+                return Err(VfsError::NotPermitted { path: p2.clone(), reason: "agents spawn with the agent/spawn tool" });
+            }
+            let Some(user) = caller.user_name().cloned() else {
+                return Err(invalid(&p2, "the kernel spawns through the kernel API"));
+            };
+            let text = std::str::from_utf8(data).map_err(|_| invalid(&p2, "the spawn request is not UTF-8"))?;
+            let req = SpawnRequest::parse(text).map_err(|e| invalid(&p2, e))?;
+            let result = kernel.block_on(kernel.spawn(&user, req, None));
+            match result {
+                Ok(proc) => Ok(Some(Bytes::from(format!("{}\n", proc.pid)))),
+                Err(e) => {
+                    tracing::info!(user = %user, error = %e, "spawn refused");
+                    Err(spawn_error(&p2, &e))
+                }
+            }
+        },
+    )
+    .writers(Writers::AnyUser);
+    if let Err(e) = kernel.vfs().publish(&p, file) {
+        tracing::error!(error = %e, "cannot publish /proc/spawn");
+    }
+}
+
+fn spawn_error(p: &VfsPath, e: &crate::spawn::SpawnError) -> VfsError {
+    VfsError::Refused {
+        path: p.clone(),
+        errno: e.errno(),
+        code: e.code(),
+        reason: e.to_string(),
+    }
+}
+
+/// Parses one ctl command.
+pub fn parse_ctl(text: &str) -> Result<Signal, String> {
+    let t = text.trim_end_matches(['\n', '\r']);
+    let (cmd, rest) = t
+        .trim_start()
+        .split_once(char::is_whitespace)
+        .unwrap_or((t.trim(), ""));
+    match cmd {
+        "pause" if rest.trim().is_empty() => Ok(Signal::Pause),
+        "resume" if rest.trim().is_empty() => Ok(Signal::Resume),
+        "stop" if rest.trim().is_empty() => Ok(Signal::Stop),
+        "kill" if rest.trim().is_empty() => Ok(Signal::Kill),
+        "save" if rest.trim().is_empty() => Ok(Signal::Save),
+        "input" if !rest.trim().is_empty() => Ok(Signal::Input(rest.trim().to_owned())),
+        "input" => Err("input needs text: `input <text>`".into()),
+        "signal" => {
+            let rest = rest.trim();
+            let (name, payload) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            let payload = if payload.trim().is_empty() {
+                None
+            } else {
+                Some(
+                    serde_json::from_str::<serde_json::Value>(payload.trim())
+                        .map_err(|e| format!("the signal payload is not JSON: {e}"))?,
+                )
+            };
+            Signal::parse(name, payload.as_ref())
+        }
+        "" => Err("empty command".into()),
+        other => Err(format!(
+            "unknown command {other:?}: use pause, resume, stop, kill, save, input <text> or signal <SIGNAME> [json]"
+        )),
+    }
+}
+
+/// Publishes `/proc/<pid>/…` for a new process.
+pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
+    let vfs = kernel.vfs();
+    let base = format!("/proc/{}", p.pid);
+    if let Err(e) = vfs.publish_dir(&path(&base), Some(p.user.clone())) {
+        tracing::error!(pid = p.pid, error = %e, "cannot publish /proc/<pid>");
+        return;
+    }
+    let weak: Weak<Process> = Arc::downgrade(p);
+    let gone = |s: &str| VfsError::NotFound(path(s));
+
+    let w = weak.clone();
+    let b = base.clone();
+    let _ = vfs.publish(
+        &path(&format!("{base}/status.yaml")),
+        SynthFile::computed(move |_| {
+            let p = w.upgrade().ok_or_else(|| gone(&b))?;
+            Ok(yaml(p.status()))
+        }),
+    );
+    let _ = vfs.publish(
+        &path(&format!("{base}/resolved.yaml")),
+        SynthFile::fixed(yaml(p.resolved.clone())),
+    );
+
+    let w = weak.clone();
+    let b = base.clone();
+    let _ = vfs.publish(&path(&format!("{base}/tools.yaml")), SynthFile::computed(move |_| {
+        let p = w.upgrade().ok_or_else(|| gone(&b))?;
+        let g = p.grants();
+        let doc = serde_json::json!({"granted": g.names(), "once": g.once, "alwaysPresent": crate::tools::ALWAYS_PRESENT});
+        Ok(Bytes::from(avix_proto::yaml::to_string(&doc).unwrap_or_default()))
+    }));
+
+    let w = weak.clone();
+    let b = base.clone();
+    let _ = vfs.publish(
+        &path(&format!("{base}/errors")),
+        SynthFile::computed(move |_| {
+            let p = w.upgrade().ok_or_else(|| gone(&b))?;
+            let mut s = String::new();
+            for e in &p.inner().errors {
+                s.push_str(e);
+                s.push('\n');
+            }
+            Ok(Bytes::from(s))
+        }),
+    );
+
+    let (w1, w2) = (weak.clone(), weak.clone());
+    let _ = vfs.publish(
+        &path(&format!("{base}/journal.jsonl")),
+        SynthFile::live(
+            move || w1.upgrade().map_or(0, |p| p.journal.size()),
+            move |off, len| {
+                let p = w2
+                    .upgrade()
+                    .ok_or_else(|| VfsError::NotFound(VfsPath::root()))?;
+                p.journal.read_at(off, len).map_err(|source| VfsError::Io {
+                    path: VfsPath::root(),
+                    source,
+                })
+            },
+        ),
+    );
+
+    let w = weak.clone();
+    let k = Arc::downgrade(kernel);
+    let ctl = path(&format!("{base}/ctl"));
+    let ctl2 = ctl.clone();
+    let _ = vfs.publish(
+        &ctl,
+        SynthFile::control(
+            |_| Ok(Bytes::from_static(b"# One command per write: pause | resume | stop | kill | save | input <text> | signal <SIGNAME> [json]\n")),
+            move |caller: &Caller, data| {
+                let p = w.upgrade().ok_or_else(|| VfsError::NotFound(ctl2.clone()))?;
+                let kernel = k.upgrade().ok_or_else(|| VfsError::NotFound(ctl2.clone()))?;
+                if caller.is_agent() {
+                    return Err(VfsError::NotPermitted { path: ctl2.clone(), reason: "agents control processes with agent/* tools" });
+                }
+                let text = String::from_utf8_lossy(data);
+                let outcome = parse_ctl(&text).and_then(|sig| kernel.signal(caller, &p, sig));
+                match outcome {
+                    Ok(()) => Ok(None),
+                    Err(reason) => {
+                        tracing::info!(pid = p.pid, %caller, %reason, "ctl command refused");
+                        p.push_error(format!("ctl: {reason}"));
+                        Err(invalid(&ctl2, reason))
+                    }
+                }
+            },
+        )
+        .writers(Writers::Owner),
+    );
+}
+
+/// Removes `/proc/<pid>`.
+pub(crate) fn unpublish_process(kernel: &Kernel, pid: u64) {
+    kernel.vfs().unpublish(&path(&format!("/proc/{pid}")));
+}
+
+/// Whether a state accepts ctl commands.
+pub fn accepts_signals(state: ProcState) -> bool {
+    !state.is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctl_commands() {
+        assert_eq!(parse_ctl("pause\n").unwrap(), Signal::Pause);
+        assert_eq!(
+            parse_ctl("input  hello there\n").unwrap(),
+            Signal::Input("hello there".into())
+        );
+        assert_eq!(
+            parse_ctl("signal SIGPIPE {\"text\": \"hi\"}").unwrap(),
+            Signal::Input("hi".into())
+        );
+        assert_eq!(parse_ctl("signal sigkill").unwrap(), Signal::Kill);
+        for bad in ["", "jump", "pause now", "input", "signal SIGPIPE {bad"] {
+            assert!(parse_ctl(bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            parse_ctl("jump")
+                .unwrap_err()
+                .contains("unknown command \"jump\"")
+        );
+    }
+}

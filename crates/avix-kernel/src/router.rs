@@ -1,0 +1,108 @@
+//! The router core: the one place a tool call is checked and dispatched. The policy is
+//! evaluated here, at dispatch, for every call: the tool exists and is available, the
+//! process holds it (or it is always present), its tool-call budget is not used up, and
+//! whether a human must approve it. No path to a tool skips it.
+
+use std::sync::Arc;
+
+use avix_proto::tool::ToolName;
+
+use crate::Kernel;
+use crate::process::Process;
+use crate::tools::{ToolContext, ToolEntry, ToolError, ToolState};
+
+/// What the policy says about a call.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// Go ahead.
+    Allow(Arc<ToolEntry>),
+    /// Ask a human first (the reason says why).
+    NeedsApproval(Arc<ToolEntry>, String),
+    /// Refused.
+    Deny {
+        /// `EINVAL`, `ENOENT`, `EUNAVAIL`, `EPERM`, `EBUDGET`.
+        code: &'static str,
+        /// Why, for the model and the journal.
+        reason: String,
+    },
+}
+
+impl Kernel {
+    /// Evaluates the policy for `process` calling `tool`.
+    pub fn check_call(&self, process: &Process, tool: &str) -> Check {
+        if let Err(e) = ToolName::new(tool) {
+            return Check::Deny {
+                code: "EINVAL",
+                reason: e.to_string(),
+            };
+        }
+        let Some(entry) = self.tools().get(tool) else {
+            return Check::Deny {
+                code: "ENOENT",
+                reason: format!("there is no tool named {tool}"),
+            };
+        };
+        if entry.descriptor.state == ToolState::Unavailable {
+            return Check::Deny {
+                code: "EUNAVAIL",
+                reason: format!("{tool} is unavailable right now"),
+            };
+        }
+        if !process.allows(tool) {
+            return Check::Deny {
+                code: "EPERM",
+                reason: format!(
+                    "{tool} is not granted to this agent; ask for it with cap/request-tool"
+                ),
+            };
+        }
+        let used = process.inner().tool_calls;
+        if used >= process.limits.max_tool_calls {
+            return Check::Deny {
+                code: "EBUDGET",
+                reason: format!(
+                    "the tool-call budget (maxToolCalls {}) is used up",
+                    process.limits.max_tool_calls
+                ),
+            };
+        }
+        if process.hil_required.contains(tool) {
+            return Check::NeedsApproval(
+                entry,
+                format!("{tool} needs a human's approval on every call"),
+            );
+        }
+        Check::Allow(entry)
+    }
+
+    /// Dispatches an approved call. Checks the grant again (a `once` grant may have been used
+    /// meanwhile) and consumes it.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        process: &Arc<Process>,
+        call_id: &str,
+        entry: &Arc<ToolEntry>,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, ToolError> {
+        let name = entry.descriptor.name.as_str();
+        let granted = process.with_grants(|g| {
+            let ok = g.allows(name);
+            if ok {
+                g.consume(name);
+            }
+            ok
+        });
+        if !granted {
+            return Err(ToolError::new(
+                "EPERM",
+                format!("{name} is not granted to this agent"),
+            ));
+        }
+        let cx = ToolContext {
+            kernel: self.clone(),
+            process: process.clone(),
+            call_id: call_id.to_owned(),
+        };
+        entry.handler.call(cx, args).await
+    }
+}

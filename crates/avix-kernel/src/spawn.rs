@@ -1,0 +1,524 @@
+//! Spawning: from a request to a running process. Finds the manifest, resolves parameters
+//! (defaults and limits at every layer, with provenance) and grants, allocates the PID,
+//! opens the journal, publishes `/proc/<pid>` and starts the executor.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use avix_proto::agent::{
+    AgentDefaults, AgentLimits, AgentParams, DeniedTool, JournalEvent, PARAM_NAMES, Resolved,
+    ResolvedValue, SpawnRequest,
+};
+use avix_proto::envelope::{Document, Kind};
+use avix_proto::tool::ToolPattern;
+use avix_proto::{Role, UserName};
+use avix_vfs::{Caller, Principal, VfsPath};
+
+use crate::Kernel;
+use crate::catalog::{self, InstalledAgent};
+use crate::process::{Grants, NewProcess, Process, RunLimits};
+
+/// Why a spawn failed. Each maps to an errno for the file door and a code for ATP.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpawnError {
+    /// No such agent.
+    #[error("unknown agent {name:?}: installed agents are {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
+    UnknownAgent {
+        /// Asked for.
+        name: String,
+        /// What exists.
+        available: Vec<String>,
+    },
+    /// The manifest is broken.
+    #[error("the manifest {path} is invalid: {reason}")]
+    BadManifest {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A defaults or limits file is broken.
+    #[error("{path} is invalid: {reason}")]
+    BadConfig {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A required tool cannot be granted.
+    #[error("agent {agent} requires {tool}, which cannot be granted: {reason}")]
+    ToolRequired {
+        /// Agent.
+        agent: String,
+        /// Tool.
+        tool: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A quota is reached.
+    #[error("{0}")]
+    Quota(String),
+    /// Not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl SpawnError {
+    /// The errno a file door reports.
+    pub fn errno(&self) -> i32 {
+        match self {
+            SpawnError::UnknownAgent { .. } => libc::ENOENT,
+            SpawnError::BadManifest { .. }
+            | SpawnError::BadConfig { .. }
+            | SpawnError::BadRequest(_) => libc::EINVAL,
+            SpawnError::ToolRequired { .. } | SpawnError::Forbidden(_) => libc::EPERM,
+            SpawnError::Quota(_) => libc::EAGAIN,
+            SpawnError::Io(_) => libc::EIO,
+        }
+    }
+
+    /// A short code for ATP.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SpawnError::UnknownAgent { .. } => "ENOENT",
+            SpawnError::BadManifest { .. }
+            | SpawnError::BadConfig { .. }
+            | SpawnError::BadRequest(_) => "EINVAL",
+            SpawnError::ToolRequired { .. } | SpawnError::Forbidden(_) => "EPERM",
+            SpawnError::Quota(_) => "ELIMIT",
+            SpawnError::Io(_) => "EIO",
+        }
+    }
+}
+
+fn read_layer<S: Kind>(kernel: &Kernel, path: &str) -> Result<Option<S>, SpawnError> {
+    let Ok(p) = VfsPath::parse(path) else {
+        return Ok(None);
+    };
+    match kernel.vfs().read(&Caller::kernel(), &p) {
+        Ok(bytes) => Document::<S>::parse(&bytes)
+            .map(|d| Some(d.spec))
+            .map_err(|e| SpawnError::BadConfig {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }),
+        Err(avix_vfs::VfsError::NotFound(_)) => Ok(None),
+        Err(e) => Err(SpawnError::BadConfig {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Parameters resolved for one spawn.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// Values with provenance.
+    pub params: BTreeMap<String, ResolvedValue>,
+    /// The numbers the executor enforces.
+    pub limits: RunLimits,
+}
+
+/// Resolves parameters: the value comes from the highest layer that sets it
+/// (manifest > user defaults > crew defaults > system defaults); the lowest ceiling of the
+/// limit layers (system, crews, user) caps it.
+pub fn resolve_params(
+    kernel: &Kernel,
+    user: &UserName,
+    manifest: &AgentParams,
+) -> Result<Resolution, SpawnError> {
+    let config = kernel.config().get();
+    let crews = config.crews_of(user);
+    let mut defaults: Vec<(String, AgentParams)> =
+        vec![("system-defaults".into(), AgentParams::system_defaults())];
+    let mut limits: Vec<(String, AgentParams)> =
+        vec![("system-limits".into(), AgentParams::system_limits())];
+    for c in &crews {
+        if let Some(d) = read_layer::<AgentDefaults>(kernel, &format!("/crews/{c}/defaults.yaml"))?
+        {
+            defaults.push((format!("crew-defaults:{c}"), d.0));
+        }
+        if let Some(l) = read_layer::<AgentLimits>(kernel, &format!("/crews/{c}/limits.yaml"))? {
+            limits.push((format!("crew-limits:{c}"), l.0));
+        }
+    }
+    if let Some(d) = read_layer::<AgentDefaults>(kernel, &format!("/users/{user}/defaults.yaml"))? {
+        defaults.push(("user-defaults".into(), d.0));
+    }
+    if let Some(l) = read_layer::<AgentLimits>(kernel, &format!("/users/{user}/limits.yaml"))? {
+        limits.push(("user-limits".into(), l.0));
+    }
+    defaults.push(("manifest".into(), manifest.clone()));
+
+    let mut params = BTreeMap::new();
+    let mut values = AgentParams::default();
+    for name in PARAM_NAMES {
+        let Some((source, mut value)) = defaults
+            .iter()
+            .rev()
+            .find_map(|(src, p)| p.get(name).map(|v| (src.clone(), v)))
+        else {
+            continue;
+        };
+        let ceiling = limits
+            .iter()
+            .filter_map(|(src, p)| p.get(name).map(|v| (src, v)))
+            .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+        let mut clamped_from = None;
+        let mut clamped_by = None;
+        if let Some((src, max)) = ceiling
+            && value > max
+        {
+            clamped_from = Some(value);
+            clamped_by = Some(src.clone());
+            value = max;
+        }
+        values.set(name, value);
+        params.insert(
+            name.to_owned(),
+            ResolvedValue {
+                value,
+                source,
+                clamped_from,
+                clamped_by,
+            },
+        );
+    }
+    let d = AgentParams::system_defaults();
+    let pick = |v: Option<u64>, dflt: Option<u64>| v.or(dflt).unwrap_or(1);
+    let limits = RunLimits {
+        temperature: values.temperature.or(d.temperature).unwrap_or(0.7),
+        max_output_tokens: pick(values.max_output_tokens, d.max_output_tokens),
+        max_turns: pick(values.max_turns, d.max_turns),
+        max_tool_calls: pick(values.max_tool_calls, d.max_tool_calls),
+        max_tool_chain_length: pick(values.max_tool_chain_length, d.max_tool_chain_length),
+        max_tokens: pick(values.max_tokens, d.max_tokens),
+        max_wall_time_secs: pick(values.max_wall_time_secs, d.max_wall_time_secs),
+        turn_timeout_secs: pick(values.turn_timeout_secs, d.turn_timeout_secs),
+    };
+    Ok(Resolution { params, limits })
+}
+
+/// The user's allow and deny patterns (users.yaml and their crews).
+fn user_patterns(
+    kernel: &Kernel,
+    user: &UserName,
+) -> Result<(Vec<ToolPattern>, Vec<ToolPattern>), SpawnError> {
+    let config = kernel.config().get();
+    let crews = config.crews_of(user);
+    let mut allow: Vec<&str> = Vec::new();
+    let mut deny: Vec<&str> = Vec::new();
+    if let Some(u) = config.users.get(user.as_str()) {
+        allow.extend(u.additional_tools.iter().map(String::as_str));
+        deny.extend(u.denied_tools.iter().map(String::as_str));
+    }
+    for c in config
+        .crews
+        .crews
+        .iter()
+        .filter(|c| crews.contains(&c.name))
+    {
+        allow.extend(c.allowed_tools.iter().map(String::as_str));
+        deny.extend(c.denied_tools.iter().map(String::as_str));
+    }
+    let parse = |v: Vec<&str>| -> Result<Vec<ToolPattern>, SpawnError> {
+        v.into_iter()
+            .map(|p| {
+                ToolPattern::new(p).map_err(|e| SpawnError::BadConfig {
+                    path: "/etc/avix/users.yaml or crews.yaml".into(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    };
+    Ok((parse(allow)?, parse(deny)?))
+}
+
+/// Whether `user` may use `tool` at all (users.yaml and crews).
+pub fn permitted(kernel: &Kernel, user: &UserName, tool: &str) -> Result<(), String> {
+    let (allow, deny) = user_patterns(kernel, user).map_err(|e| e.to_string())?;
+    if deny.iter().any(|p| p.matches(tool)) {
+        return Err(format!(
+            "{tool} is denied to user {user} (deniedTools in users.yaml or crews.yaml)"
+        ));
+    }
+    if !allow.iter().any(|p| p.matches(tool)) {
+        return Err(format!(
+            "{tool} is not permitted for user {user} (additionalTools in users.yaml or a crew's allowedTools)"
+        ));
+    }
+    Ok(())
+}
+
+/// The grants for a spawn: what the manifest asks (narrowed by the request), that the user
+/// may use and, for a child, that its parent holds. Fails if a required tool is left out.
+pub fn compute_grants(
+    kernel: &Kernel,
+    user: &UserName,
+    agent: &InstalledAgent,
+    req: &SpawnRequest,
+    parent: Option<&Process>,
+) -> Result<(Grants, Vec<DeniedTool>), SpawnError> {
+    let (allow, deny) = user_patterns(kernel, user)?;
+    let spec = &agent.manifest.spec;
+    let narrowed: Option<HashSet<&str>> = req
+        .tools
+        .as_ref()
+        .map(|t| t.iter().map(|n| n.as_str()).collect());
+    let mut grants = Grants::default();
+    let mut denied = Vec::new();
+    let required: HashSet<&str> = spec.tools.required.iter().map(|t| t.as_str()).collect();
+    for tool in spec.tools.required.iter().chain(&spec.tools.optional) {
+        let name = tool.as_str();
+        let reason = if kernel.tools().get(name).is_none() {
+            Some("no such tool is installed".to_owned())
+        } else if deny.iter().any(|p| p.matches(name)) {
+            Some(format!(
+                "denied to user {user} (deniedTools in users.yaml or crews.yaml)"
+            ))
+        } else if !allow.iter().any(|p| p.matches(name)) {
+            Some(format!(
+                "not permitted for user {user} (add it to additionalTools in users.yaml or allowedTools of a crew)"
+            ))
+        } else if let Some(p) = parent
+            && !p.allows(name)
+        {
+            Some(format!("the parent (pid {}) does not hold it", p.pid))
+        } else if let Some(n) = &narrowed
+            && !n.contains(name)
+        {
+            Some("not in the tools the spawn request asked for".to_owned())
+        } else {
+            None
+        };
+        match reason {
+            None => {
+                grants.tools.insert(name.to_owned());
+            }
+            Some(r)
+                if required.contains(name)
+                    && narrowed.as_ref().is_none_or(|n| n.contains(name)) =>
+            {
+                return Err(SpawnError::ToolRequired {
+                    agent: agent.manifest.metadata.name.to_string(),
+                    tool: name.to_owned(),
+                    reason: r,
+                });
+            }
+            Some(r) => denied.push(DeniedTool {
+                tool: name.to_owned(),
+                reason: r,
+            }),
+        }
+    }
+    if let Some(n) = &narrowed {
+        for t in n {
+            if !spec
+                .tools
+                .required
+                .iter()
+                .chain(&spec.tools.optional)
+                .any(|x| x.as_str() == *t)
+            {
+                denied.push(DeniedTool {
+                    tool: (*t).to_owned(),
+                    reason: "the manifest does not request it".into(),
+                });
+            }
+        }
+    }
+    Ok((grants, denied))
+}
+
+/// A fresh invocation id (UUID v4 form).
+pub fn invocation_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = avix_auth::hex::encode(&b);
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        (b[8] & 0x3) | 0x8,
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+impl Kernel {
+    /// Spawns `req` for `user`; `parent` is set when an agent spawns a child (whose grants
+    /// are then a subset of the parent's). Returns once the spawn is durable in the journal.
+    pub async fn spawn(
+        self: &Arc<Self>,
+        user: &UserName,
+        req: SpawnRequest,
+        parent: Option<Arc<Process>>,
+    ) -> Result<Arc<Process>, SpawnError> {
+        let config = self.config().get();
+        let role = config.role_of(user);
+        if role == Role::Guest {
+            return Err(SpawnError::Forbidden(format!(
+                "user {user} is a guest; guests cannot spawn agents"
+            )));
+        }
+        if config.users.get(user.as_str()).is_none()
+            && config.auth.identity(user.as_str()).is_none()
+        {
+            return Err(SpawnError::Forbidden(format!("unknown user {user}")));
+        }
+        if req.goal.trim().is_empty() {
+            return Err(SpawnError::BadRequest("the goal is empty".into()));
+        }
+        let max = config.kernel.scheduler.max_concurrent_agents as usize;
+        if self.procs().live_count() >= max {
+            return Err(SpawnError::Quota(format!(
+                "{max} agents are running, the most kernel.yaml scheduler.maxConcurrentAgents allows"
+            )));
+        }
+        if let Some(u) = config.users.get(user.as_str())
+            && !u
+                .quota
+                .agents
+                .allows(self.procs().live_count_of(user) as u64 + 1)
+        {
+            return Err(SpawnError::Quota(format!(
+                "user {user} already runs as many agents as quota.agents in users.yaml allows"
+            )));
+        }
+        let agent = catalog::find(self.vfs(), user, req.agent.as_str())?;
+        let system_prompt = catalog::system_prompt(self.vfs(), &agent)?;
+        let mut manifest_params = agent.manifest.spec.defaults.clone();
+        for name in PARAM_NAMES {
+            if let Some(v) = agent.manifest.spec.limits.get(name) {
+                manifest_params.set(name, v);
+            }
+        }
+        let resolution = resolve_params(self, user, &manifest_params)?;
+        let (grants, denied) = compute_grants(self, user, &agent, &req, parent.as_deref())?;
+        let (model, model_source) = match (
+            &req.model,
+            &agent.manifest.spec.model,
+            &config.kernel.models.default,
+        ) {
+            (Some(m), _, _) => (m.clone(), "spawn"),
+            (None, Some(m), _) => (m.clone(), "manifest"),
+            (None, None, Some(m)) => (m.clone(), "kernel.yaml"),
+            (None, None, None) => (String::new(), "llm.yaml defaultProvider"),
+        };
+        let mut hil_required: HashSet<String> = agent
+            .manifest
+            .spec
+            .hil_required
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        hil_required.extend(config.kernel.safety.hil_required_tools.iter().cloned());
+
+        let pid = self
+            .pids()
+            .allocate()
+            .map_err(|e| SpawnError::Io(format!("cannot allocate a PID: {e}")))?;
+        let id = invocation_id();
+        let name = agent.manifest.metadata.name.clone();
+        let dir = self
+            .layout()
+            .data()
+            .join("users")
+            .join(user.as_str())
+            .join("agents")
+            .join(name.as_str())
+            .join(&id);
+        let journal = self.journals().open(&dir, &id).map_err(|e| {
+            SpawnError::Io(format!("cannot open the journal in {}: {e}", dir.display()))
+        })?;
+        let granted = grants.names();
+        let resolved = Resolved {
+            pid,
+            agent: name.to_string(),
+            user: user.to_string(),
+            model: model.clone(),
+            model_source: model_source.to_owned(),
+            params: resolution.params,
+            granted: granted.clone(),
+            denied,
+            hil_required: {
+                let mut v: Vec<String> = hil_required.iter().cloned().collect();
+                v.sort();
+                v
+            },
+        };
+        let caller = Caller {
+            principal: Principal::Agent {
+                user: user.clone(),
+                pid,
+            },
+            role,
+            crews: config.crews_of(user),
+            door: avix_vfs::Door::Kernel,
+        };
+        let interactive = req.interactive.unwrap_or(agent.manifest.spec.interactive);
+        let (process, ends) = Process::new(NewProcess {
+            pid,
+            user: user.clone(),
+            agent: name.clone(),
+            version: agent.manifest.metadata.version.clone(),
+            goal: req.goal.clone(),
+            parent: parent.as_ref().map(|p| p.pid),
+            model: model.clone(),
+            interactive,
+            caller,
+            journal,
+            resolved,
+            limits: resolution.limits,
+            system_prompt,
+            hil_required,
+            grants,
+        });
+        process
+            .journal
+            .append_durable(JournalEvent::Spawned {
+                pid,
+                agent: name.to_string(),
+                version: process.version.clone(),
+                user: user.to_string(),
+                parent: process.parent,
+                goal: req.goal.clone(),
+                model,
+                granted,
+            })
+            .await
+            .map_err(|e| SpawnError::Io(e.to_string()))?;
+        self.procs().insert(process.clone());
+        if let Some(p) = &parent {
+            p.inner().children.push(pid);
+        }
+        crate::procfs::publish_process(self, &process);
+        self.events().emit_process(
+            &process,
+            "agent.spawned",
+            serde_json::json!({"agent": name.as_str(), "goal": req.goal}),
+        );
+        crate::executor::start(self.clone(), process.clone(), ends);
+        tracing::info!(pid, agent = %name, user = %user, "spawned");
+        Ok(process)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocation_ids_look_like_uuids() {
+        let id = invocation_id();
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(id.as_bytes()[14], b'4');
+        assert_ne!(invocation_id(), id);
+    }
+}
