@@ -133,9 +133,11 @@ impl Executor {
         loop {
             self.boundary().await?;
             self.check_budgets()?;
+            let started = Instant::now();
             let Some(resp) = self.call_llm().await? else {
                 continue;
             };
+            let duration_ms = started.elapsed().as_millis() as u64;
             {
                 let mut i = self.p.inner();
                 i.turns += 1;
@@ -147,7 +149,7 @@ impl Executor {
                 provider: resp.provider.clone(),
                 stop_reason: resp.stop_reason,
                 usage: resp.usage,
-                duration_ms: 0,
+                duration_ms,
             });
             let answer = Message {
                 role: MessageRole::Assistant,
@@ -682,15 +684,17 @@ impl Executor {
         {
             tracing::error!(pid = self.p.pid, error = %e, "cannot journal the exit");
         }
-        self.p.set_exit(exit.clone());
-        if let Err(e) = self
-            .p
-            .journal
-            .write_record(&self.kernel.record_of(&self.p), true)
-            .await
-        {
+        // The record goes to disk before anyone waiting for the exit is woken, so history
+        // read right after `wait` includes this run.
+        let mut record = self.kernel.record_of(&self.p);
+        record.state = exit.state;
+        record.exit_code = Some(exit.code);
+        record.exit_reason = Some(exit.reason.clone());
+        record.ended_at = Some(avix_proto::time::Timestamp::now());
+        if let Err(e) = self.p.journal.write_record(&record, true).await {
             tracing::error!(pid = self.p.pid, error = %e, "cannot write the invocation record");
         }
+        self.p.set_exit(exit.clone());
         self.kernel.events().emit_process(
             &self.p,
             "agent.exit",

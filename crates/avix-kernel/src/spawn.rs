@@ -494,6 +494,10 @@ impl Kernel {
             })
             .await
             .map_err(|e| SpawnError::Io(e.to_string()))?;
+        let _ = process
+            .journal
+            .write_record(&self.record_of(&process), false)
+            .await;
         self.procs().insert(process.clone());
         if let Some(p) = &parent {
             p.inner().children.push(pid);

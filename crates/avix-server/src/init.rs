@@ -245,6 +245,48 @@ spec:
   fallback: []
 "#;
 
+/// The agents installed in `/bin` by init: (name, version, manifest).
+pub const BUILTIN_AGENTS: [(&str, &str, &str); 3] = [
+    (
+        "assistant",
+        "1.0.0",
+        include_str!("../assets/agents/assistant/agent.yaml"),
+    ),
+    (
+        "researcher",
+        "1.0.0",
+        include_str!("../assets/agents/researcher/agent.yaml"),
+    ),
+    (
+        "coordinator",
+        "1.0.0",
+        include_str!("../assets/agents/coordinator/agent.yaml"),
+    ),
+];
+
+/// The scripted provider's default script (`ROOT/etc/scripts/default.yaml`).
+pub const DEFAULT_SCRIPT: &str = include_str!("../assets/scripts/default.yaml");
+
+/// Installs the built-in agents and the default script where they are missing (an existing
+/// file is never overwritten: it may have been edited).
+pub fn install_builtins(layout: &RootLayout) -> Result<(), InitError> {
+    for (name, version, manifest) in BUILTIN_AGENTS {
+        let dir = layout.data().join("bin").join(format!("{name}@{version}"));
+        let file = dir.join("agent.yaml");
+        if !file.exists() {
+            ensure_dir(&dir, 0o755).map_err(io_err(&dir))?;
+            write_atomic(&file, manifest.as_bytes(), 0o644).map_err(io_err(&file))?;
+        }
+    }
+    let scripts = layout.etc().join("scripts");
+    let default = scripts.join("default.yaml");
+    if !default.exists() {
+        ensure_dir(&scripts, 0o755).map_err(io_err(&scripts))?;
+        write_atomic(&default, DEFAULT_SCRIPT.as_bytes(), 0o644).map_err(io_err(&default))?;
+    }
+    Ok(())
+}
+
 fn count_files(dir: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
@@ -472,9 +514,11 @@ pub fn run(opts: &InitOptions) -> Result<InitReport, InitError> {
         identities,
     };
 
-    // users.yaml.
+    // users.yaml. The first user may use every tool; add restrictions (deniedTools, crews)
+    // as the installation grows.
     let mut user = User::new(opts.user.clone(), FIRST_UID);
     user.host_uid = Some(opts.host_uid);
+    user.additional_tools = vec!["*".into()];
     let users = Users { users: vec![user] };
 
     let mut kernel = KernelConfig {
@@ -496,6 +540,8 @@ pub fn run(opts: &InitOptions) -> Result<InitReport, InitError> {
         let p = layout.etc_file(name);
         write_atomic(&p, text.as_bytes(), mode).map_err(io_err(&p))?;
     }
+
+    install_builtins(&layout)?;
 
     let key_path = layout.etc_file(MASTER_KEY_FILE);
     let mut key_file = None;
@@ -556,6 +602,18 @@ mod tests {
     #[test]
     fn llm_template_is_valid() {
         Document::<LlmConfig>::parse(LLM_TEMPLATE.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn builtin_agents_and_script_are_valid() {
+        for (name, version, text) in BUILTIN_AGENTS {
+            let m = avix_proto::agent::AgentManifest::parse(text.as_bytes()).unwrap();
+            assert_eq!(
+                (m.metadata.name.as_str(), m.metadata.version.as_str()),
+                (name, version)
+            );
+        }
+        Document::<avix_llm::scripted::LlmScript>::parse(DEFAULT_SCRIPT.as_bytes()).unwrap();
     }
 
     #[test]

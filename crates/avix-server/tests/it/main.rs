@@ -1,0 +1,7 @@
+//! The kernel with real storage, journals and the scripted provider: agents as processes,
+//! driven through the kernel API and the VFS (the mount is tested in avix-cli).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod agents;
+mod common;
