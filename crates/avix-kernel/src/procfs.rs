@@ -37,33 +37,108 @@ fn invalid(p: &VfsPath, reason: impl Into<String>) -> VfsError {
     }
 }
 
+/// How far a spawn request written so far has come.
+#[derive(Debug, PartialEq)]
+pub enum Pending {
+    /// Complete: spawn it.
+    Complete(SpawnRequest),
+    /// Wait for more writes (or the close).
+    More,
+    /// Malformed.
+    Bad(String),
+}
+
+/// Decides whether the text written so far is a complete spawn request: a one-line request
+/// at its newline, JSON when the object closes, YAML at an empty line, `---` or `...` (or,
+/// with `closing`, at the close of the file).
+pub fn spawn_pending(text: &str, closing: bool) -> Pending {
+    let t = text.trim_start();
+    if t.is_empty() {
+        return if closing {
+            Pending::Bad("empty spawn request".into())
+        } else {
+            Pending::More
+        };
+    }
+    let done = |t: &str| SpawnRequest::parse(t).map_or_else(Pending::Bad, Pending::Complete);
+    if t.starts_with('{') {
+        return match serde_json::from_str::<serde_json::Value>(t) {
+            Ok(_) => done(t),
+            Err(e) if e.is_eof() && !closing => Pending::More,
+            Err(e) => Pending::Bad(format!("malformed JSON spawn request: {e}")),
+        };
+    }
+    let first = t.lines().next().unwrap_or("");
+    let yaml = first.contains(": ") || first.trim_end().ends_with(':');
+    if !yaml {
+        return if t.contains('\n') || closing {
+            done(t.lines().next().unwrap_or(""))
+        } else {
+            Pending::More
+        };
+    }
+    let last = t
+        .trim_end_matches([' ', '\t'])
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim();
+    let ended = t.ends_with("\n\n") || t.ends_with("\r\n\r\n") || last == "---" || last == "...";
+    if ended || closing {
+        let body: String = t
+            .lines()
+            .filter(|l| !matches!(l.trim(), "---" | "..."))
+            .collect::<Vec<_>>()
+            .join("\n");
+        done(&body)
+    } else {
+        Pending::More
+    }
+}
+
 /// Publishes `/proc/spawn`.
 pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
-    let weak = Arc::downgrade(kernel);
     let p = path("/proc/spawn");
-    let p2 = p.clone();
+    let run = move |weak: &Weak<Kernel>,
+                    p: &VfsPath,
+                    caller: &Caller,
+                    data: &[u8],
+                    closing: bool|
+          -> Result<Option<Bytes>, VfsError> {
+        let kernel = weak
+            .upgrade()
+            .ok_or_else(|| VfsError::NotFound(p.clone()))?;
+        if caller.is_agent() {
+            return Err(VfsError::NotPermitted {
+                path: p.clone(),
+                reason: "agents spawn with the agent/spawn tool",
+            });
+        }
+        let Some(user) = caller.user_name().cloned() else {
+            return Err(invalid(p, "the kernel spawns through the kernel API"));
+        };
+        let text =
+            std::str::from_utf8(data).map_err(|_| invalid(p, "the spawn request is not UTF-8"))?;
+        let req = match spawn_pending(text, closing) {
+            Pending::More => return Err(VfsError::NeedMore),
+            Pending::Bad(e) => return Err(invalid(p, e)),
+            Pending::Complete(r) => r,
+        };
+        match kernel.block_on(kernel.spawn(&user, req, None)) {
+            Ok(proc) => Ok(Some(Bytes::from(format!("{}\n", proc.pid)))),
+            Err(e) => {
+                tracing::info!(user = %user, error = %e, "spawn refused");
+                Err(spawn_error(p, &e))
+            }
+        }
+    };
+    let (w1, w2) = (Arc::downgrade(kernel), Arc::downgrade(kernel));
+    let (p1, p2) = (p.clone(), p.clone());
     let file = SynthFile::control(
-        |_| Ok(Bytes::from_static(b"# Write `AGENT GOAL...` (or YAML/JSON with agent and goal) and read the new PID back on the same open file.\n")),
-        move |caller, data| {
-            let kernel = weak.upgrade().ok_or_else(|| VfsError::NotFound(p2.clone()))?;
-            if caller.is_agent() {
-                return Err(VfsError::NotPermitted { path: p2.clone(), reason: "agents spawn with the agent/spawn tool" });
-            }
-            let Some(user) = caller.user_name().cloned() else {
-                return Err(invalid(&p2, "the kernel spawns through the kernel API"));
-            };
-            let text = std::str::from_utf8(data).map_err(|_| invalid(&p2, "the spawn request is not UTF-8"))?;
-            let req = SpawnRequest::parse(text).map_err(|e| invalid(&p2, e))?;
-            let result = kernel.block_on(kernel.spawn(&user, req, None));
-            match result {
-                Ok(proc) => Ok(Some(Bytes::from(format!("{}\n", proc.pid)))),
-                Err(e) => {
-                    tracing::info!(user = %user, error = %e, "spawn refused");
-                    Err(spawn_error(&p2, &e))
-                }
-            }
-        },
+        |_| Ok(Bytes::from_static(b"# Write `AGENT GOAL...` (or JSON, or YAML ended by an empty line) and read the new PID back on the same open file.\n")),
+        move |caller, data| run(&w1, &p1, caller, data, false),
     )
+    .buffered(move |caller, data| run(&w2, &p2, caller, data, true))
     .writers(Writers::AnyUser);
     if let Err(e) = kernel.vfs().publish(&p, file) {
         tracing::error!(error = %e, "cannot publish /proc/spawn");
@@ -223,6 +298,41 @@ pub fn accepts_signals(state: ProcState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spawn_requests_complete_when_unambiguous() {
+        assert!(matches!(
+            spawn_pending("assistant do it", false),
+            Pending::More
+        ));
+        assert!(matches!(
+            spawn_pending("assistant do it\n", false),
+            Pending::Complete(_)
+        ));
+        assert!(matches!(
+            spawn_pending("{\"agent\": \"a\",", false),
+            Pending::More
+        ));
+        assert!(matches!(
+            spawn_pending("{\"agent\": \"a\", \"goal\": \"g\"}\n", false),
+            Pending::Complete(_)
+        ));
+        assert!(matches!(
+            spawn_pending("{\"agent\": ]", false),
+            Pending::Bad(_)
+        ));
+        let yaml = "agent: assistant\ngoal: g\n";
+        assert!(matches!(spawn_pending(yaml, false), Pending::More));
+        assert!(
+            matches!(spawn_pending(&format!("{yaml}model: scripted/x\n\n"), false), Pending::Complete(r) if r.model.as_deref() == Some("scripted/x"))
+        );
+        assert!(matches!(
+            spawn_pending(&format!("{yaml}...\n"), false),
+            Pending::Complete(_)
+        ));
+        assert!(matches!(spawn_pending(yaml, true), Pending::Complete(_)));
+        assert!(matches!(spawn_pending("agent: a\n", true), Pending::Bad(_)));
+    }
 
     #[test]
     fn ctl_commands() {

@@ -411,6 +411,16 @@ impl Kernel {
             (None, None, Some(m)) => (m.clone(), "kernel.yaml"),
             (None, None, None) => (String::new(), "llm.yaml defaultProvider"),
         };
+        // Resolve the model now: a spawn with no usable provider fails here, clearly, and
+        // status and journal show the provider/model the run uses.
+        let model = match &self.llm_service {
+            Some(svc) => match svc.resolve(&model) {
+                Ok((p, m)) if m.is_empty() => p,
+                Ok((p, m)) => format!("{p}/{m}"),
+                Err(e) => return Err(SpawnError::BadRequest(e.to_string())),
+            },
+            None => model,
+        };
         let mut hil_required: HashSet<String> = agent
             .manifest
             .spec

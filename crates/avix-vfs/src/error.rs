@@ -64,6 +64,10 @@ pub enum VfsError {
         /// Why.
         reason: String,
     },
+    /// A buffered control file's handler wants more input before acting (not an error a
+    /// caller sees: the write succeeds and the data waits for the rest).
+    #[error("incomplete request")]
+    NeedMore,
     /// A bad path.
     #[error(transparent)]
     Path(#[from] PathError),
@@ -116,6 +120,7 @@ impl VfsError {
             VfsError::NotPermitted { .. } => libc::EPERM,
             VfsError::Rejected { .. } | VfsError::InvalidInput { .. } => libc::EINVAL,
             VfsError::Refused { errno, .. } => *errno,
+            VfsError::NeedMore => libc::EINVAL,
             VfsError::Path(PathError::NameTooLong | PathError::PathTooLong) => libc::ENAMETOOLONG,
             VfsError::Path(_) => libc::EINVAL,
             VfsError::CrossDevice(_) => libc::EXDEV,
@@ -140,6 +145,7 @@ impl VfsError {
                 "EINVAL"
             }
             VfsError::Refused { code, .. } => code,
+            VfsError::NeedMore => "EINVAL",
             VfsError::CrossDevice(_) => "EXDEV",
             VfsError::TooLarge { .. } => "EFBIG",
             VfsError::BadHandle | VfsError::NotWritable(_) => "EBADF",

@@ -53,6 +53,8 @@ pub struct SynthFile {
     pub(crate) owner: Option<UserName>,
     pub(crate) writers: Writers,
     pub(crate) live: Option<Live>,
+    /// For buffered control files: runs at close on what is still pending.
+    pub(crate) on_close: Option<OnWrite>,
 }
 
 impl fmt::Debug for SynthFile {
@@ -77,6 +79,7 @@ impl SynthFile {
             owner: None,
             writers: Writers::Nobody,
             live: None,
+            on_close: None,
         }
     }
 
@@ -98,6 +101,7 @@ impl SynthFile {
             owner: None,
             writers: Writers::Nobody,
             live: Some(Live { size, read_at }),
+            on_close: None,
         }
     }
 
@@ -120,12 +124,25 @@ impl SynthFile {
             owner: None,
             writers: Writers::Owner,
             live: None,
+            on_close: None,
         }
     }
 
     /// Restricts reading (and owner-writes) to `owner` and operators.
     pub fn owned_by(mut self, owner: UserName) -> Self {
         self.owner = Some(owner);
+        self
+    }
+
+    /// Makes a control file buffered: writes on one open file accumulate, and the write
+    /// handler sees everything written since its last complete command; it answers
+    /// [`VfsError::NeedMore`] to keep waiting. At close, `on_close` gets what is still pending
+    /// (a request written without its terminator).
+    pub fn buffered(
+        mut self,
+        on_close: impl Fn(&Caller, &[u8]) -> Result<Option<Bytes>, VfsError> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_close = Some(Arc::new(on_close));
         self
     }
 

@@ -84,6 +84,10 @@ enum Kind {
         /// script that wrote a request reads on from there (`cat <&3`), a fresh `pread` at 0
         /// reads it from the start.
         reply: Option<(Bytes, u64)>,
+        /// Buffered control files: what was written since the last complete command.
+        pending: Vec<u8>,
+        /// The file position after the last write (where a reply produced at close starts).
+        end: u64,
     },
 }
 
@@ -158,6 +162,8 @@ impl Vfs {
                             file,
                             snapshot,
                             reply: None,
+                            pending: Vec::new(),
+                            end: 0,
                         }
                     }
                 },
@@ -232,6 +238,7 @@ impl Vfs {
                 file,
                 snapshot,
                 reply,
+                ..
             } => {
                 let mut st = self.stat(&f.caller, &f.path)?;
                 st.size = match (&file.live, reply) {
@@ -269,6 +276,7 @@ impl Vfs {
                 file,
                 snapshot,
                 reply: None,
+                ..
             } => match &file.live {
                 Some(live) => (live.read_at)(offset, size),
                 None => Ok(slice(snapshot, offset, size)),
@@ -305,15 +313,32 @@ impl Vfs {
         let path = f.path.clone();
         let caller = f.caller.clone();
         match &mut f.kind {
-            Kind::Synthetic { file, reply, .. } => {
+            Kind::Synthetic {
+                file,
+                reply,
+                pending,
+                end: written_end,
+                ..
+            } => {
                 let on_write = file
                     .on_write
                     .as_ref()
                     .ok_or_else(|| VfsError::NotWritable(path.clone()))?;
                 let end = offset + data.len() as u64;
-                match on_write(&caller, data) {
+                *written_end = end;
+                let outcome = if file.on_close.is_some() {
+                    pending.extend_from_slice(data);
+                    let r = on_write(&caller, pending);
+                    if !matches!(r, Err(VfsError::NeedMore)) {
+                        pending.clear();
+                    }
+                    r
+                } else {
+                    on_write(&caller, data)
+                };
+                match outcome {
                     Ok(Some(r)) => *reply = Some((r, end)),
-                    Ok(None) => {}
+                    Ok(None) | Err(VfsError::NeedMore) => {}
                     Err(e) => {
                         // The write fails with the errno; the message stays readable on
                         // this open file, for scripts that want the reason.
@@ -402,6 +427,36 @@ impl Vfs {
     fn commit(&self, f: &mut OpenFile, last: bool) -> Result<(), VfsError> {
         let path = f.path.clone();
         let caller = f.caller.clone();
+        if let Kind::Synthetic {
+            file,
+            reply,
+            pending,
+            end,
+            ..
+        } = &mut f.kind
+        {
+            // A buffered control file's request written without its terminator runs at close.
+            let Some(on_close) = file.on_close.as_ref() else {
+                return Ok(());
+            };
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let data = std::mem::take(pending);
+            return match on_close(&caller, &data) {
+                Ok(r) => {
+                    if let Some(r) = r {
+                        *reply = Some((r, *end));
+                    }
+                    Ok(())
+                }
+                Err(VfsError::NeedMore) => Err(VfsError::InvalidInput {
+                    path,
+                    reason: "the request is incomplete".into(),
+                }),
+                Err(e) => Err(e),
+            };
+        }
         let Kind::Persistent {
             txn,
             dirty,

@@ -1,0 +1,95 @@
+//! Agents driven through the mount with shell tools.
+
+use avix_testkit::{TestDaemon, require_fuse};
+
+use crate::{bin, repo};
+
+fn running() -> Option<TestDaemon> {
+    if !require_fuse() {
+        return None;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    Some(d)
+}
+
+fn run_script(d: &TestDaemon, name: &str) {
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("tests/shell").join(name))
+        .env("M", &d.mount)
+        .env("AVIX_USER", "alice")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}:\n{}{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+}
+
+#[test]
+fn a_bash_script_drives_an_agent_through_proc() {
+    let Some(d) = running() else { return };
+    run_script(&d, "agent_lifecycle.sh");
+}
+
+#[test]
+fn approvals_through_the_hil_file() {
+    let Some(d) = running() else { return };
+    run_script(&d, "agent_hil.sh");
+}
+
+#[test]
+fn other_users_cannot_see_or_control_an_agent_and_bad_requests_fail() {
+    let Some(d) = running() else { return };
+    let pid = d
+        .ok("exec 3<>$M/proc/spawn; echo 'assistant keep notes' >&3; read -r pid <&3; echo $pid")
+        .trim()
+        .to_owned();
+    d.ok(&format!("for i in $(seq 1 200); do grep -q 'state: completed' $M/proc/{pid}/status.yaml && exit 0; sleep 0.05; done; exit 1"));
+    // Bob (uid 65534) joins through users.yaml.
+    let users = d.ok("cat $M/etc/avix/users.yaml");
+    std::fs::write(d.dir.path().join("u.yaml"), format!("{users}  - username: bob\n    uid: 1002\n    hostUid: 65534\n    additionalTools: ['*']\n")).unwrap();
+    d.ok(&format!(
+        "cp {} $M/etc/avix/users.yaml",
+        d.dir.path().join("u.yaml").display()
+    ));
+    let bob = |s: &str| format!("setpriv --reuid=65534 --regid=65534 --clear-groups bash -c '{s}'");
+    assert!(
+        !d.ok(&bob("ls $M/proc")).contains(&pid),
+        "alice's agent is not listed for bob"
+    );
+    let err = d.fails(&bob(&format!("cat $M/proc/{pid}/status.yaml")));
+    assert!(err.contains("Permission denied"), "{err}");
+    let err = d.fails(&bob(&format!("echo kill > $M/proc/{pid}/ctl")));
+    assert!(err.contains("Permission denied"), "{err}");
+    // Bob spawns his own.
+    let bobs = d.ok(&bob(
+        "exec 3<>$M/proc/spawn; echo \"assistant my notes\" >&3; read -r p <&3; echo $p",
+    ));
+    assert!(bobs.trim().parse::<u64>().is_ok(), "{bobs}");
+    // Bad requests.
+    let err = d.fails("exec 3<>$M/proc/spawn; echo 'nosuchagent do things' >&3");
+    assert!(err.contains("No such file or directory"), "{err}");
+    let reason =
+        d.ok("exec 3<>$M/proc/spawn; echo 'nosuchagent do things' >&3 2>/dev/null; cat <&3");
+    assert!(
+        reason.contains(
+            "unknown agent \"nosuchagent\": installed agents are assistant, coordinator, researcher"
+        ),
+        "{reason}"
+    );
+    let err = d.fails("echo '{\"agent\": 5}' > $M/proc/spawn");
+    assert!(err.contains("Invalid argument"), "{err}");
+    let err = d.fails("echo kill > $M/proc/99999/ctl");
+    assert!(err.contains("No such file or directory"), "{err}");
+    let err = d.fails(&format!("echo explode > $M/proc/{pid}/ctl"));
+    assert!(err.contains("Invalid argument"), "{err}");
+    let log = d.log_text();
+    assert!(
+        log.contains("spawn refused") && log.contains("ctl command refused"),
+        "{log}"
+    );
+}
