@@ -38,6 +38,33 @@ enum ServerCommand {
     Config(ConfigCommand),
     /// Start the daemon in the foreground (stop it with Ctrl-C or SIGTERM).
     Start(StartArgs),
+    /// Run one agent without a daemon, print its progress, exit with its status.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The runtime root.
+    #[arg(long, env = "AVIX_ROOT")]
+    root: PathBuf,
+    /// The goal.
+    #[arg(short, long)]
+    goal: String,
+    /// The agent to run.
+    #[arg(long, default_value = "assistant")]
+    name: String,
+    /// A provider from llm.yaml (its default model).
+    #[arg(long)]
+    provider: Option<String>,
+    /// A model: provider/model, an alias, or a model of the default provider.
+    #[arg(long)]
+    model: Option<String>,
+    /// Run as this user (default: the user mapped to your uid, else the first admin).
+    #[arg(long)]
+    user: Option<String>,
+    /// Log level of the kernel's own messages (default warn).
+    #[arg(long, value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
+    log_level: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,10 +235,25 @@ pub fn one_line(e: &anyhow::Error) -> String {
     out
 }
 
-/// Runs a parsed command line.
-pub fn run(args: Args) -> anyhow::Result<()> {
+fn run_agent(a: RunArgs) -> anyhow::Result<i32> {
+    let opts = avix_server::run::RunOptions {
+        root: a.root,
+        goal: a.goal,
+        agent: a.name,
+        provider: a.provider,
+        model: a.model,
+        user: a.user.map(UserName::new).transpose().context("--user")?,
+        log_level: a.log_level,
+        host_uid: default_host_uid(),
+    };
+    Ok(avix_server::run::run(&opts)?)
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(args: Args) -> anyhow::Result<i32> {
     match args.command {
-        Command::Server(ServerCommand::Config(ConfigCommand::Init(a))) => init(a),
-        Command::Server(ServerCommand::Start(a)) => start(a),
+        Command::Server(ServerCommand::Config(ConfigCommand::Init(a))) => init(a).map(|()| 0),
+        Command::Server(ServerCommand::Start(a)) => start(a).map(|()| 0),
+        Command::Server(ServerCommand::Run(a)) => run_agent(a),
     }
 }

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     avix_fuse::guard::run_if_guard();
     let args = avix_cli::Args::parse();
     match avix_cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             // A closed stdout (`avix … | head`) is not a failure.
             if e.chain().any(|c| {

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`init`]: creates a runtime root (configuration, keys, data trees).
 //! - [`start`]: boots the daemon: kernel, FUSE mount, ATP listener, signals, shutdown.
+//! - [`run`]: one agent without a daemon.
 //! - [`pidfile`]: one daemon per root.
 //! - [`watch`]: picks up edits made on the host disk.
 //! - [`fsutil`]: atomic, durable file writes with exact modes.
@@ -12,5 +13,6 @@
 pub mod fsutil;
 pub mod init;
 pub mod pidfile;
+pub mod run;
 pub mod start;
 pub mod watch;

@@ -93,3 +93,54 @@ fn other_users_cannot_see_or_control_an_agent_and_bad_requests_fail() {
         "{log}"
     );
 }
+
+#[test]
+fn server_run_prints_progress_and_exits_with_the_agent_status() {
+    let d = TestDaemon::init(bin());
+    let root = d.root.to_str().unwrap();
+    let out = d.avix(&["server", "run", "--root", root, "--goal", "Keep notes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("assistant started for alice (model scripted)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("→ fs/write") && stdout.contains("← fs/read ok"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("completed (exit 0)"), "{stdout}");
+    assert!(d.root.join("data/users/alice/workspace/notes.md").exists());
+
+    // A gated call with no terminal to ask is denied; a budget failure exits 1.
+    std::fs::write(
+        d.root.join("etc/scripts/rm.yaml"),
+        "apiVersion: avix/v1\nkind: LlmScript\nspec:\n  turns:\n    - toolCalls: [{name: fs/delete, args: {path: notes.md}}]\n    - text: tried\n",
+    )
+    .unwrap();
+    let out = d.avix(&[
+        "server",
+        "run",
+        "--root",
+        root,
+        "--goal",
+        "clean",
+        "--model",
+        "scripted/rm",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("denied (no terminal to ask"), "{stdout}");
+    assert!(
+        d.root.join("data/users/alice/workspace/notes.md").exists(),
+        "not deleted"
+    );
+    let out = d.avix(&[
+        "server", "run", "--root", root, "--goal", "x", "--name", "ghost",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown agent \"ghost\""));
+}
