@@ -25,6 +25,11 @@ if [ ! -f "$ROOT/etc/auth.conf" ]; then
   echo "== avix server config init --root $ROOT --user demo"
   "$AVIX" server config init --root "$ROOT" --user demo --role admin --non-interactive \
     --host-uid "$(id -u)"
+elif ! grep -q -- '- "\*"' "$ROOT/etc/users.yaml" 2>/dev/null; then
+  # A demo root from an older version: refresh its configuration (data is kept).
+  echo "== avix server config init --root $ROOT --user demo --force"
+  "$AVIX" server config init --root "$ROOT" --user demo --role admin --non-interactive \
+    --host-uid "$(id -u)" --force
 fi
 
 echo "== avix server start --root $ROOT --mount $MNT --port $PORT"
@@ -53,6 +58,20 @@ run "echo oops > $MNT/proc/status.yaml"
 run "cp /dev/null $MNT/etc/avix/users.yaml"
 run "head -8 $MNT/etc/avix/users.yaml"
 run "curl -s http://127.0.0.1:$PORT/atp/health"
+
+echo
+echo "== an agent is a process: spawn it through /proc/spawn (the scripted provider plays it)"
+exec 3<>"$MNT/proc/spawn"
+echo "assistant Keep some notes for this demo" >&3
+read -r apid <&3
+exec 3>&-
+echo "spawned pid $apid"
+for _ in $(seq 1 200); do grep -q "state: completed\|state: failed" "$MNT/proc/$apid/status.yaml" && break; sleep 0.05; done
+run "cat $MNT/proc/$apid/status.yaml"
+echo; echo "\$ journal event types, in order"
+sed -E 's/^[{]"seq":([0-9]+),"ts":"[^"]*","type":"([a-z_]+)".*/\1:\2/' "$MNT/proc/$apid/journal.jsonl" | paste -sd' '
+run "cat $MNT/users/demo/workspace/notes.md"
+run "ls $MNT/tools/fs $MNT/tools/agent"
 echo
 if [ "$keep" = 1 ]; then
   echo "The daemon keeps running (pid $pid). Stop it with: kill $pid"

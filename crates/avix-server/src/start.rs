@@ -269,6 +269,10 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
     } = p;
     let addr = listen_addr(&kernel_config, port)?;
     let listener = avix_gateway::bind(addr).await?;
+    // Agents shipped with this version appear in /bin of roots made by older ones.
+    if let Err(e) = crate::init::install_builtins(&layout) {
+        tracing::warn!(error = %e, "cannot install the built-in agents");
+    }
     let kernel = Kernel::boot(
         layout,
         &master,
