@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`master_key`]: the 32-byte master key, its sources, and the sub-keys derived from it.
 //! - [`api_key`]: generating API keys and checking them against their keyed hash.
+//! - [`captoken`]: HMAC-signed capability tokens for calls that leave the daemon.
 //! - [`password`]: argon2id password hashes.
 //! - [`secret_box`]: AES-256-GCM sealing of secrets, bound to owner and name.
 //! - [`hex`]: lowercase hex, used by every stored MAC.
@@ -12,6 +13,7 @@
 //! Every MAC comparison is constant-time.
 
 pub mod api_key;
+pub mod captoken;
 pub mod hex;
 pub mod master_key;
 pub mod password;

@@ -226,6 +226,8 @@ impl Executor {
             self.save_requested = false;
             self.save_snapshot();
         }
+        // Transparent to the model: the token never lapses mid-run.
+        self.kernel.renew_token_if_due(&self.p);
         self.deliver_inputs().await
     }
 

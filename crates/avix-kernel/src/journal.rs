@@ -43,6 +43,8 @@ enum Cmd {
 
 #[derive(Debug)]
 struct FileState {
+    /// Identity for the writer's maps (cheaper than hashing or comparing paths).
+    id: u64,
     path: PathBuf,
     /// Bytes written to disk so far (what readers may read).
     size: AtomicU64,
@@ -53,6 +55,7 @@ struct FileState {
 pub struct JournalWriter {
     // std channel: the writer is a plain thread doing blocking I/O.
     tx: mpsc::Sender<Cmd>,
+    next_id: Arc<AtomicU64>,
 }
 
 impl JournalWriter {
@@ -62,7 +65,10 @@ impl JournalWriter {
         std::thread::Builder::new()
             .name("avix-journal".into())
             .spawn(move || writer_loop(rx))?;
-        Ok(Self { tx })
+        Ok(Self {
+            tx,
+            next_id: Arc::new(AtomicU64::new(1)),
+        })
     }
 
     /// Opens (creating its directory) the journal of an invocation in `dir`.
@@ -77,6 +83,7 @@ impl JournalWriter {
         Ok(Journal {
             id: id.to_owned(),
             file: Arc::new(FileState {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 path,
                 size: AtomicU64::new(size),
             }),
@@ -93,10 +100,13 @@ impl JournalWriter {
     }
 }
 
-fn sync_batch(dirty: &[&File]) -> std::io::Result<()> {
+/// Makes a batch durable: one `fdatasync` when a single existing file changed, else one
+/// `syncfs` (several files, new files whose directory entries must persist, or replaced
+/// records).
+fn sync_batch(dirty: &[&File], whole_fs: bool) -> std::io::Result<()> {
     match dirty {
         [] => Ok(()),
-        [one] => one.sync_data(),
+        [one] if !whole_fs => one.sync_data(),
         [first, ..] => {
             // SAFETY: syncfs on a valid open descriptor.
             if unsafe { libc::syncfs(first.as_raw_fd()) } == 0 {
@@ -118,7 +128,7 @@ fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<File> {
 }
 
 fn writer_loop(rx: mpsc::Receiver<Cmd>) {
-    let mut files: HashMap<PathBuf, File> = HashMap::new();
+    let mut files: HashMap<u64, File> = HashMap::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -128,22 +138,29 @@ fn writer_loop(rx: mpsc::Receiver<Cmd>) {
             }
         }
         let mut waiters: Vec<(Done, std::io::Result<()>)> = Vec::new();
-        let mut dirty: Vec<PathBuf> = Vec::new();
+        let mut dirty: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        // A file created in this batch needs its directory entry synced too: then the whole
+        // filesystem is synced at once.
+        let mut new_files: Vec<PathBuf> = Vec::new();
         let mut dirs: Vec<File> = Vec::new();
         for cmd in batch {
             match cmd {
                 Cmd::Append { file, bytes, done } => {
                     let r = (|| {
-                        if !files.contains_key(&file.path) {
-                            let f = OpenOptions::new()
-                                .create(true)
-                                .append(true)
-                                .open(&file.path)?;
-                            files.insert(file.path.clone(), f);
-                        }
-                        let f = files
-                            .get_mut(&file.path)
-                            .ok_or_else(|| std::io::Error::other("journal file vanished"))?;
+                        let f = match files.entry(file.id) {
+                            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                if !file.path.exists() {
+                                    new_files.push(file.path.clone());
+                                }
+                                v.insert(
+                                    OpenOptions::new()
+                                        .create(true)
+                                        .append(true)
+                                        .open(&file.path)?,
+                                )
+                            }
+                        };
                         f.write_all(&bytes)?;
                         file.size.fetch_add(bytes.len() as u64, Ordering::Release);
                         Ok(())
@@ -152,8 +169,8 @@ fn writer_loop(rx: mpsc::Receiver<Cmd>) {
                         tracing::error!(path = %file.path.display(), error = %e, "journal write failed");
                     }
                     if let Some(d) = done {
-                        if r.is_ok() && !dirty.contains(&file.path) {
-                            dirty.push(file.path.clone());
+                        if r.is_ok() {
+                            dirty.insert(file.id);
                         }
                         waiters.push((d, r));
                     }
@@ -170,9 +187,23 @@ fn writer_loop(rx: mpsc::Receiver<Cmd>) {
             }
         }
         if !waiters.is_empty() {
-            let mut to_sync: Vec<&File> = dirty.iter().filter_map(|p| files.get(p)).collect();
-            to_sync.extend(dirs.iter());
-            let synced = sync_batch(&to_sync);
+            let mut to_sync: Vec<&File> = dirty.iter().filter_map(|id| files.get(id)).collect();
+            let synced = if to_sync.len() == 1 && dirs.is_empty() && new_files.len() <= 1 {
+                // One file: its data, and for a new one its directory and that directory's
+                // parent (the invocation directory is new too).
+                let mut r = to_sync[0].sync_data();
+                for f in &new_files {
+                    for d in f.ancestors().skip(1).take(2) {
+                        if r.is_ok() {
+                            r = File::open(d).and_then(|d| d.sync_all());
+                        }
+                    }
+                }
+                r
+            } else {
+                to_sync.extend(dirs.iter());
+                sync_batch(&to_sync, true)
+            };
             for (d, r) in waiters {
                 let r = match (r, &synced) {
                     (Err(e), _) => Err(e),
@@ -341,6 +372,69 @@ pub fn read_record(path: &Path) -> Option<InvocationRecord> {
     Document::<InvocationRecord>::parse(&bytes)
         .ok()
         .map(|d| d.spec)
+}
+
+/// Rebuilds an invocation record from a journal (a run that never wrote its record: it was
+/// interrupted). The state is the last one journaled; without an exit it reads `failed`
+/// with the reason "interrupted".
+pub fn record_from_journal(path: &Path) -> Option<InvocationRecord> {
+    use avix_proto::agent::ProcState;
+    let entries = read_entries(path);
+    let first = entries.first()?;
+    let JournalEvent::Spawned {
+        pid,
+        agent,
+        version,
+        user,
+        parent,
+        goal,
+        model,
+        ..
+    } = &first.event
+    else {
+        return None;
+    };
+    let id = path.parent()?.file_name()?.to_str()?.to_owned();
+    let mut rec = InvocationRecord {
+        id,
+        agent: agent.clone(),
+        version: version.clone(),
+        user: user.clone(),
+        pid: *pid,
+        parent: *parent,
+        goal: goal.clone(),
+        model: model.clone(),
+        spawned_at: first.ts,
+        ended_at: None,
+        state: ProcState::Failed,
+        exit_code: Some(1),
+        exit_reason: Some("interrupted: the daemon stopped before the agent ended".into()),
+        tokens: Default::default(),
+        tool_calls: 0,
+        turns: 0,
+    };
+    for e in &entries {
+        match &e.event {
+            JournalEvent::LlmCall { usage, .. } => {
+                rec.turns += 1;
+                rec.tokens.input_tokens += usage.input_tokens;
+                rec.tokens.output_tokens += usage.output_tokens;
+            }
+            JournalEvent::ToolCall { .. } => rec.tool_calls += 1,
+            JournalEvent::Exit {
+                state,
+                code,
+                reason,
+            } => {
+                rec.state = *state;
+                rec.exit_code = Some(*code);
+                rec.exit_reason = Some(reason.clone());
+                rec.ended_at = Some(e.ts);
+            }
+            _ => {}
+        }
+    }
+    Some(rec)
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, saying how much was cut.

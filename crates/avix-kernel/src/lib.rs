@@ -59,6 +59,11 @@ use crate::pipes::{Jobs, Pipes};
 use crate::process::{Process, ProcessTable, Signal};
 use crate::tools::ToolRegistry;
 
+/// Lifetime of a capability token.
+pub const TOKEN_TTL_SECS: i64 = 3600;
+/// A token is renewed when less than this is left.
+pub const TOKEN_RENEWAL_SECS: i64 = 300;
+
 /// How long an exited process stays in `/proc` before it is reaped.
 pub const EXITED_RETENTION: Duration = Duration::from_secs(600);
 /// Exited processes kept at most; past it the oldest are reaped at once.
@@ -423,6 +428,54 @@ impl Kernel {
         Ok(())
     }
 
+    /// Mints a capability token for `p`'s current grants. `keep_expiry` keeps the current
+    /// expiry (a grant change), otherwise the token lives [`TOKEN_TTL_SECS`].
+    pub fn mint_token(&self, p: &Process, keep_expiry: bool) {
+        let now = Timestamp::now().unix();
+        let (_, old_exp) = p.token();
+        let expires_at = if keep_expiry && old_exp > now {
+            old_exp
+        } else {
+            now + TOKEN_TTL_SECS
+        };
+        let claims = avix_auth::captoken::CapClaims {
+            pid: p.pid,
+            user: p.user.to_string(),
+            tools: p.grants().names(),
+            issued_at: now,
+            expires_at,
+        };
+        p.set_token(
+            avix_auth::captoken::mint(&self.keys.capability, &claims),
+            expires_at,
+        );
+    }
+
+    /// Renews `p`'s token if it is within [`TOKEN_RENEWAL_SECS`] of expiring.
+    pub fn renew_token_if_due(&self, p: &Process) {
+        let (_, exp) = p.token();
+        if exp - Timestamp::now().unix() < TOKEN_RENEWAL_SECS {
+            self.mint_token(p, false);
+        }
+    }
+
+    /// Verifies a capability token presented by a service: signature, expiry, and that it is
+    /// the token in force of a live process (an older or revoked one is refused).
+    pub fn verify_token(&self, token: &str) -> Result<avix_auth::captoken::CapClaims, String> {
+        let claims =
+            avix_auth::captoken::verify(&self.keys.capability, token, Timestamp::now().unix())
+                .map_err(|e| e.to_string())?;
+        let p = self
+            .procs
+            .get(claims.pid)
+            .ok_or_else(|| format!("process {} does not exist", claims.pid))?;
+        let (current, _) = p.token();
+        if current.is_empty() || current != token {
+            return Err("capability token revoked or superseded".into());
+        }
+        Ok(claims)
+    }
+
     /// The invocation record of `p` as it stands.
     pub fn record_of(&self, p: &Process) -> InvocationRecord {
         let i = p.inner();
@@ -502,9 +555,19 @@ impl Kernel {
                 continue;
             };
             for r in runs.flatten() {
-                if let Some(rec) = journal::read_record(&r.path().join("invocation.yaml")) {
-                    out.push(rec);
-                }
+                let live = r.file_name().to_str().and_then(|id| {
+                    self.procs
+                        .all()
+                        .into_iter()
+                        .find(|p| p.journal.id() == id && !p.state().is_terminal())
+                });
+                let rec = match live {
+                    Some(p) => Some(self.record_of(&p)),
+                    // Written at exit; a run interrupted by a crash has only its journal.
+                    None => journal::read_record(&r.path().join("invocation.yaml"))
+                        .or_else(|| journal::record_from_journal(&r.path().join("journal.jsonl"))),
+                };
+                out.extend(rec);
             }
         }
         out.sort_by(|a, b| b.spawned_at.cmp(&a.spawned_at).then(b.pid.cmp(&a.pid)));

@@ -247,6 +247,8 @@ pub struct Process {
     signals: mpsc::Sender<Signal>,
     kill: CancellationToken,
     exit_tx: watch::Sender<Option<ExitInfo>>,
+    // The capability token in force and its expiry; empty once the process ended (revoked).
+    token: Mutex<(String, i64)>,
 }
 
 impl std::fmt::Debug for Process {
@@ -342,6 +344,7 @@ impl Process {
             signals: tx,
             kill: CancellationToken::new(),
             exit_tx,
+            token: Mutex::new((String::new(), 0)),
         });
         (p, ProcessEnds { signals: rx })
     }
@@ -426,8 +429,25 @@ impl Process {
         self.kill.clone()
     }
 
+    /// The capability token in force and its expiry (Unix seconds); empty once revoked.
+    pub fn token(&self) -> (String, i64) {
+        self.token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Installs a new capability token.
+    pub fn set_token(&self, token: String, expires_at: i64) {
+        *self
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (token, expires_at);
+    }
+
     /// Marks the process ended and wakes everyone waiting for it.
     pub fn set_exit(&self, exit: ExitInfo) {
+        self.set_token(String::new(), 0);
         {
             let mut i = self.inner();
             i.state = exit.state;

@@ -56,14 +56,33 @@ impl Kernel {
                 ),
             };
         }
-        let used = process.inner().tool_calls;
-        if used >= process.limits.max_tool_calls {
+        let (used, tokens) = {
+            let i = process.inner();
+            (i.tool_calls, i.tokens.total())
+        };
+        let l = process.limits;
+        let over = if used >= l.max_tool_calls {
+            Some(format!(
+                "the tool-call budget (maxToolCalls {}) is used up",
+                l.max_tool_calls
+            ))
+        } else if tokens >= l.max_tokens {
+            Some(format!(
+                "the token budget (maxTokens {}) is used up",
+                l.max_tokens
+            ))
+        } else if process.started.elapsed().as_secs() >= l.max_wall_time_secs {
+            Some(format!(
+                "the wall-time budget (maxWallTimeSecs {}) is used up",
+                l.max_wall_time_secs
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = over {
             return Check::Deny {
                 code: "EBUDGET",
-                reason: format!(
-                    "the tool-call budget (maxToolCalls {}) is used up",
-                    process.limits.max_tool_calls
-                ),
+                reason,
             };
         }
         if process.hil_required.contains(tool) {

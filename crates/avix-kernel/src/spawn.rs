@@ -504,10 +504,7 @@ impl Kernel {
             })
             .await
             .map_err(|e| SpawnError::Io(e.to_string()))?;
-        let _ = process
-            .journal
-            .write_record(&self.record_of(&process), false)
-            .await;
+        self.mint_token(&process, false);
         self.procs().insert(process.clone());
         if let Some(p) = &parent {
             p.inner().children.push(pid);

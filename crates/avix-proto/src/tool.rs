@@ -73,9 +73,24 @@ impl ToolName {
         self.0.split('/').next().unwrap_or(&self.0)
     }
 
-    /// The provider wire form: every `/` becomes `__`.
-    pub fn mangle(&self) -> String {
-        mangle(&self.0)
+    /// The provider wire form: every `/` becomes `__`. No allocation: a valid name's wire
+    /// form fits in [`MAX_WIRE_NAME`] bytes.
+    pub fn mangle(&self) -> Mangled {
+        let mut m = Mangled {
+            buf: [0; MAX_WIRE_NAME],
+            len: 0,
+        };
+        for &b in self.0.as_bytes() {
+            if b == b'/' {
+                m.buf[m.len] = b'_';
+                m.buf[m.len + 1] = b'_';
+                m.len += 2;
+            } else {
+                m.buf[m.len] = b;
+                m.len += 1;
+            }
+        }
+        m
     }
 
     /// Parses a provider wire name back (every `__` becomes `/`).
@@ -84,16 +99,50 @@ impl ToolName {
     }
 }
 
-/// `fs/read` → `fs__read`, without validation (hot path).
-pub fn mangle(name: &str) -> String {
-    let slashes = name.bytes().filter(|&b| b == b'/').count();
-    let mut out = String::with_capacity(name.len() + slashes);
-    for (i, seg) in name.split('/').enumerate() {
-        if i > 0 {
-            out.push_str("__");
-        }
-        out.push_str(seg);
+/// A tool name in wire form, held inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Mangled {
+    buf: [u8; MAX_WIRE_NAME],
+    len: usize,
+}
+
+impl Mangled {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        // Built from the ASCII bytes of a validated name, with '/' replaced by "__".
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
+}
+
+impl std::ops::Deref for Mangled {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Mangled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Mangled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `fs/read` → `fs__read`, without validation (hot path: one allocation, one pass).
+pub fn mangle(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() * 2);
+    let mut rest = name;
+    while let Some(i) = rest.find('/') {
+        out.push_str(&rest[..i]);
+        out.push_str("__");
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -175,8 +224,14 @@ mod tests {
         ] {
             let t = ToolName::new(n).unwrap();
             assert_eq!(ToolName::unmangle(&t.mangle()).unwrap(), t, "{n}");
+            assert_eq!(&*t.mangle(), mangle(n));
         }
-        assert_eq!(ToolName::new("fs/read").unwrap().mangle(), "fs__read");
+        assert_eq!(
+            ToolName::new("fs/read").unwrap().mangle().as_str(),
+            "fs__read"
+        );
+        let longest = format!("{}/{}", "a".repeat(31), "b".repeat(31));
+        assert_eq!(ToolName::new(&longest).unwrap().mangle().len(), 64);
         assert_eq!(
             ToolName::new("kernel/proc/spawn").unwrap().namespace(),
             "kernel"

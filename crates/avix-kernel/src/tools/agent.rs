@@ -183,6 +183,7 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
             *g.once.entry(tool.to_owned()).or_insert(0) += 1;
         }
     });
+    cx.kernel.mint_token(&cx.process, true);
     let scope_name = if scope == Scope::Once {
         "once"
     } else {
@@ -258,6 +259,7 @@ async fn cap_list(cx: ToolContext, _args: Value) -> Result<Value, ToolError> {
         "alwaysPresent": super::ALWAYS_PRESENT,
         "hilRequired": hil,
         "budgets": {"maxToolCalls": l.max_tool_calls, "toolCallsUsed": used_calls, "maxTokens": l.max_tokens, "tokensUsed": used_tokens, "maxTurns": l.max_turns},
+        "capabilityTokenExpiresAt": avix_proto::time::Timestamp::from_unix(cx.process.token().1).to_string(),
     }))
 }
 

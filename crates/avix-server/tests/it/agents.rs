@@ -435,3 +435,51 @@ async fn bad_requests_get_clear_errors() {
     t.kernel.vfs().write(&alice, &ctl, b"kill\n").unwrap();
     assert_eq!(wait_exit(&proc).await.state, ProcState::Killed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_tokens_bind_pid_user_and_tools_and_die_with_the_process() {
+    let t = TestKernel::boot();
+    t.script("ask", "  turns:\n    - toolCalls: [{name: cap/request-tool, args: {tool: kernel/sys/info, reason: need it}}]\n    - delayMs: 60000\n      text: later\n");
+    let proc = t.spawn("researcher", "x", Some("ask")).await;
+    let (first, _) = proc.token();
+    let claims = t.kernel.verify_token(&first).unwrap();
+    assert_eq!((claims.pid, claims.user.as_str()), (proc.pid, "alice"));
+    assert!(
+        claims.tools.contains(&"fs/read".to_owned())
+            && !claims.tools.contains(&"kernel/sys/info".to_owned())
+    );
+    let mut tampered = first.clone();
+    tampered.insert(12, 'x');
+    assert!(t.kernel.verify_token(&tampered).is_err());
+    // An approved upgrade re-mints the token with the new tool; the old one is superseded.
+    wait_state(&proc, ProcState::Waiting, Some("human-approval")).await;
+    let hid = proc.inner().pending_hil[0].clone();
+    t.kernel
+        .hil()
+        .answer(&hid, true, Scope::Session, None, &t.alice_caller())
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while proc.token().0 == first {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (second, _) = proc.token();
+    assert!(
+        t.kernel
+            .verify_token(&second)
+            .unwrap()
+            .tools
+            .contains(&"kernel/sys/info".to_owned())
+    );
+    assert!(
+        t.kernel
+            .verify_token(&first)
+            .unwrap_err()
+            .contains("superseded")
+    );
+    t.kernel
+        .signal(&t.alice_caller(), &proc, Signal::Kill)
+        .unwrap();
+    wait_exit(&proc).await;
+    assert!(t.kernel.verify_token(&second).is_err(), "revoked at exit");
+}

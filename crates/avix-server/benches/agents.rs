@@ -1,0 +1,315 @@
+//! Agent figures on this machine, with an in-process mock LLM (no provider, no YAML) so the
+//! kernel's own costs show: spawn to first LLM request, 1,000 spawns, memory per idle
+//! agent, 1,000 concurrent agents of 10 turns with a tool call each, and the router's
+//! dispatch overhead per tool call. Run: `cargo bench -p avix-server --bench agents`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use avix_auth::MasterKey;
+use avix_kernel::layout::RootLayout;
+use avix_kernel::router::Check;
+use avix_kernel::tools::{
+    Category, ToolContext, ToolDescriptor, ToolError, ToolHandler, ToolState,
+};
+use avix_kernel::{BootOptions, Kernel};
+use avix_llm::{BoxFuture, LlmClient, LlmError, StreamSink};
+use avix_proto::agent::{ProcState, SpawnRequest};
+use avix_proto::config::kernel::Mode;
+use avix_proto::llm::{ContentBlock, LlmRequest, LlmResponse, MessageRole, StopReason, Usage};
+use avix_proto::tool::ToolName;
+use avix_proto::{AgentName, Role, UserName};
+use avix_server::init::{CredentialType, InitOptions};
+use avix_vfs::{Caller, VfsPath};
+
+/// Answers instantly: a `bench/noop` call until turn `turns`, then a final answer.
+struct MockLlm {
+    turns: usize,
+    first_call: Mutex<HashMap<u64, Instant>>,
+}
+
+impl LlmClient for MockLlm {
+    fn complete(
+        &self,
+        req: LlmRequest,
+        _sink: Option<StreamSink>,
+    ) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
+        self.first_call
+            .lock()
+            .unwrap()
+            .entry(req.meta.pid)
+            .or_insert_with(Instant::now);
+        let k = req
+            .messages
+            .iter()
+            .filter(|m| m.role == MessageRole::Assistant)
+            .count();
+        let (content, stop) = if k + 1 < self.turns {
+            (
+                vec![ContentBlock::ToolUse {
+                    id: format!("c{k}"),
+                    name: "bench/noop".into(),
+                    input: serde_json::json!({}),
+                }],
+                StopReason::ToolUse,
+            )
+        } else {
+            (
+                vec![ContentBlock::Text {
+                    text: "done".into(),
+                }],
+                StopReason::EndTurn,
+            )
+        };
+        Box::pin(async move {
+            Ok(LlmResponse {
+                provider: "mock".into(),
+                model: "mock".into(),
+                content,
+                stop_reason: stop,
+                usage: Usage {
+                    input_tokens: 10,
+                    output_tokens: 5,
+                },
+            })
+        })
+    }
+}
+
+async fn noop(_cx: ToolContext, _args: serde_json::Value) -> Result<serde_json::Value, ToolError> {
+    Ok(serde_json::json!({"ok": true}))
+}
+
+const MANIFEST: &str = "apiVersion: avix/v1\nkind: Agent\nmetadata: {name: bench, version: 1.0.0}\nspec:\n  tools: {required: [bench/noop]}\n  limits: {maxTurns: 50, maxToolCalls: 50}\n";
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn hwm_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn setup(turns: usize) -> (tempfile::TempDir, Arc<Kernel>, Arc<MockLlm>, UserName) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let alice = UserName::new("alice").unwrap();
+    avix_server::init::run(&InitOptions {
+        root: root.clone(),
+        user: alice.clone(),
+        role: Role::Admin,
+        credential_type: CredentialType::ApiKey,
+        mode: Mode::Cli,
+        api_key: None,
+        password: None,
+        master_key_source: None,
+        host_uid: 0,
+        non_interactive: true,
+        force: false,
+    })
+    .unwrap();
+    // Room for 1,000 agents.
+    let kpath = root.join("etc/kernel.yaml");
+    let k = std::fs::read_to_string(&kpath)
+        .unwrap()
+        .replace("maxConcurrentAgents: 100", "maxConcurrentAgents: 5000");
+    std::fs::write(&kpath, k).unwrap();
+    let users = std::fs::read_to_string(root.join("etc/users.yaml"))
+        .unwrap()
+        .replace("agents: 5", "agents: unlimited");
+    std::fs::write(root.join("etc/users.yaml"), users).unwrap();
+    let layout = RootLayout::new(&root);
+    let master = MasterKey::from_file(&layout.etc_file("master.key")).unwrap();
+    let llm = Arc::new(MockLlm {
+        turns,
+        first_call: Mutex::new(HashMap::new()),
+    });
+    let kernel = Kernel::boot(
+        layout,
+        &master,
+        BootOptions {
+            runtime: tokio::runtime::Handle::current(),
+            llm: Some(llm.clone()),
+        },
+    )
+    .unwrap();
+    let d = ToolDescriptor {
+        name: ToolName::new("bench/noop").unwrap(),
+        description: "does nothing".into(),
+        owner: "bench".into(),
+        category: Category::Direct,
+        state: ToolState::Available,
+        input_schema: serde_json::json!({"type": "object"}),
+    };
+    kernel
+        .tools()
+        .register(kernel.vfs(), d, Arc::new(noop) as Arc<dyn ToolHandler>);
+    let k = Caller::kernel();
+    kernel
+        .vfs()
+        .create_dir(&k, &VfsPath::parse("/bin/bench@1.0.0").unwrap())
+        .unwrap();
+    kernel
+        .vfs()
+        .write(
+            &k,
+            &VfsPath::parse("/bin/bench@1.0.0/agent.yaml").unwrap(),
+            MANIFEST.as_bytes(),
+        )
+        .unwrap();
+    (dir, kernel, llm, alice)
+}
+
+fn req(interactive: bool) -> SpawnRequest {
+    SpawnRequest {
+        agent: AgentName::new("bench").unwrap(),
+        goal: "bench".into(),
+        model: None,
+        tools: None,
+        interactive: Some(interactive),
+    }
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p) as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // 1. Spawn to first LLM request, one at a time.
+    {
+        let (_d, kernel, llm, alice) = setup(1);
+        let mut lat = Vec::new();
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            let p = kernel.spawn(&alice, req(false), None).await.unwrap();
+            loop {
+                if let Some(t) = llm.first_call.lock().unwrap().get(&p.pid) {
+                    lat.push(*t - t0);
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            p.wait().await;
+        }
+        println!(
+            "spawn to first LLM request (200 spawns, one at a time): p50 {:?}, p99 {:?}",
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99)
+        );
+    }
+    // 2. 1,000 spawns: sequential and concurrent; 3. memory per idle agent.
+    {
+        let (_d, kernel, _llm, alice) = setup(1);
+        let before = rss_kib();
+        let t0 = Instant::now();
+        let mut procs = Vec::new();
+        for _ in 0..1000 {
+            procs.push(kernel.spawn(&alice, req(true), None).await.unwrap());
+        }
+        let seq = t0.elapsed();
+        for p in &procs {
+            while p.state() != ProcState::Waiting {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let idle = rss_kib().saturating_sub(before);
+        println!("1,000 agents spawned one after another: {seq:?}");
+        println!(
+            "memory per idle agent (RSS growth / 1,000 agents waiting for input): {} KiB",
+            idle / 1000
+        );
+        for p in &procs {
+            let _ = kernel.signal(&Caller::kernel(), p, avix_kernel::process::Signal::Kill);
+        }
+        let t0 = Instant::now();
+        let spawns = (0..1000).map(|_| {
+            let k = kernel.clone();
+            let a = alice.clone();
+            tokio::spawn(async move { k.spawn(&a, req(false), None).await.unwrap() })
+        });
+        let handles: Vec<_> = spawns.collect();
+        let mut done = Vec::new();
+        for h in handles {
+            done.push(h.await.unwrap());
+        }
+        println!("1,000 agents spawned concurrently: {:?}", t0.elapsed());
+        for p in done {
+            p.wait().await;
+        }
+    }
+    // 4. 1,000 concurrent agents x 10 turns, a tool call per turn.
+    {
+        let (_d, kernel, _llm, alice) = setup(10);
+        let base = hwm_kib();
+        let t0 = Instant::now();
+        let handles: Vec<_> = (0..1000)
+            .map(|_| {
+                let k = kernel.clone();
+                let a = alice.clone();
+                tokio::spawn(async move {
+                    let p = k.spawn(&a, req(false), None).await.unwrap();
+                    p.wait().await
+                })
+            })
+            .collect();
+        let mut calls = 0u64;
+        let mut ok = 0;
+        for h in handles {
+            let e = h.await.unwrap();
+            if e.state == ProcState::Completed {
+                ok += 1;
+            }
+        }
+        let wall = t0.elapsed();
+        for p in kernel.procs().all() {
+            calls += p.inner().tool_calls;
+        }
+        println!(
+            "1,000 concurrent agents x 10 turns ({ok} completed, {calls} tool calls): wall {wall:?}, {:.1} µs of wall per tool call, peak RSS {} MiB (start {} MiB)",
+            wall.as_secs_f64() * 1e6 / calls.max(1) as f64,
+            hwm_kib() / 1024,
+            base / 1024
+        );
+    }
+    // 5. Router dispatch overhead: policy check + invoke of a no-op tool, in-process.
+    {
+        let (_d, kernel, _llm, alice) = setup(1);
+        let mut r = req(true);
+        r.interactive = Some(true);
+        let p = kernel.spawn(&alice, r, None).await.unwrap();
+        let n = 100_000;
+        let t0 = Instant::now();
+        for i in 0..n {
+            let Check::Allow(entry) = kernel.check_call(&p, "bench/noop") else {
+                panic!("not allowed")
+            };
+            let _ = kernel
+                .invoke(&p, &format!("c{i}"), &entry, serde_json::json!({}))
+                .await
+                .unwrap();
+        }
+        println!(
+            "router dispatch (policy check + invoke of a no-op tool): {:.2} µs per call",
+            t0.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+        );
+    }
+}
