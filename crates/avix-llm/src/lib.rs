@@ -6,8 +6,13 @@
 //!   from `llm.yaml` (aliases, `provider/model`, the default provider).
 //! - [`scripted`]: the deterministic scripted provider for tests and demos.
 
+pub mod assemble;
+pub mod framing;
+pub mod http;
+pub mod provider;
 pub mod scripted;
 pub mod service;
+pub mod wire;
 
 use std::future::Future;
 use std::pin::Pin;

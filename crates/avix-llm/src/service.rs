@@ -11,6 +11,8 @@ use std::sync::{Arc, RwLock};
 use avix_proto::config::llm::{LlmConfig, ProviderKind};
 use avix_proto::llm::{LlmRequest, LlmResponse};
 
+use crate::http::Credential;
+use crate::provider::HttpText;
 use crate::scripted::ScriptedProvider;
 use crate::{BoxFuture, LlmClient, LlmError, StreamSink};
 
@@ -60,10 +62,13 @@ fn build(config: Option<&LlmConfig>, etc: &Path) -> Routes {
                         path,
                     ))
                 }
-                other => Arc::new(Unavailable {
-                    provider: p.name.clone(),
-                    kind: other,
-                }),
+                _ => match text_client(p) {
+                    Ok(c) => c,
+                    Err(reason) => Arc::new(Unavailable {
+                        provider: p.name.clone(),
+                        reason,
+                    }),
+                },
             };
             providers.insert(
                 p.name.clone(),
@@ -86,10 +91,27 @@ fn build(config: Option<&LlmConfig>, etc: &Path) -> Routes {
     }
 }
 
-/// A configured provider kind this build cannot call yet.
+fn text_client(p: &avix_proto::config::llm::Provider) -> Result<Arc<dyn LlmClient>, String> {
+    let key = match p.key_env() {
+        None => None,
+        Some(env) => match std::env::var(env) {
+            Ok(k) if !k.trim().is_empty() => Some(Credential::new(k.trim().to_owned())),
+            _ if p.api_key_env.is_none() && p.kind.default_key_env().is_none() => None,
+            _ => {
+                return Err(format!(
+                    "provider {} needs an API key: set {env} in the daemon's environment and restart it (or edit llm.yaml to reload)",
+                    p.name
+                ));
+            }
+        },
+    };
+    Ok(Arc::new(HttpText::new(p, key, Arc::default())?))
+}
+
+/// A provider that cannot be used, and why.
 struct Unavailable {
     provider: String,
-    kind: ProviderKind,
+    reason: String,
 }
 
 impl LlmClient for Unavailable {
@@ -98,10 +120,7 @@ impl LlmClient for Unavailable {
         _req: LlmRequest,
         _sink: Option<StreamSink>,
     ) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
-        let msg = format!(
-            "provider {} (kind {:?}) has no adapter in this build; use a scripted provider or another configured one",
-            self.provider, self.kind
-        );
+        let msg = format!("provider {} is unavailable: {}", self.provider, self.reason);
         Box::pin(async move { Err(LlmError::Config(msg)) })
     }
 }

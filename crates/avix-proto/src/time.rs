@@ -29,7 +29,42 @@ impl Timestamp {
     pub fn from_unix(secs: i64) -> Self {
         Self(secs)
     }
+
+    /// Parses an HTTP-date in its preferred form (`Sun, 06 Nov 1994 08:49:37 GMT`), as in
+    /// a `Retry-After` header.
+    pub fn from_http_date(v: &str) -> Option<Self> {
+        let parts: Vec<&str> = v.split_whitespace().collect();
+        let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
+            return None;
+        };
+        let mon = MONTHS.iter().position(|m| m == mon)? as u32 + 1;
+        let hms: Vec<i64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
+        let [h, m, s] = hms.as_slice() else {
+            return None;
+        };
+        let days = days_from_civil(year.parse().ok()?, mon, day.parse().ok()?);
+        Some(Self(days * 86_400 + h * 3600 + m * 60 + s))
+    }
+
+    /// Formats as an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+    pub fn to_http_date(self) -> String {
+        let days = self.0.div_euclid(86_400);
+        let rem = self.0.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+        format!(
+            "{wd}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+            MONTHS[(m - 1) as usize],
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
 }
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 impl From<SystemTime> for Timestamp {
     fn from(t: SystemTime) -> Self {
@@ -273,6 +308,14 @@ mod tests {
         assert_eq!(a, b);
         assert!("2026-13-01T00:00:00Z".parse::<Timestamp>().is_err());
         assert!("yesterday".parse::<Timestamp>().is_err());
+    }
+
+    #[test]
+    fn http_dates() {
+        let t = Timestamp::from_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(t.unix(), 784_111_777);
+        assert_eq!(t.to_http_date(), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert!(Timestamp::from_http_date("yesterday").is_none());
     }
 
     #[test]

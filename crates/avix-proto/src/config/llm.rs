@@ -16,6 +16,10 @@ pub struct LlmConfig {
     /// The provider used for text when a request names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_provider: Option<String>,
+    /// The provider used for other modalities when a request names none (`image: openai`).
+    /// A modality without an entry uses the first provider that serves it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub default_providers: BTreeMap<Modality, String>,
     /// Every configured provider.
     #[serde(default)]
     pub providers: Vec<Provider>,
@@ -47,6 +51,85 @@ pub enum ProviderKind {
     Scripted,
 }
 
+/// What a provider can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    /// Chat completions with tool calls.
+    Text,
+    /// Image generation.
+    Image,
+    /// Text to speech.
+    Speech,
+    /// Speech to text.
+    Transcription,
+    /// Embeddings.
+    Embedding,
+}
+
+impl Modality {
+    /// Every modality.
+    pub const ALL: [Modality; 5] = [
+        Modality::Text,
+        Modality::Image,
+        Modality::Speech,
+        Modality::Transcription,
+        Modality::Embedding,
+    ];
+
+    /// Its name in llm.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Image => "image",
+            Modality::Speech => "speech",
+            Modality::Transcription => "transcription",
+            Modality::Embedding => "embedding",
+        }
+    }
+}
+
+impl ProviderKind {
+    /// The modalities this kind of provider can serve.
+    pub fn modalities(self) -> &'static [Modality] {
+        use Modality::*;
+        match self {
+            ProviderKind::Anthropic | ProviderKind::Scripted => &[Text],
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+                &[Text, Image, Speech, Transcription, Embedding]
+            }
+            ProviderKind::Ollama => &[Text, Embedding],
+            ProviderKind::Stability => &[Image],
+            ProviderKind::Elevenlabs => &[Speech],
+        }
+    }
+
+    /// The base URL used when llm.yaml gives none. OpenAI-style URLs include `/v1`, as
+    /// OpenAI's own clients expect; the others are the server root.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+            ProviderKind::Openai => Some("https://api.openai.com/v1"),
+            ProviderKind::Ollama => Some("http://127.0.0.1:11434"),
+            ProviderKind::Stability => Some("https://api.stability.ai"),
+            ProviderKind::Elevenlabs => Some("https://api.elevenlabs.io"),
+            ProviderKind::OpenaiCompatible | ProviderKind::Scripted => None,
+        }
+    }
+
+    /// The environment variable read for the key when llm.yaml names none (`None`: the
+    /// kind needs no key unless one is configured).
+    pub fn default_key_env(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Anthropic => Some("ANTHROPIC_API_KEY"),
+            ProviderKind::Openai => Some("OPENAI_API_KEY"),
+            ProviderKind::Stability => Some("STABILITY_API_KEY"),
+            ProviderKind::Elevenlabs => Some("ELEVENLABS_API_KEY"),
+            ProviderKind::OpenaiCompatible | ProviderKind::Ollama | ProviderKind::Scripted => None,
+        }
+    }
+}
+
 /// One provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -70,12 +153,77 @@ pub struct Provider {
     /// The model used when a request names only the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
+    /// The modalities to use this provider for; all its kind can serve when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modalities: Option<Vec<Modality>>,
+    /// Default models of the other modalities (`image: gpt-image-1`); text uses
+    /// `defaultModel`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub default_models: BTreeMap<Modality, String>,
+    /// Default voice for speech.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    /// Stream text responses (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Network timeouts.
+    #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
+    pub timeouts: Timeouts,
+    /// Retries of failed calls.
+    #[serde(default, skip_serializing_if = "RetryPolicy::is_empty")]
+    pub retry: RetryPolicy,
     /// Scheduling limits.
     #[serde(default)]
     pub limits: ProviderLimits,
     /// Prices per million tokens, by model.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<String, Price>,
+}
+
+/// Network timeouts, in seconds (fractions allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeouts {
+    /// Establishing the connection (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_secs: Option<f64>,
+    /// From sending the request to the first byte of the answer (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_secs: Option<f64>,
+    /// Longest silence inside a streamed answer (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<f64>,
+}
+
+impl Timeouts {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// How failed calls are retried (429, 5xx, connection resets), never once part of the
+/// answer has reached the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 4; 1 disables retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// First backoff; it doubles per attempt, with jitter (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_backoff_ms: Option<u64>,
+    /// Longest backoff (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff_ms: Option<u64>,
+    /// A `Retry-After` longer than this fails the call instead of waiting (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_after_secs: Option<u64>,
+}
+
+impl RetryPolicy {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Scheduling limits of one provider.
@@ -101,6 +249,37 @@ pub struct Price {
     pub input: f64,
     /// Output tokens.
     pub output: f64,
+}
+
+fn kind_name(k: ProviderKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+impl Provider {
+    /// Whether this provider is used for `m`.
+    pub fn serves(&self, m: Modality) -> bool {
+        match &self.modalities {
+            Some(list) => list.contains(&m),
+            None => self.kind.modalities().contains(&m),
+        }
+    }
+
+    /// The base URL: the configured one or the kind's default.
+    pub fn base_url(&self) -> Option<&str> {
+        self.base_url
+            .as_deref()
+            .or_else(|| self.kind.default_base_url())
+    }
+
+    /// The environment variable holding the key, if any.
+    pub fn key_env(&self) -> Option<&str> {
+        self.api_key_env
+            .as_deref()
+            .or_else(|| self.kind.default_key_env())
+    }
 }
 
 fn is_env_name(s: &str) -> bool {
@@ -154,6 +333,53 @@ impl Kind for LlmConfig {
                     p.name
                 ));
             }
+            let serves = p.kind.modalities();
+            for m in p.modalities.iter().flatten().chain(p.default_models.keys()) {
+                if !serves.contains(m) {
+                    problems.push(format!(
+                        "provider {}: kind {} cannot serve {} (it serves {})",
+                        p.name,
+                        kind_name(p.kind),
+                        m.as_str(),
+                        serves
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+            for (what, v) in [
+                ("connectSecs", p.timeouts.connect_secs),
+                ("firstByteSecs", p.timeouts.first_byte_secs),
+                ("idleSecs", p.timeouts.idle_secs),
+            ] {
+                if let Some(v) = v
+                    && !(v.is_finite() && v > 0.0 && v <= 86_400.0)
+                {
+                    problems.push(format!(
+                        "provider {}: timeouts.{what} must be a number of seconds above 0 and at most 86400",
+                        p.name
+                    ));
+                }
+            }
+            if let Some(n) = p.retry.max_attempts
+                && !(1..=10).contains(&n)
+            {
+                problems.push(format!(
+                    "provider {}: retry.maxAttempts must be between 1 and 10",
+                    p.name
+                ));
+            }
+            if p.limits.concurrency == Some(0)
+                || p.limits.requests_per_minute == Some(0)
+                || p.limits.tokens_per_minute == Some(0)
+            {
+                problems.push(format!(
+                    "provider {}: limits must be above 0 (leave a limit out for none)",
+                    p.name
+                ));
+            }
             if let Some(m) = &p.default_model
                 && !p.models.is_empty()
                 && !p.models.contains(m)
@@ -170,6 +396,20 @@ impl Kind for LlmConfig {
             problems.push(format!(
                 "defaultProvider {d:?} is not a configured provider"
             ));
+        }
+        for (m, name) in &self.default_providers {
+            match self.providers.iter().find(|p| &p.name == name) {
+                None => problems.push(format!(
+                    "defaultProviders.{}: {name:?} is not a configured provider",
+                    m.as_str()
+                )),
+                Some(p) if !p.serves(*m) => problems.push(format!(
+                    "defaultProviders.{}: provider {name} does not serve {}",
+                    m.as_str(),
+                    m.as_str()
+                )),
+                Some(_) => {}
+            }
         }
         for (alias, target) in &self.aliases {
             let provider = target.split_once('/').map_or(target.as_str(), |(p, _)| p);
