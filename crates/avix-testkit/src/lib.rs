@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod mock_llm;
+
 use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
