@@ -434,6 +434,7 @@ impl Executor {
                 pid: self.p.pid,
                 invocation_id: self.p.journal.id().to_owned(),
                 user: self.p.user.to_string(),
+                priority: self.p.limits.priority,
             },
         };
         let weak = Arc::downgrade(&self.kernel);

@@ -42,7 +42,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use avix_auth::{MasterKey, Purpose, SubKey};
-use avix_llm::{LlmClient, LlmService};
+use avix_llm::{LlmClient, LlmService, ServicePaths};
 use avix_proto::agent::{InvocationRecord, JournalEvent, ProcState};
 use avix_proto::config::EtcFile;
 use avix_proto::time::Timestamp;
@@ -223,7 +223,13 @@ impl Kernel {
         let (llm, llm_service) = match opts.llm {
             Some(l) => (l, None),
             None => {
-                let svc = Arc::new(LlmService::new(config.get().llm.as_ref(), layout.etc()));
+                let svc = Arc::new(LlmService::new(
+                    config.get().llm.as_ref(),
+                    ServicePaths {
+                        etc: layout.etc(),
+                        users: layout.data().join("users"),
+                    },
+                ));
                 (svc.clone() as Arc<dyn LlmClient>, Some(svc))
             }
         };

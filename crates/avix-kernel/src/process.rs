@@ -134,6 +134,8 @@ pub struct RunLimits {
     pub max_wall_time_secs: u64,
     /// Seconds per LLM call.
     pub turn_timeout_secs: u64,
+    /// Scheduling priority of LLM calls (0–9).
+    pub priority: u8,
 }
 
 /// A process's tool grants: permanent ones, and `once` grants with calls left.

@@ -201,6 +201,7 @@ pub fn resolve_params(
         max_tokens: pick(values.max_tokens, d.max_tokens),
         max_wall_time_secs: pick(values.max_wall_time_secs, d.max_wall_time_secs),
         turn_timeout_secs: pick(values.turn_timeout_secs, d.turn_timeout_secs),
+        priority: u8::try_from(values.priority.or(d.priority).unwrap_or(5).min(9)).unwrap_or(5),
     };
     Ok(Resolution { params, limits })
 }

@@ -9,9 +9,13 @@
 pub mod assemble;
 pub mod framing;
 pub mod http;
+pub mod media;
 pub mod provider;
+pub mod replay;
+pub mod sched;
 pub mod scripted;
 pub mod service;
+pub mod usage;
 pub mod wire;
 
 use std::future::Future;
@@ -21,7 +25,7 @@ use std::sync::Arc;
 use avix_proto::llm::{LlmRequest, LlmResponse, StreamEvent};
 
 pub use scripted::ScriptedProvider;
-pub use service::LlmService;
+pub use service::{LlmService, ServicePaths};
 
 /// A boxed future, for object-safe async traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -100,6 +100,8 @@ impl HttpText {
             content,
             stop_reason,
             usage,
+            cost_usd: None,
+            queued_ms: 0,
         })
     }
 }

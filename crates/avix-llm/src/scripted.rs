@@ -387,6 +387,8 @@ impl LlmClient for ScriptedProvider {
                     input_tokens: tokens(in_chars),
                     output_tokens: tokens(out_chars),
                 },
+                cost_usd: None,
+                queued_ms: 0,
             })
         })
     }

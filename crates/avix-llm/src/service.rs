@@ -1,148 +1,248 @@
-//! [`LlmService`]: resolves a request's model string to a configured provider and forwards the
-//! call.
+//! [`LlmService`]: llm.svc. Resolves what a request asks for to a configured provider, queues
+//! it behind that provider's [`Gate`], calls it, falls back to the next provider in
+//! `fallback` when it fails before any output, and accounts usage and cost.
 //!
 //! Model strings: an alias from `llm.yaml`; `provider/model`; a provider name alone (its
-//! `defaultModel`); or a bare model of the default provider.
+//! `defaultModel`); or a bare model of the default provider. `replay/<invocation-id>` replays
+//! an invocation of the asking user even when llm.yaml names no replay provider.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use avix_proto::config::llm::{LlmConfig, ProviderKind};
-use avix_proto::llm::{LlmRequest, LlmResponse};
+use avix_proto::config::llm::{LlmConfig, Modality, Provider, ProviderKind, ProviderLimits};
+use avix_proto::llm::{LlmRequest, LlmResponse, RequestMeta, StreamEvent};
+use avix_proto::time::Timestamp;
+use serde::Serialize;
 
-use crate::http::Credential;
+use crate::http::{Credential, HttpStats};
+use crate::media::{
+    Embeddings, ImageRequest, Media, MediaClient, SpeechRequest, TranscribeRequest, Transcript,
+    builtin_model,
+};
 use crate::provider::HttpText;
+use crate::replay::ReplayProvider;
+use crate::sched::{Gate, Permit};
 use crate::scripted::ScriptedProvider;
+use crate::usage::{CallUsage, Ledger, Totals, cost};
 use crate::{BoxFuture, LlmClient, LlmError, StreamSink};
 
-struct Provider {
-    client: Arc<dyn LlmClient>,
-    default_model: String,
+/// Where llm.svc finds files.
+#[derive(Debug, Clone)]
+pub struct ServicePaths {
+    /// `ROOT/etc`: relative script paths resolve here.
+    pub etc: PathBuf,
+    /// `ROOT/data/users`: journals for replays.
+    pub users: PathBuf,
 }
 
+/// The last success, and the last error with its time.
+type LastOutcomes = (Option<Timestamp>, Option<(Timestamp, String)>);
+
+/// A provider's recent health, from the outcome of its calls.
+#[derive(Debug, Default)]
+struct Health {
+    failures: AtomicU32,
+    last: Mutex<LastOutcomes>,
+}
+
+impl Health {
+    fn ok(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.lock().0 = Some(Timestamp::now());
+    }
+
+    fn failed(&self, e: &LlmError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.lock().1 = Some((Timestamp::now(), e.to_string()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LastOutcomes> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn state(&self) -> &'static str {
+        match self.failures.load(Ordering::Relaxed) {
+            0 => "ok",
+            1 | 2 => "degraded",
+            _ => "down",
+        }
+    }
+}
+
+/// What survives a reload, per provider name.
+#[derive(Debug, Clone)]
+struct Shared {
+    gate: Arc<Gate>,
+    health: Arc<Health>,
+    http: Arc<HttpStats>,
+}
+
+struct Entry {
+    config: Provider,
+    text: Option<Arc<dyn LlmClient>>,
+    media: Option<Arc<MediaClient>>,
+    problem: Option<String>,
+    shared: Shared,
+}
+
+#[derive(Default)]
 struct Routes {
-    providers: HashMap<String, Provider>,
-    default_provider: Option<String>,
+    providers: BTreeMap<String, Entry>,
+    default_text: Option<String>,
+    defaults: BTreeMap<Modality, String>,
     aliases: HashMap<String, String>,
+    fallback: Vec<String>,
 }
 
-/// The routing front of llm.svc.
+/// The routing, scheduling and accounting front of every provider.
 pub struct LlmService {
     // Replaced whole when llm.yaml changes.
     routes: RwLock<Arc<Routes>>,
-    etc: PathBuf,
+    paths: ServicePaths,
+    shared: Mutex<HashMap<String, Shared>>,
+    ledger: Ledger,
+    replay: Arc<ReplayProvider>,
 }
 
 impl std::fmt::Debug for LlmService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LlmService")
-            .field("etc", &self.etc)
+            .field("paths", &self.paths)
             .finish_non_exhaustive()
     }
 }
 
-fn build(config: Option<&LlmConfig>, etc: &Path) -> Routes {
-    let mut providers = HashMap::new();
-    let mut aliases = HashMap::new();
-    let mut default_provider = None;
-    if let Some(c) = config {
-        for p in &c.providers {
-            let client: Arc<dyn LlmClient> = match p.kind {
-                ProviderKind::Scripted => {
-                    let script = p.script.as_deref().unwrap_or("scripts/default.yaml");
-                    let path = if Path::new(script).is_absolute() {
-                        PathBuf::from(script)
-                    } else {
-                        etc.join(script)
-                    };
-                    Arc::new(ScriptedProvider::new(
-                        p.name.clone(),
-                        etc.join("scripts"),
-                        path,
-                    ))
-                }
-                _ => match text_client(p) {
-                    Ok(c) => c,
-                    Err(reason) => Arc::new(Unavailable {
-                        provider: p.name.clone(),
-                        reason,
-                    }),
-                },
-            };
-            providers.insert(
-                p.name.clone(),
-                Provider {
-                    client,
-                    default_model: p.default_model.clone().unwrap_or_default(),
-                },
-            );
-        }
-        aliases = c.aliases.clone().into_iter().collect();
-        default_provider = c
-            .default_provider
-            .clone()
-            .or_else(|| c.providers.first().map(|p| p.name.clone()));
-    }
-    Routes {
-        providers,
-        default_provider,
-        aliases,
-    }
-}
-
-fn text_client(p: &avix_proto::config::llm::Provider) -> Result<Arc<dyn LlmClient>, String> {
-    let key = match p.key_env() {
-        None => None,
-        Some(env) => match std::env::var(env) {
-            Ok(k) if !k.trim().is_empty() => Some(Credential::new(k.trim().to_owned())),
-            _ if p.api_key_env.is_none() && p.kind.default_key_env().is_none() => None,
-            _ => {
-                return Err(format!(
-                    "provider {} needs an API key: set {env} in the daemon's environment and restart it (or edit llm.yaml to reload)",
-                    p.name
-                ));
-            }
-        },
+fn key_of(p: &Provider) -> Result<Option<Credential>, String> {
+    let Some(env) = p.key_env() else {
+        return Ok(None);
     };
-    Ok(Arc::new(HttpText::new(p, key, Arc::default())?))
-}
-
-/// A provider that cannot be used, and why.
-struct Unavailable {
-    provider: String,
-    reason: String,
-}
-
-impl LlmClient for Unavailable {
-    fn complete(
-        &self,
-        _req: LlmRequest,
-        _sink: Option<StreamSink>,
-    ) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
-        let msg = format!("provider {} is unavailable: {}", self.provider, self.reason);
-        Box::pin(async move { Err(LlmError::Config(msg)) })
+    match std::env::var(env) {
+        Ok(k) if !k.trim().is_empty() => Ok(Some(Credential::new(k.trim().to_owned()))),
+        _ => Err(format!(
+            "it needs an API key: set {env} in the daemon's environment and restart the daemon"
+        )),
     }
+}
+
+fn scripted(p: &Provider, etc: &Path) -> Arc<dyn LlmClient> {
+    let script = p.script.as_deref().unwrap_or("scripts/default.yaml");
+    let path = if Path::new(script).is_absolute() {
+        PathBuf::from(script)
+    } else {
+        etc.join(script)
+    };
+    Arc::new(ScriptedProvider::new(
+        p.name.clone(),
+        etc.join("scripts"),
+        path,
+    ))
 }
 
 impl LlmService {
-    /// A service for `config` (llm.yaml, if any); relative script paths resolve against
-    /// `etc` (`ROOT/etc`).
-    pub fn new(config: Option<&LlmConfig>, etc: impl Into<PathBuf>) -> Self {
-        let etc = etc.into();
-        Self {
-            routes: RwLock::new(Arc::new(build(config, &etc))),
-            etc,
-        }
+    /// A service for `config` (llm.yaml, if any).
+    pub fn new(config: Option<&LlmConfig>, paths: ServicePaths) -> Self {
+        let replay = Arc::new(ReplayProvider::new("replay", paths.users.clone()));
+        let s = Self {
+            routes: RwLock::new(Arc::default()),
+            paths,
+            shared: Mutex::new(HashMap::new()),
+            ledger: Ledger::default(),
+            replay,
+        };
+        s.reload(config);
+        s
     }
 
-    /// Replaces the configuration (hot reload).
+    fn shared_for(&self, p: &Provider) -> Shared {
+        let mut m = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = m.entry(p.name.clone()).or_insert_with(|| Shared {
+            gate: Gate::new(p.limits),
+            health: Arc::default(),
+            http: Arc::default(),
+        });
+        s.gate.set_limits(p.limits);
+        s.clone()
+    }
+
+    fn entry(&self, p: &Provider) -> Entry {
+        let shared = self.shared_for(p);
+        let mut e = Entry {
+            config: p.clone(),
+            text: None,
+            media: None,
+            problem: None,
+            shared: shared.clone(),
+        };
+        match p.kind {
+            ProviderKind::Scripted => e.text = Some(scripted(p, &self.paths.etc)),
+            ProviderKind::Replay => {
+                e.text = Some(Arc::new(ReplayProvider::new(
+                    p.name.clone(),
+                    self.paths.users.clone(),
+                )));
+            }
+            _ => {
+                let built = key_of(p).and_then(|key| {
+                    if p.serves(Modality::Text) {
+                        e.text = Some(Arc::new(HttpText::new(
+                            p,
+                            key.clone(),
+                            shared.http.clone(),
+                        )?));
+                    }
+                    if Modality::ALL[1..].iter().any(|m| p.serves(*m)) {
+                        e.media = Some(Arc::new(MediaClient::new(p, key, shared.http.clone())?));
+                    }
+                    Ok(())
+                });
+                if let Err(problem) = built {
+                    e.text = None;
+                    e.media = None;
+                    e.problem = Some(problem);
+                }
+            }
+        }
+        e
+    }
+
+    /// Replaces the configuration (hot reload). Queues, health and usage carry over for
+    /// providers that keep their name.
     pub fn reload(&self, config: Option<&LlmConfig>) {
-        let routes = build(config, &self.etc);
+        let mut r = Routes::default();
+        if let Some(c) = config {
+            for p in &c.providers {
+                r.providers.insert(p.name.clone(), self.entry(p));
+            }
+            r.aliases = c.aliases.clone().into_iter().collect();
+            r.default_text = c
+                .default_provider
+                .clone()
+                .or_else(|| c.default_providers.get(&Modality::Text).cloned())
+                .or_else(|| {
+                    c.providers
+                        .iter()
+                        .find(|p| p.serves(Modality::Text))
+                        .map(|p| p.name.clone())
+                });
+            r.defaults = c.default_providers.clone();
+            r.fallback = c.fallback.clone();
+        }
+        for e in r.providers.values() {
+            if let Some(p) = &e.problem {
+                tracing::warn!(provider = %e.config.name, "provider unavailable: {p}");
+            }
+        }
         *self
             .routes
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(r);
     }
 
     fn routes(&self) -> Arc<Routes> {
@@ -152,19 +252,27 @@ impl LlmService {
             .clone()
     }
 
+    /// The usage ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// Resolves a model string to `(provider, model)`.
     pub fn resolve(&self, model: &str) -> Result<(String, String), LlmError> {
         let routes = self.routes();
         let model = routes.aliases.get(model).map_or(model, String::as_str);
         if let Some((p, m)) = model.split_once('/')
-            && routes.providers.contains_key(p)
+            && (routes.providers.contains_key(p) || p == "replay")
         {
             return Ok((p.to_owned(), m.to_owned()));
         }
         if let Some(p) = routes.providers.get(model) {
-            return Ok((model.to_owned(), p.default_model.clone()));
+            return Ok((
+                model.to_owned(),
+                p.config.default_model.clone().unwrap_or_default(),
+            ));
         }
-        let Some(default) = routes.default_provider.clone() else {
+        let Some(default) = routes.default_text.clone() else {
             return Err(LlmError::Config(
                 "no LLM provider is configured: add one to /etc/avix/llm.yaml".into(),
             ));
@@ -173,12 +281,500 @@ impl LlmService {
             let m = routes
                 .providers
                 .get(&default)
-                .map(|p| p.default_model.clone())
+                .and_then(|p| p.config.default_model.clone())
                 .unwrap_or_default();
             return Ok((default, m));
         }
         Ok((default, model.to_owned()))
     }
+
+    /// The provider and model for a non-text call.
+    fn resolve_media(
+        &self,
+        m: Modality,
+        provider: Option<&str>,
+        model: Option<&str>,
+    ) -> Result<(Arc<Routes>, String, String), LlmError> {
+        let routes = self.routes();
+        let what = match m {
+            Modality::Image => "image generation",
+            Modality::Speech => "speech",
+            Modality::Transcription => "transcription",
+            Modality::Embedding => "embeddings",
+            Modality::Text => "text",
+        };
+        let name = match provider {
+            Some(p) => p.to_owned(),
+            None => routes
+                .defaults
+                .get(&m)
+                .cloned()
+                .or_else(|| {
+                    routes
+                        .providers
+                        .values()
+                        .find(|e| e.config.serves(m) && e.problem.is_none())
+                        .or_else(|| routes.providers.values().find(|e| e.config.serves(m)))
+                        .map(|e| e.config.name.clone())
+                })
+                .ok_or_else(|| {
+                    LlmError::Config(format!(
+                        "no provider for {what} is configured: add one that serves {} to /etc/avix/llm.yaml",
+                        m.as_str()
+                    ))
+                })?,
+        };
+        let e = routes.providers.get(&name).ok_or_else(|| {
+            LlmError::Config(format!(
+                "provider {name} is not configured in /etc/avix/llm.yaml"
+            ))
+        })?;
+        if !e.config.serves(m) {
+            return Err(LlmError::Config(format!(
+                "provider {name} does not serve {what}"
+            )));
+        }
+        let model = model
+            .map(str::to_owned)
+            .or_else(|| e.config.default_models.get(&m).cloned())
+            .or_else(|| builtin_model(e.config.kind, m).map(str::to_owned))
+            .ok_or_else(|| {
+                LlmError::Config(format!(
+                    "no {what} model for provider {name}: pass model, or set defaultModels.{} in /etc/avix/llm.yaml",
+                    m.as_str()
+                ))
+            })?;
+        Ok((routes, name, model))
+    }
+
+    async fn admit(
+        &self,
+        shared: &Shared,
+        provider: &str,
+        meta: &RequestMeta,
+        tokens: u64,
+        sink: Option<&StreamSink>,
+    ) -> Permit {
+        let permit = shared
+            .gate
+            .acquire(&meta.user, meta.priority, tokens, |position| {
+                if let Some(s) = sink {
+                    s(&StreamEvent::Queued {
+                        provider: provider.to_owned(),
+                        position,
+                    });
+                }
+            })
+            .await;
+        if !permit.queued.is_zero()
+            && let Some(s) = sink
+        {
+            s(&StreamEvent::Dispatched {
+                queued_ms: permit.queued.as_millis() as u64,
+            });
+        }
+        permit
+    }
+
+    async fn complete_on(
+        &self,
+        routes: &Routes,
+        provider: &str,
+        req: LlmRequest,
+        sink: Option<StreamSink>,
+    ) -> Result<LlmResponse, LlmError> {
+        if provider == "replay" && !routes.providers.contains_key("replay") {
+            return self.replay.complete(req, sink).await;
+        }
+        let e = routes.providers.get(provider).ok_or_else(|| {
+            LlmError::Config(format!(
+                "provider {provider} is not configured in /etc/avix/llm.yaml"
+            ))
+        })?;
+        let client = match (&e.text, &e.problem) {
+            (Some(c), _) => c.clone(),
+            (None, Some(p)) => {
+                return Err(LlmError::Config(format!(
+                    "provider {provider} is unavailable: {p}"
+                )));
+            }
+            (None, None) => {
+                return Err(LlmError::Config(format!(
+                    "provider {provider} does not serve text"
+                )));
+            }
+        };
+        let tokens = if e.config.limits.tokens_per_minute.is_some() {
+            estimate_tokens(&req)
+        } else {
+            0
+        };
+        let mut permit = self
+            .admit(&e.shared, provider, &req.meta, tokens, sink.as_ref())
+            .await;
+        let user = req.meta.user.clone();
+        match client.complete(req, sink).await {
+            Ok(mut resp) => {
+                permit.settle_tokens(resp.usage.total());
+                e.shared.health.ok();
+                resp.queued_ms = permit.queued.as_millis() as u64;
+                resp.cost_usd = cost(e.config.prices.get(&resp.model), resp.usage);
+                self.ledger.record(
+                    provider,
+                    &resp.model,
+                    &user,
+                    &CallUsage {
+                        tokens: resp.usage,
+                        ..CallUsage::default()
+                    },
+                    resp.cost_usd,
+                );
+                Ok(resp)
+            }
+            Err(err) => {
+                e.shared.health.failed(&err);
+                self.ledger.record_error(provider, &user);
+                Err(err)
+            }
+        }
+    }
+
+    async fn media<T, F, Fut>(
+        &self,
+        m: Modality,
+        provider: Option<&str>,
+        model: Option<&str>,
+        meta: &RequestMeta,
+        call: F,
+    ) -> Result<(String, String, T), LlmError>
+    where
+        F: FnOnce(Arc<MediaClient>, String) -> Fut,
+        Fut: Future<Output = Result<(T, CallUsage), LlmError>>,
+    {
+        let (routes, name, model) = self.resolve_media(m, provider, model)?;
+        let e = &routes.providers[&name];
+        let client = match (&e.media, &e.problem) {
+            (Some(c), _) => c.clone(),
+            (None, Some(p)) => {
+                return Err(LlmError::Config(format!(
+                    "provider {name} is unavailable: {p}"
+                )));
+            }
+            (None, None) => {
+                return Err(LlmError::Config(format!(
+                    "provider {name} cannot serve {}",
+                    m.as_str()
+                )));
+            }
+        };
+        let permit = self.admit(&e.shared, &name, meta, 0, None).await;
+        let r = call(client, model.clone()).await;
+        drop(permit);
+        match r {
+            Ok((v, usage)) => {
+                e.shared.health.ok();
+                let price = e.config.prices.get(&model);
+                self.ledger
+                    .record(&name, &model, &meta.user, &usage, cost(price, usage.tokens));
+                Ok((name, model, v))
+            }
+            Err(err) => {
+                e.shared.health.failed(&err);
+                self.ledger.record_error(&name, &meta.user);
+                Err(err)
+            }
+        }
+    }
+
+    /// Generates images. Returns the provider, the model and the images.
+    pub async fn generate_image(
+        &self,
+        provider: Option<&str>,
+        model: Option<&str>,
+        req: &ImageRequest,
+        meta: &RequestMeta,
+    ) -> Result<(String, String, Vec<Media>), LlmError> {
+        self.media(
+            Modality::Image,
+            provider,
+            model,
+            meta,
+            |c, model| async move {
+                let images = c.image(&model, req).await?;
+                let usage = CallUsage {
+                    images: images.len() as u64,
+                    ..CallUsage::default()
+                };
+                Ok((images, usage))
+            },
+        )
+        .await
+    }
+
+    /// Speaks text.
+    pub async fn generate_speech(
+        &self,
+        provider: Option<&str>,
+        model: Option<&str>,
+        req: &SpeechRequest,
+        meta: &RequestMeta,
+    ) -> Result<(String, String, Media), LlmError> {
+        self.media(
+            Modality::Speech,
+            provider,
+            model,
+            meta,
+            |c, model| async move {
+                let audio = c.speech(&model, req).await?;
+                let usage = CallUsage {
+                    speech_characters: req.text.chars().count() as u64,
+                    ..CallUsage::default()
+                };
+                Ok((audio, usage))
+            },
+        )
+        .await
+    }
+
+    /// Transcribes audio.
+    pub async fn transcribe(
+        &self,
+        provider: Option<&str>,
+        model: Option<&str>,
+        req: &TranscribeRequest,
+        meta: &RequestMeta,
+    ) -> Result<(String, String, Transcript), LlmError> {
+        self.media(
+            Modality::Transcription,
+            provider,
+            model,
+            meta,
+            |c, model| async move {
+                let t = c.transcribe(&model, req).await?;
+                let usage = CallUsage {
+                    audio_seconds: t.duration_secs.unwrap_or(0.0),
+                    ..CallUsage::default()
+                };
+                Ok((t, usage))
+            },
+        )
+        .await
+    }
+
+    /// Embeds texts.
+    pub async fn embed(
+        &self,
+        provider: Option<&str>,
+        model: Option<&str>,
+        inputs: &[String],
+        meta: &RequestMeta,
+    ) -> Result<(String, String, Embeddings), LlmError> {
+        self.media(
+            Modality::Embedding,
+            provider,
+            model,
+            meta,
+            |c, model| async move {
+                let e = c.embed(&model, inputs).await?;
+                let usage = CallUsage {
+                    tokens: avix_proto::llm::Usage {
+                        input_tokens: e.input_tokens,
+                        output_tokens: 0,
+                    },
+                    embedded_inputs: inputs.len() as u64,
+                    ..CallUsage::default()
+                };
+                Ok((e, usage))
+            },
+        )
+        .await
+    }
+
+    /// What `/proc/services/llm/status.yaml` shows. `user`: whose usage to include (`None`:
+    /// everyone's, for operators).
+    pub fn status(&self, user: Option<&str>) -> ServiceStatus {
+        let routes = self.routes();
+        let ledger = self.ledger.snapshot();
+        let providers = routes
+            .providers
+            .values()
+            .map(|e| {
+                let g = e.shared.gate.status();
+                let (last_ok, last_error) = e.shared.health.lock().clone();
+                ProviderStatus {
+                    name: e.config.name.clone(),
+                    kind: e.config.kind,
+                    base_url: e.config.base_url().map(str::to_owned),
+                    modalities: Modality::ALL
+                        .iter()
+                        .filter(|m| e.config.serves(**m))
+                        .map(|m| m.as_str())
+                        .collect(),
+                    default_model: e.config.default_model.clone(),
+                    health: if e.problem.is_some() {
+                        "unavailable"
+                    } else {
+                        e.shared.health.state()
+                    },
+                    problem: e.problem.clone(),
+                    last_ok_at: last_ok,
+                    last_error: last_error.as_ref().map(|(_, m)| m.clone()),
+                    last_error_at: last_error.map(|(t, _)| t),
+                    in_flight: g.in_flight,
+                    queued: g.queued,
+                    oldest_wait_ms: g.oldest_wait.as_millis() as u64,
+                    average_wait_ms: if g.waited_requests == 0 {
+                        0
+                    } else {
+                        (g.total_wait.as_millis() / u128::from(g.waited_requests)) as u64
+                    },
+                    longest_wait_ms: g.longest_wait.as_millis() as u64,
+                    waited_requests: g.waited_requests,
+                    last_minute_requests: g.last_minute_requests,
+                    last_minute_tokens: g.last_minute_tokens,
+                    limits: e.config.limits,
+                    retries: e.shared.http.retries.load(Ordering::Relaxed),
+                    usage: ledger
+                        .providers
+                        .get(&e.config.name)
+                        .copied()
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let mut totals = Totals::default();
+        for t in ledger.providers.values() {
+            totals.requests += t.requests;
+            totals.errors += t.errors;
+            totals.input_tokens += t.input_tokens;
+            totals.output_tokens += t.output_tokens;
+            totals.cost_usd += t.cost_usd;
+        }
+        let users = ledger
+            .users
+            .into_iter()
+            .filter(|(u, _)| user.is_none_or(|w| w == u))
+            .collect();
+        let mut defaults: BTreeMap<String, String> = routes
+            .defaults
+            .iter()
+            .map(|(m, p)| (m.as_str().to_owned(), p.clone()))
+            .collect();
+        if let Some(t) = &routes.default_text {
+            defaults.insert("text".into(), t.clone());
+        }
+        ServiceStatus {
+            providers,
+            defaults,
+            aliases: routes.aliases.clone().into_iter().collect(),
+            fallback: routes.fallback.clone(),
+            totals,
+            users,
+        }
+    }
+}
+
+/// `/proc/services/llm/status.yaml`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Each provider.
+    pub providers: Vec<ProviderStatus>,
+    /// Default provider per modality.
+    pub defaults: BTreeMap<String, String>,
+    /// Model aliases.
+    pub aliases: BTreeMap<String, String>,
+    /// Fallback order.
+    pub fallback: Vec<String>,
+    /// All calls since start.
+    pub totals: Totals,
+    /// Usage per user since start (only the reader's own, unless an operator reads).
+    pub users: BTreeMap<String, Totals>,
+}
+
+/// One provider in the status.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: ProviderKind,
+    /// Base URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// What it serves.
+    pub modalities: Vec<&'static str>,
+    /// Default text model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_model: Option<String>,
+    /// `ok`, `degraded` (recent failures), `down` (3 or more in a row), `unavailable`.
+    pub health: &'static str,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Last success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_ok_at: Option<Timestamp>,
+    /// Last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<Timestamp>,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// Calls waiting.
+    pub queued: usize,
+    /// Wait of the oldest waiting call.
+    pub oldest_wait_ms: u64,
+    /// Average wait of calls that waited.
+    pub average_wait_ms: u64,
+    /// Longest wait.
+    pub longest_wait_ms: u64,
+    /// Calls that had to wait.
+    pub waited_requests: u64,
+    /// Calls admitted in the last minute.
+    pub last_minute_requests: usize,
+    /// Tokens counted in the last minute.
+    pub last_minute_tokens: u64,
+    /// Configured limits.
+    pub limits: ProviderLimits,
+    /// Retries made.
+    pub retries: u64,
+    /// Usage since start.
+    pub usage: Totals,
+}
+
+/// A rough count of a request's tokens (4 bytes a token) plus its output cap, for
+/// tokens-per-minute limits before the provider says the real figure.
+pub fn estimate_tokens(req: &LlmRequest) -> u64 {
+    let mut bytes = req.system.len();
+    for m in &req.messages {
+        for b in &m.content {
+            bytes += match b {
+                avix_proto::llm::ContentBlock::Text { text } => text.len(),
+                avix_proto::llm::ContentBlock::ToolResult { content, .. } => content.len(),
+                avix_proto::llm::ContentBlock::ToolUse { input, .. } => input.to_string().len(),
+                avix_proto::llm::ContentBlock::Image { .. } => 6000,
+            };
+        }
+    }
+    for t in &req.tools {
+        bytes += t.name.len() + t.description.len() + 200;
+    }
+    (bytes / 4) as u64 + u64::from(req.max_tokens)
+}
+
+/// Whether another provider may succeed where this error happened.
+fn worth_falling_back(e: &LlmError) -> bool {
+    !matches!(
+        e,
+        LlmError::Provider {
+            status: 400 | 413 | 422,
+            ..
+        } | LlmError::Script(_)
+    )
 }
 
 impl LlmClient for LlmService {
@@ -190,15 +786,66 @@ impl LlmClient for LlmService {
         Box::pin(async move {
             let (provider, model) = self.resolve(&req.model)?;
             let routes = self.routes();
-            let p = routes.providers.get(&provider).ok_or_else(|| {
-                LlmError::Config(format!(
-                    "provider {provider} is not configured in /etc/avix/llm.yaml"
-                ))
-            })?;
+            // Output that reached the caller rules out a fallback.
+            let delivered = Arc::new(AtomicBool::new(false));
+            let watched: Option<StreamSink> = sink.map(|s| {
+                let d = delivered.clone();
+                Arc::new(move |e: &StreamEvent| {
+                    if matches!(
+                        e,
+                        StreamEvent::TextDelta { .. }
+                            | StreamEvent::ToolCallStart { .. }
+                            | StreamEvent::ToolCallDelta { .. }
+                    ) {
+                        d.store(true, Ordering::Relaxed);
+                    }
+                    s(e);
+                }) as StreamSink
+            });
             req.model = format!("{provider}/{model}");
-            let client = p.client.clone();
-            drop(routes);
-            client.complete(req, sink).await
+            let first = self
+                .complete_on(&routes, &provider, req.clone(), watched.clone())
+                .await;
+            let mut err = match first {
+                Ok(r) => return Ok(r),
+                Err(e) => e,
+            };
+            let mut tried = vec![provider.clone()];
+            for next in routes.fallback.iter().filter(|f| **f != provider) {
+                if delivered.load(Ordering::Relaxed) || !worth_falling_back(&err) {
+                    break;
+                }
+                let Some(e) = routes.providers.get(next) else {
+                    continue;
+                };
+                let Some(m) = e
+                    .config
+                    .default_model
+                    .clone()
+                    .or_else(|| (e.config.kind == ProviderKind::Scripted).then(String::new))
+                else {
+                    continue;
+                };
+                tracing::warn!(from = %tried.last().map_or("", String::as_str), to = %next, error = %err, "LLM call failed; falling back");
+                req.model = format!("{next}/{m}");
+                match self
+                    .complete_on(&routes, next, req.clone(), watched.clone())
+                    .await
+                {
+                    Ok(r) => return Ok(r),
+                    Err(e) => {
+                        tried.push(next.clone());
+                        err = e;
+                    }
+                }
+            }
+            if tried.len() > 1 {
+                return Err(LlmError::Config(format!(
+                    "every provider failed ({}); the last said: {err}",
+                    tried.join(", ")
+                )));
+            }
+            Err(err)
         })
     }
 }
@@ -209,13 +856,20 @@ mod tests {
     use avix_proto::envelope::Document;
 
     fn config() -> LlmConfig {
-        let text = "apiVersion: avix/v1\nkind: LlmConfig\nspec:\n  defaultProvider: scripted\n  providers:\n    - {name: scripted, kind: scripted, script: scripts/default.yaml}\n    - {name: anthropic, kind: anthropic, apiKeyEnv: ANTHROPIC_API_KEY, models: [m1], defaultModel: m1}\n  aliases: {fast: anthropic/m1}\n";
+        let text = "apiVersion: avix/v1\nkind: LlmConfig\nspec:\n  defaultProvider: scripted\n  providers:\n    - {name: scripted, kind: scripted, script: scripts/default.yaml}\n    - {name: anthropic, kind: anthropic, apiKeyEnv: AVIX_TEST_NO_SUCH_KEY, models: [m1], defaultModel: m1}\n  aliases: {fast: anthropic/m1}\n";
         Document::<LlmConfig>::parse(text.as_bytes()).unwrap().spec
+    }
+
+    fn paths() -> ServicePaths {
+        ServicePaths {
+            etc: "/etc-root".into(),
+            users: "/users-root".into(),
+        }
     }
 
     #[test]
     fn resolves_aliases_providers_and_defaults() {
-        let s = LlmService::new(Some(&config()), "/etc-root");
+        let s = LlmService::new(Some(&config()), paths());
         assert_eq!(
             s.resolve("fast").unwrap(),
             ("anthropic".into(), "m1".into())
@@ -233,12 +887,44 @@ mod tests {
             s.resolve("some-model").unwrap(),
             ("scripted".into(), "some-model".into())
         );
-        let none = LlmService::new(None, "/x");
+        assert_eq!(
+            s.resolve("replay/abc").unwrap(),
+            ("replay".into(), "abc".into())
+        );
+        let none = LlmService::new(None, paths());
         assert!(
             none.resolve("x")
                 .unwrap_err()
                 .to_string()
                 .contains("llm.yaml")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_provider_without_its_key_is_unavailable_with_the_reason() {
+        let s = LlmService::new(Some(&config()), paths());
+        let st = s.status(None);
+        let a = st.providers.iter().find(|p| p.name == "anthropic").unwrap();
+        assert_eq!(a.health, "unavailable");
+        assert!(
+            a.problem
+                .as_deref()
+                .unwrap()
+                .contains("AVIX_TEST_NO_SUCH_KEY")
+        );
+        let req = LlmRequest {
+            model: "fast".into(),
+            system: String::new(),
+            messages: vec![avix_proto::llm::Message::user_text("hi")],
+            tools: vec![],
+            max_tokens: 10,
+            temperature: None,
+            meta: RequestMeta::default(),
+        };
+        let e = s.complete(req, None).await.unwrap_err().to_string();
+        assert!(
+            e.contains("AVIX_TEST_NO_SUCH_KEY") && e.contains("unavailable"),
+            "{e}"
         );
     }
 }

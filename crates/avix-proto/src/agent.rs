@@ -45,10 +45,14 @@ pub struct AgentParams {
     /// Seconds one LLM call may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn_timeout_secs: Option<u64>,
+    /// Scheduling priority of the agent's LLM calls, 0 to 9 (5 is normal); a limit caps
+    /// how high a user or crew may go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u64>,
 }
 
 /// The parameter names, in display order.
-pub const PARAM_NAMES: [&str; 9] = [
+pub const PARAM_NAMES: [&str; 10] = [
     "temperature",
     "contextWindowTokens",
     "maxOutputTokens",
@@ -58,6 +62,7 @@ pub const PARAM_NAMES: [&str; 9] = [
     "maxTokens",
     "maxWallTimeSecs",
     "turnTimeoutSecs",
+    "priority",
 ];
 
 impl AgentParams {
@@ -74,6 +79,7 @@ impl AgentParams {
             "maxTokens" => u(self.max_tokens),
             "maxWallTimeSecs" => u(self.max_wall_time_secs),
             "turnTimeoutSecs" => u(self.turn_timeout_secs),
+            "priority" => u(self.priority),
             _ => None,
         }
     }
@@ -91,6 +97,7 @@ impl AgentParams {
             "maxTokens" => self.max_tokens = Some(u),
             "maxWallTimeSecs" => self.max_wall_time_secs = Some(u),
             "turnTimeoutSecs" => self.turn_timeout_secs = Some(u),
+            "priority" => self.priority = Some(u),
             _ => {}
         }
     }
@@ -107,6 +114,7 @@ impl AgentParams {
             max_tokens: Some(500_000),
             max_wall_time_secs: Some(3600),
             turn_timeout_secs: Some(300),
+            priority: Some(5),
         }
     }
 
@@ -122,12 +130,16 @@ impl AgentParams {
             max_tokens: Some(50_000_000),
             max_wall_time_secs: Some(24 * 3600),
             turn_timeout_secs: Some(1800),
+            priority: Some(9),
         }
     }
 
     fn check(&self, problems: &mut Vec<String>) {
         if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
             problems.push("temperature must be between 0 and 2".into());
+        }
+        if self.priority.is_some_and(|p| p > 9) {
+            problems.push("priority must be between 0 and 9".into());
         }
     }
 }

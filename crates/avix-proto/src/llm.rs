@@ -118,8 +118,8 @@ pub struct ToolSpec {
     pub input_schema: serde_json::Value,
 }
 
-/// Who is asking, for accounting and logs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Who is asking, for accounting, scheduling and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestMeta {
     /// Agent PID.
@@ -128,6 +128,27 @@ pub struct RequestMeta {
     pub invocation_id: String,
     /// User.
     pub user: String,
+    /// Scheduling priority, 0 (lowest) to 9; 5 is normal.
+    #[serde(default = "normal_priority")]
+    pub priority: u8,
+}
+
+/// The priority of a request that names none.
+pub const NORMAL_PRIORITY: u8 = 5;
+
+fn normal_priority() -> u8 {
+    NORMAL_PRIORITY
+}
+
+impl Default for RequestMeta {
+    fn default() -> Self {
+        Self {
+            pid: 0,
+            invocation_id: String::new(),
+            user: String::new(),
+            priority: NORMAL_PRIORITY,
+        }
+    }
 }
 
 /// A completion request.
@@ -197,6 +218,16 @@ pub struct LlmResponse {
     pub stop_reason: StopReason,
     /// Tokens used.
     pub usage: Usage,
+    /// What it cost, in US dollars, when prices are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// How long the request waited in the provider's queue.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Incremental output while a response streams.
@@ -225,6 +256,18 @@ pub enum StreamEvent {
         id: String,
         /// A fragment of the JSON text.
         json: String,
+    },
+    /// The request waits in the provider's queue (limits reached).
+    Queued {
+        /// Provider.
+        provider: String,
+        /// Place in the queue (1: next).
+        position: usize,
+    },
+    /// The request left the queue and is being sent.
+    Dispatched {
+        /// Time spent queued.
+        queued_ms: u64,
     },
 }
 

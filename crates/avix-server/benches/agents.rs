@@ -79,6 +79,8 @@ impl LlmClient for MockLlm {
                     input_tokens: 10,
                     output_tokens: 5,
                 },
+                cost_usd: None,
+                queued_ms: 0,
             })
         })
     }

@@ -49,6 +49,8 @@ pub enum ProviderKind {
     Elevenlabs,
     /// A deterministic YAML script (tests and demos).
     Scripted,
+    /// Plays back an earlier invocation's answers from its journal.
+    Replay,
 }
 
 /// What a provider can produce.
@@ -94,7 +96,7 @@ impl ProviderKind {
     pub fn modalities(self) -> &'static [Modality] {
         use Modality::*;
         match self {
-            ProviderKind::Anthropic | ProviderKind::Scripted => &[Text],
+            ProviderKind::Anthropic | ProviderKind::Scripted | ProviderKind::Replay => &[Text],
             ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
                 &[Text, Image, Speech, Transcription, Embedding]
             }
@@ -113,7 +115,7 @@ impl ProviderKind {
             ProviderKind::Ollama => Some("http://127.0.0.1:11434"),
             ProviderKind::Stability => Some("https://api.stability.ai"),
             ProviderKind::Elevenlabs => Some("https://api.elevenlabs.io"),
-            ProviderKind::OpenaiCompatible | ProviderKind::Scripted => None,
+            ProviderKind::OpenaiCompatible | ProviderKind::Scripted | ProviderKind::Replay => None,
         }
     }
 
@@ -125,7 +127,10 @@ impl ProviderKind {
             ProviderKind::Openai => Some("OPENAI_API_KEY"),
             ProviderKind::Stability => Some("STABILITY_API_KEY"),
             ProviderKind::Elevenlabs => Some("ELEVENLABS_API_KEY"),
-            ProviderKind::OpenaiCompatible | ProviderKind::Ollama | ProviderKind::Scripted => None,
+            ProviderKind::OpenaiCompatible
+            | ProviderKind::Ollama
+            | ProviderKind::Scripted
+            | ProviderKind::Replay => None,
         }
     }
 }
@@ -313,13 +318,24 @@ impl Kind for LlmConfig {
                         p.name
                     ));
             }
-            if let Some(url) = &p.base_url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                problems.push(format!(
-                    "provider {}: baseUrl {url:?} must start with http:// or https://",
-                    p.name
-                ));
+            if let Some(url) = &p.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    problems.push(format!(
+                        "provider {}: baseUrl {url:?} must start with http:// or https://",
+                        p.name
+                    ));
+                } else if url
+                    .split("://")
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .is_some_and(|host| host.contains('@'))
+                {
+                    // Not echoed: it holds a password.
+                    problems.push(format!(
+                        "provider {}: baseUrl must not carry credentials (user:password@); put the key in the variable apiKeyEnv names",
+                        p.name
+                    ));
+                }
             }
             if p.kind == ProviderKind::Scripted && p.script.is_none() {
                 problems.push(format!(
