@@ -87,19 +87,7 @@ fn error_result(id: &str, code: &str, message: &str) -> ContentBlock {
 
 impl Executor {
     fn state(&self, state: ProcState, waiting_on: Option<&str>) {
-        if self.p.state() == state && self.p.inner().waiting_on.as_deref() == waiting_on {
-            return;
-        }
-        self.p.set_state(state, waiting_on);
-        self.p.journal.append(JournalEvent::State {
-            state,
-            waiting_on: waiting_on.map(str::to_owned),
-        });
-        self.kernel.events().emit_process(
-            &self.p,
-            "agent.status",
-            serde_json::json!({"state": state, "waitingOn": waiting_on}),
-        );
+        self.kernel.set_state(&self.p, state, waiting_on);
     }
 
     async fn durable(&self, event: JournalEvent) -> Flow<()> {
@@ -143,6 +131,7 @@ impl Executor {
                 i.turns += 1;
                 i.tokens.input_tokens += resp.usage.input_tokens;
                 i.tokens.output_tokens += resp.usage.output_tokens;
+                i.cost_usd += resp.cost_usd.unwrap_or(0.0);
             }
             self.p.journal.append(JournalEvent::LlmCall {
                 model: resp.model.clone(),
@@ -150,6 +139,8 @@ impl Executor {
                 stop_reason: resp.stop_reason,
                 usage: resp.usage,
                 duration_ms,
+                cost_usd: resp.cost_usd,
+                queued_ms: resp.queued_ms,
             });
             let answer = Message {
                 role: MessageRole::Assistant,
@@ -355,6 +346,14 @@ impl Executor {
         }
     }
 
+    /// Output tokens for the next call: the per-call cap, or what is left of the run's token
+    /// budget if that is less, so a run ends at its budget rather than past it.
+    fn output_cap(&self) -> u64 {
+        let used = self.p.inner().tokens.total();
+        let left = self.p.limits.max_tokens.saturating_sub(used).max(1);
+        self.p.limits.max_output_tokens.min(left)
+    }
+
     fn check_budgets(&self) -> Flow<()> {
         let l = self.p.limits;
         let (turns, tokens) = {
@@ -372,6 +371,26 @@ impl Executor {
                 "reached the token budget (maxTokens {}, used {tokens})",
                 l.max_tokens
             )));
+        }
+        if let Some(svc) = self.kernel.llm_service() {
+            let quota = self
+                .kernel
+                .config()
+                .get()
+                .users
+                .users
+                .iter()
+                .find(|u| u.username == self.p.user)
+                .map(|u| u.quota.tokens);
+            let used = svc.ledger().user_tokens_last_day(self.p.user.as_str());
+            if let Some(q) = quota
+                && !q.allows(used.saturating_add(1))
+            {
+                return Err(failed(format!(
+                    "user {} has used {used} LLM tokens in the last 24 hours, the quota.tokens users.yaml allows; an admin can raise it",
+                    self.p.user
+                )));
+            }
         }
         let elapsed = self.p.started.elapsed().as_secs();
         if elapsed >= l.max_wall_time_secs {
@@ -428,7 +447,7 @@ impl Executor {
             system: self.system_prompt(),
             messages: self.messages.clone(),
             tools: self.tool_specs(),
-            max_tokens: u32::try_from(self.p.limits.max_output_tokens).unwrap_or(u32::MAX),
+            max_tokens: u32::try_from(self.output_cap()).unwrap_or(u32::MAX),
             temperature: Some(self.p.limits.temperature),
             meta: RequestMeta {
                 pid: self.p.pid,
@@ -440,12 +459,23 @@ impl Executor {
         let weak = Arc::downgrade(&self.kernel);
         let proc = self.p.clone();
         let sink: StreamSink = Arc::new(move |e: &StreamEvent| {
-            if let (Some(k), StreamEvent::TextDelta { text }) = (weak.upgrade(), e) {
-                k.events().emit_process(
+            let Some(k) = weak.upgrade() else {
+                return;
+            };
+            match e {
+                StreamEvent::TextDelta { text } => k.events().emit_process(
                     &proc,
                     "agent.output.chunk",
                     serde_json::json!({"text": text}),
-                );
+                ),
+                // Limits of the provider hold the call back: status.yaml says so.
+                StreamEvent::Queued { provider, position } => k.set_state(
+                    &proc,
+                    ProcState::Waiting,
+                    Some(&format!("llm-queue ({provider}, position {position})")),
+                ),
+                StreamEvent::Dispatched { .. } => k.set_state(&proc, ProcState::Running, None),
+                _ => {}
             }
         });
         let started = Instant::now();

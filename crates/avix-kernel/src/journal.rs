@@ -410,13 +410,17 @@ pub fn record_from_journal(path: &Path) -> Option<InvocationRecord> {
         exit_code: Some(1),
         exit_reason: Some("interrupted: the daemon stopped before the agent ended".into()),
         tokens: Default::default(),
+        cost_usd: 0.0,
         tool_calls: 0,
         turns: 0,
     };
     for e in &entries {
         match &e.event {
-            JournalEvent::LlmCall { usage, .. } => {
+            JournalEvent::LlmCall {
+                usage, cost_usd, ..
+            } => {
                 rec.turns += 1;
+                rec.cost_usd += cost_usd.unwrap_or(0.0);
                 rec.tokens.input_tokens += usage.input_tokens;
                 rec.tokens.output_tokens += usage.output_tokens;
             }

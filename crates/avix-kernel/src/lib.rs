@@ -345,7 +345,12 @@ impl Kernel {
         &self.journals
     }
 
-    /// The LLM client.
+    /// llm.svc, unless the kernel was booted with another LLM client (tests, benchmarks).
+    pub fn llm_service(&self) -> Option<&Arc<LlmService>> {
+        self.llm_service.as_ref()
+    }
+
+    /// The LLM client agents use.
     pub fn llm(&self) -> Arc<dyn LlmClient> {
         self.llm.clone()
     }
@@ -500,6 +505,7 @@ impl Kernel {
             exit_code: i.exit.as_ref().map(|e| e.code),
             exit_reason: i.exit.as_ref().map(|e| e.reason.clone()),
             tokens: i.tokens,
+            cost_usd: i.cost_usd,
             tool_calls: i.tool_calls,
             turns: i.turns,
         }
@@ -578,6 +584,37 @@ impl Kernel {
         }
         out.sort_by(|a, b| b.spawned_at.cmp(&a.spawned_at).then(b.pid.cmp(&a.pid)));
         out
+    }
+
+    /// Counts the LLM tokens each user's invocations of the last 24 hours used, so the
+    /// users.yaml token quota holds across restarts. Reads the invocation records: call it
+    /// off the boot path.
+    pub fn seed_llm_usage(&self) -> u64 {
+        let Some(svc) = &self.llm_service else {
+            return 0;
+        };
+        let since = Timestamp::now().unix() - 24 * 3600;
+        let users: Vec<UserName> = self
+            .config
+            .get()
+            .users
+            .users
+            .iter()
+            .map(|u| u.username.clone())
+            .collect();
+        let mut total = 0;
+        for u in users {
+            for r in self.history(&u, None) {
+                let at = r.ended_at.unwrap_or(r.spawned_at);
+                // Live runs are counted as they go.
+                if at.unix() >= since && r.ended_at.is_some() {
+                    svc.ledger()
+                        .seed_user_tokens(u.as_str(), at, r.tokens.total());
+                    total += r.tokens.total();
+                }
+            }
+        }
+        total
     }
 
     /// Removes temp files that writes interrupted by a crash left under the persistent trees

@@ -190,6 +190,8 @@ pub struct ProcInner {
     pub tool_calls: u64,
     /// Tokens used.
     pub tokens: Usage,
+    /// LLM cost in US dollars.
+    pub cost_usd: f64,
     /// Tool running now.
     pub current_tool: Option<String>,
     /// Children.
@@ -334,6 +336,7 @@ impl Process {
                 turns: 0,
                 tool_calls: 0,
                 tokens: Usage::default(),
+                cost_usd: 0.0,
                 current_tool: None,
                 children: Vec::new(),
                 pending_hil: Vec::new(),
@@ -498,6 +501,7 @@ impl Process {
             turns: i.turns,
             tool_calls: i.tool_calls,
             tokens: i.tokens,
+            cost_usd: i.cost_usd,
             current_tool: i.current_tool.clone(),
             pending_hil: i.pending_hil.clone(),
             started_at: self.started_at,

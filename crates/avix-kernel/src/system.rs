@@ -4,10 +4,11 @@
 use std::sync::{Arc, Weak};
 
 use avix_proto::Document;
+use avix_proto::Role;
 use avix_proto::agent::{AgentDefaults, AgentLimits, AgentParams};
 use avix_proto::kernel_files::PipeDefaults;
 use avix_proto::status::{StatusCounts, SystemStatus};
-use avix_vfs::{SynthFile, VfsError, VfsPath};
+use avix_vfs::{Caller, SynthFile, VfsError, VfsPath};
 use bytes::Bytes;
 
 use crate::Kernel;
@@ -47,6 +48,32 @@ pub(crate) fn publish(kernel: &Arc<Kernel>) {
     if let Ok(p) = VfsPath::parse("/proc/status.yaml") {
         let _ = vfs.publish(&p, SynthFile::computed(move |_| render_status(&weak)));
     }
+    if kernel.llm_service().is_some()
+        && let Ok(p) = VfsPath::parse("/proc/services/llm/status.yaml")
+    {
+        let weak = Arc::downgrade(kernel);
+        let _ = vfs.publish(
+            &p,
+            SynthFile::computed(move |caller| render_llm_status(&weak, caller)),
+        );
+    }
+}
+
+/// llm.svc's status: providers, health, queues, usage. Operators see every user's usage;
+/// others only their own.
+fn render_llm_status(kernel: &Weak<Kernel>, caller: &Caller) -> Result<Bytes, VfsError> {
+    let k = kernel
+        .upgrade()
+        .ok_or(VfsError::NotFound(VfsPath::root()))?;
+    let Some(svc) = k.llm_service() else {
+        return Ok(Bytes::new());
+    };
+    let who = if caller.is_kernel() || caller.role >= Role::Operator {
+        None
+    } else {
+        Some(caller.user_name().map_or("", |u| u.as_str()))
+    };
+    Ok(yaml(svc.status(who)))
 }
 
 /// The status document of a live kernel.

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod fs;
 pub mod kernel;
+pub mod llm;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -281,6 +282,7 @@ pub(crate) fn register_builtins(kernel: &Kernel) {
         .into_iter()
         .chain(kernel::tools())
         .chain(agent::tools())
+        .chain(llm::tools())
     {
         kernel.tools().register(kernel.vfs(), d, h);
     }

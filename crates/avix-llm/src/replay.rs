@@ -228,6 +228,8 @@ mod tests {
                         output_tokens: 3,
                     },
                     duration_ms: 5,
+                    cost_usd: None,
+                    queued_ms: 0,
                 },
             ),
             entry(
@@ -248,6 +250,8 @@ mod tests {
                         output_tokens: 4,
                     },
                     duration_ms: 5,
+                    cost_usd: None,
+                    queued_ms: 0,
                 },
             ),
             entry(

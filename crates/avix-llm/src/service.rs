@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use avix_proto::config::llm::{LlmConfig, Modality, Provider, ProviderKind, ProviderLimits};
 use avix_proto::llm::{LlmRequest, LlmResponse, RequestMeta, StreamEvent};
 use avix_proto::time::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::http::{Credential, HttpStats};
 use crate::media::{
@@ -608,14 +608,15 @@ impl LlmService {
                     modalities: Modality::ALL
                         .iter()
                         .filter(|m| e.config.serves(**m))
-                        .map(|m| m.as_str())
+                        .map(|m| m.as_str().to_owned())
                         .collect(),
                     default_model: e.config.default_model.clone(),
                     health: if e.problem.is_some() {
                         "unavailable"
                     } else {
                         e.shared.health.state()
-                    },
+                    }
+                    .to_owned(),
                     problem: e.problem.clone(),
                     last_ok_at: last_ok,
                     last_error: last_error.as_ref().map(|(_, m)| m.clone()),
@@ -675,7 +676,7 @@ impl LlmService {
 }
 
 /// `/proc/services/llm/status.yaml`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStatus {
     /// Each provider.
@@ -692,8 +693,12 @@ pub struct ServiceStatus {
     pub users: BTreeMap<String, Totals>,
 }
 
+impl avix_proto::Kind for ServiceStatus {
+    const KIND: &'static str = "LlmStatus";
+}
+
 /// One provider in the status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderStatus {
     /// Name.
@@ -704,12 +709,12 @@ pub struct ProviderStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// What it serves.
-    pub modalities: Vec<&'static str>,
+    pub modalities: Vec<String>,
     /// Default text model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
     /// `ok`, `degraded` (recent failures), `down` (3 or more in a row), `unavailable`.
-    pub health: &'static str,
+    pub health: String,
     /// Why it is unavailable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,

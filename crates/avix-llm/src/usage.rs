@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use avix_proto::config::llm::Price;
 use avix_proto::llm::Usage;
 use avix_proto::time::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Sums of usage.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Totals {
     /// Calls that succeeded.
     pub requests: u64,

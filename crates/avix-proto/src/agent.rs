@@ -13,6 +13,14 @@ use crate::time::Timestamp;
 use crate::tool::ToolName;
 use crate::yaml::{self, YamlError};
 
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_f(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// Tunable parameters of an agent run. The same shape serves defaults (values) and limits
 /// (ceilings: a layer's limit caps the value), at every layer: kernel, crew, user, manifest.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -457,6 +465,9 @@ pub struct ProcessStatus {
     pub tool_calls: u64,
     /// Tokens used so far.
     pub tokens: Usage,
+    /// LLM cost so far in US dollars (calls with configured prices).
+    #[serde(default, skip_serializing_if = "is_zero_f")]
+    pub cost_usd: f64,
     /// The tool running now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_tool: Option<String>,
@@ -682,6 +693,12 @@ pub enum JournalEvent {
         usage: Usage,
         /// Duration.
         duration_ms: u64,
+        /// Cost in US dollars, when prices are configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+        /// Time spent in the provider's queue.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        queued_ms: u64,
     },
     /// An LLM call was abandoned (signal, timeout, error).
     LlmAbandoned {
@@ -805,6 +822,9 @@ pub struct InvocationRecord {
     pub exit_reason: Option<String>,
     /// Tokens used.
     pub tokens: Usage,
+    /// LLM cost in US dollars (calls with configured prices).
+    #[serde(default, skip_serializing_if = "is_zero_f")]
+    pub cost_usd: f64,
     /// Tool calls made.
     pub tool_calls: u64,
     /// LLM turns.

@@ -333,6 +333,8 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
                 "removed temp files left by an interrupted write"
             );
         }
+        let tokens = sweeper.seed_llm_usage();
+        tracing::debug!(tokens, "LLM usage of the last 24 hours counted");
     });
 
     wait_for_signal().await?;
