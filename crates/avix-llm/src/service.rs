@@ -37,6 +37,9 @@ pub struct ServicePaths {
     pub users: PathBuf,
 }
 
+/// How long a provider that is down is skipped in favour of the fallbacks.
+const COOLDOWN_SECS: i64 = 30;
+
 /// The last success, and the last error with its time.
 type LastOutcomes = (Option<Timestamp>, Option<(Timestamp, String)>);
 
@@ -62,6 +65,17 @@ impl Health {
         self.last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Down (3 failures in a row) and the last one recent: worth skipping for a while when
+    /// there is a fallback.
+    fn cooling(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) >= 3
+            && self
+                .lock()
+                .1
+                .as_ref()
+                .is_some_and(|(t, _)| Timestamp::now().unix() - t.unix() < COOLDOWN_SECS)
     }
 
     fn state(&self) -> &'static str {
@@ -808,12 +822,29 @@ impl LlmClient for LlmService {
                 }) as StreamSink
             });
             req.model = format!("{provider}/{model}");
-            let first = self
-                .complete_on(&routes, &provider, req.clone(), watched.clone())
-                .await;
-            let mut err = match first {
-                Ok(r) => return Ok(r),
-                Err(e) => e,
+            let has_fallback = routes
+                .fallback
+                .iter()
+                .any(|f| *f != provider && routes.providers.contains_key(f));
+            let cooling = routes
+                .providers
+                .get(&provider)
+                .is_some_and(|e| e.shared.health.cooling());
+            let mut err = if cooling && has_fallback {
+                LlmError::Transport {
+                    provider: provider.clone(),
+                    message: format!(
+                        "skipped: it failed 3 times in a row; it is tried again {COOLDOWN_SECS} s after its last error"
+                    ),
+                }
+            } else {
+                match self
+                    .complete_on(&routes, &provider, req.clone(), watched.clone())
+                    .await
+                {
+                    Ok(r) => return Ok(r),
+                    Err(e) => e,
+                }
             };
             let mut tried = vec![provider.clone()];
             for next in routes.fallback.iter().filter(|f| **f != provider) {
