@@ -7,6 +7,7 @@ mod agents;
 mod daemon;
 mod init;
 mod mount;
+mod providers;
 
 use std::path::Path;
 
