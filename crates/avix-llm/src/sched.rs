@@ -30,6 +30,96 @@ struct Waiter {
     tx: oneshot::Sender<Instant>,
 }
 
+/// Waiting requests: per priority level, per user, in arrival order. Picking the next is
+/// O(levels × users), not O(waiting).
+#[derive(Default)]
+struct Queue {
+    levels: [HashMap<Arc<str>, VecDeque<Waiter>>; 10],
+    len: usize,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, w: Waiter) {
+        let level = usize::from(w.priority.min(9));
+        self.levels[level]
+            .entry(w.user.clone())
+            .or_default()
+            .push_back(w);
+        self.len += 1;
+    }
+
+    fn remove(&mut self, priority: u8, user: &Arc<str>, id: u64) -> bool {
+        let level = &mut self.levels[usize::from(priority.min(9))];
+        let Some(q) = level.get_mut(user) else {
+            return false;
+        };
+        let Some(i) = q.iter().position(|w| w.id == id) else {
+            return false;
+        };
+        q.remove(i);
+        if q.is_empty() {
+            level.remove(user);
+        }
+        self.len -= 1;
+        true
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.levels
+            .iter()
+            .flat_map(|l| l.values())
+            .filter_map(|q| q.front().map(|w| w.since))
+            .min()
+    }
+
+    /// The next to admit: the level whose oldest request has the highest aged priority
+    /// (ties: the higher level); in it, the user with the fewest requests in flight (ties:
+    /// the earliest).
+    fn pick(&self, by_user: &HashMap<Arc<str>, u32>, now: Instant) -> Option<(usize, Arc<str>)> {
+        let mut best_level = None;
+        let mut best_key = (0u64, 0usize);
+        for (i, l) in self.levels.iter().enumerate() {
+            let Some(since) = l.values().filter_map(|q| q.front().map(|w| w.since)).min() else {
+                continue;
+            };
+            let aged =
+                i as u64 + (now.duration_since(since).as_millis() / AGING.as_millis()) as u64;
+            if best_level.is_none() || (aged, i) > best_key {
+                best_key = (aged, i);
+                best_level = Some(i);
+            }
+        }
+        let level = best_level?;
+        let user = self.levels[level]
+            .iter()
+            .filter_map(|(u, q)| q.front().map(|w| (u, w.id)))
+            .min_by_key(|(u, id)| (by_user.get(*u).copied().unwrap_or(0), *id))
+            .map(|(u, _)| u.clone())?;
+        Some((level, user))
+    }
+
+    fn peek(&self, level: usize, user: &Arc<str>) -> Option<&Waiter> {
+        self.levels[level].get(user).and_then(VecDeque::front)
+    }
+
+    fn pop(&mut self, level: usize, user: &Arc<str>) -> Option<Waiter> {
+        let l = &mut self.levels[level];
+        let q = l.get_mut(user)?;
+        let w = q.pop_front();
+        if q.is_empty() {
+            l.remove(user);
+        }
+        if w.is_some() {
+            self.len -= 1;
+        }
+        w
+    }
+}
+
 #[derive(Default)]
 struct State {
     limits: ProviderLimits,
@@ -38,7 +128,7 @@ struct State {
     // Admissions in the last minute: when, and the tokens counted for them.
     window: VecDeque<(Instant, u64)>,
     window_tokens: u64,
-    waiting: Vec<Waiter>,
+    waiting: Queue,
     next_id: u64,
     timer: Option<Instant>,
     admitted: u64,
@@ -133,6 +223,7 @@ fn release(s: &mut State, user: &Arc<str>) {
 struct WaitGuard {
     gate: Arc<Gate>,
     id: u64,
+    priority: u8,
     user: Arc<str>,
     done: bool,
 }
@@ -143,9 +234,7 @@ impl Drop for WaitGuard {
             return;
         }
         let mut s = self.gate.lock();
-        if let Some(i) = s.waiting.iter().position(|w| w.id == self.id) {
-            s.waiting.swap_remove(i);
-        } else {
+        if !s.waiting.remove(self.priority, &self.user, self.id) {
             // Admitted just as the caller gave up: give the slot back.
             release(&mut s, &self.user);
             self.gate.dispatch(&mut s);
@@ -184,13 +273,8 @@ impl Gate {
         let now = Instant::now();
         GateStatus {
             in_flight: s.in_flight,
-            queued: s.waiting.len(),
-            oldest_wait: s
-                .waiting
-                .iter()
-                .map(|w| now - w.since)
-                .max()
-                .unwrap_or_default(),
+            queued: s.waiting.len,
+            oldest_wait: s.waiting.oldest().map(|t| now - t).unwrap_or_default(),
             admitted: s.admitted,
             waited_requests: s.queued,
             total_wait: s.waited,
@@ -236,11 +320,12 @@ impl Gate {
             });
             // Someone may be admissible already (e.g. we were only behind the queue).
             self.dispatch(&mut s);
-            (rx, id, s.waiting.len())
+            (rx, id, s.waiting.len)
         };
         let mut guard = WaitGuard {
             gate: self.clone(),
             id,
+            priority,
             user: user.clone(),
             done: false,
         };
@@ -292,12 +377,13 @@ impl Gate {
     /// holds them back.
     fn dispatch(self: &Arc<Self>, s: &mut State) {
         let now = Instant::now();
-        while !s.waiting.is_empty() {
-            let best = pick(s, now);
-            let tokens = s.waiting[best].tokens;
+        while let Some((level, user)) = s.waiting.pick(&s.by_user, now) {
+            let tokens = s.waiting.peek(level, &user).map_or(0, |w| w.tokens);
             match Self::room(s, tokens, now) {
                 Ok(()) => {
-                    let w = s.waiting.swap_remove(best);
+                    let Some(w) = s.waiting.pop(level, &user) else {
+                        return;
+                    };
                     admit(s, &w.user, w.tokens, now);
                     // If the receiver is already gone, its wait guard has not run yet (it
                     // would have removed the waiter); it will find the waiter admitted and
@@ -344,24 +430,6 @@ fn admit(s: &mut State, user: &Arc<str>, tokens: u64, now: Instant) {
     s.window.push_back((now, tokens));
     s.window_tokens += tokens;
     s.admitted += 1;
-}
-
-/// The waiter to admit next: highest aged priority, then the user with the fewest requests
-/// in flight, then the earliest.
-fn pick(s: &State, now: Instant) -> usize {
-    let key = |w: &Waiter| {
-        let aged = u64::from(w.priority)
-            + (now.duration_since(w.since).as_millis() / AGING.as_millis()) as u64;
-        let load = s.by_user.get(&w.user).copied().unwrap_or(0);
-        (aged, std::cmp::Reverse(load), std::cmp::Reverse(w.id))
-    };
-    let mut best = 0;
-    for i in 1..s.waiting.len() {
-        if key(&s.waiting[i]) > key(&s.waiting[best]) {
-            best = i;
-        }
-    }
-    best
 }
 
 #[cfg(test)]

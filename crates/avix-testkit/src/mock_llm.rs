@@ -542,13 +542,20 @@ async fn write_head_and(sock: &mut TcpStream, a: &Answer) -> std::io::Result<()>
     }
     head.push_str("\r\n");
     sock.write_all(head.as_bytes()).await?;
+    let mut buf = Vec::new();
     for f in &a.frames {
-        sock.write_all(format!("{:x}\r\n", f.len()).as_bytes())
-            .await?;
-        sock.write_all(f).await?;
-        sock.write_all(b"\r\n").await?;
+        sock.write_all(&chunk(&mut buf, f)).await?;
     }
     sock.flush().await
+}
+
+/// `data` framed as one HTTP/1.1 chunk, in `buf`.
+fn chunk<'a>(buf: &'a mut Vec<u8>, data: &[u8]) -> &'a [u8] {
+    buf.clear();
+    buf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    buf.extend_from_slice(data);
+    buf.extend_from_slice(b"\r\n");
+    buf
 }
 
 /// Writes `a` as a chunked body: one HTTP chunk per `split` bytes (0: per frame), so the
@@ -579,15 +586,13 @@ async fn write_answer(
     head.push_str("\r\n");
     sock.write_all(head.as_bytes()).await?;
     let mut sent = 0;
+    let mut buf = Vec::with_capacity(256);
     for p in pieces {
         let p = match cut {
             Some(c) if sent + p.len() >= c => {
                 let part = &p[..c - sent];
                 if !part.is_empty() {
-                    sock.write_all(format!("{:x}\r\n", part.len()).as_bytes())
-                        .await?;
-                    sock.write_all(part).await?;
-                    sock.write_all(b"\r\n").await?;
+                    sock.write_all(&chunk(&mut buf, part)).await?;
                 }
                 sock.flush().await?;
                 sock.shutdown().await?;
@@ -598,11 +603,8 @@ async fn write_answer(
         if p.is_empty() {
             continue;
         }
-        sock.write_all(format!("{:x}\r\n", p.len()).as_bytes())
-            .await?;
-        sock.write_all(p).await?;
-        sock.write_all(b"\r\n").await?;
-        sock.flush().await?;
+        // One write per HTTP chunk, so each arrives as its own piece.
+        sock.write_all(&chunk(&mut buf, p)).await?;
         sent += p.len();
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
