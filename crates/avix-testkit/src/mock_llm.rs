@@ -544,7 +544,7 @@ async fn write_head_and(sock: &mut TcpStream, a: &Answer) -> std::io::Result<()>
     sock.write_all(head.as_bytes()).await?;
     let mut buf = Vec::new();
     for f in &a.frames {
-        sock.write_all(&chunk(&mut buf, f)).await?;
+        sock.write_all(chunk(&mut buf, f)).await?;
     }
     sock.flush().await
 }
@@ -592,7 +592,7 @@ async fn write_answer(
             Some(c) if sent + p.len() >= c => {
                 let part = &p[..c - sent];
                 if !part.is_empty() {
-                    sock.write_all(&chunk(&mut buf, part)).await?;
+                    sock.write_all(chunk(&mut buf, part)).await?;
                 }
                 sock.flush().await?;
                 sock.shutdown().await?;
@@ -604,7 +604,7 @@ async fn write_answer(
             continue;
         }
         // One write per HTTP chunk, so each arrives as its own piece.
-        sock.write_all(&chunk(&mut buf, p)).await?;
+        sock.write_all(chunk(&mut buf, p)).await?;
         sent += p.len();
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
