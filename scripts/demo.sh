@@ -6,7 +6,9 @@
 #   scripts/demo.sh --keep   leave the daemon running (the script prints how to stop it)
 #
 # Needs root (FUSE mounts) and /dev/fuse. Environment: AVIX_DEMO_ROOT (default ./.avix-demo),
-# AVIX_DEMO_MOUNT (default ./mount), AVIX_PORT (default 9142).
+# AVIX_DEMO_MOUNT (default ./mount), AVIX_PORT (default 9142). The agent runs on a real
+# provider when ANTHROPIC_API_KEY, OPENAI_API_KEY or OLLAMA_HOST is set (in that order of
+# preference; AVIX_DEMO_MODEL overrides), else on the scripted provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 keep=0
@@ -30,6 +32,17 @@ elif ! grep -q -- '- "\*"' "$ROOT/etc/users.yaml" 2>/dev/null; then
   echo "== avix server config init --root $ROOT --user demo --force"
   "$AVIX" server config init --root "$ROOT" --user demo --role admin --non-interactive \
     --host-uid "$(id -u)" --force
+fi
+
+MODEL="${AVIX_DEMO_MODEL:-}"
+if [ -z "$MODEL" ]; then
+  if [ -n "${ANTHROPIC_API_KEY:-}" ]; then MODEL=anthropic
+  elif [ -n "${OPENAI_API_KEY:-}" ]; then MODEL=openai
+  elif [ -n "${OLLAMA_HOST:-}" ]; then
+    MODEL=ollama
+    host="$OLLAMA_HOST"; case "$host" in http*) ;; *) host="http://$host" ;; esac
+    sed -i "s|baseUrl: http://127.0.0.1:11434|baseUrl: $host|" "$ROOT/etc/llm.yaml"
+  fi
 fi
 
 echo "== avix server start --root $ROOT --mount $MNT --port $PORT"
@@ -60,17 +73,24 @@ run "head -8 $MNT/etc/avix/users.yaml"
 run "curl -s http://127.0.0.1:$PORT/atp/health"
 
 echo
-echo "== an agent is a process: spawn it through /proc/spawn (the scripted provider plays it)"
 exec 3<>"$MNT/proc/spawn"
-echo "assistant Keep some notes for this demo" >&3
+if [ -n "$MODEL" ]; then
+  echo "== an agent is a process: spawn it through /proc/spawn (provider: $MODEL)"
+  echo "{\"agent\": \"assistant\", \"model\": \"$MODEL\", \"goal\": \"Write notes.md in the workspace with three short facts about Unix processes, then answer in one sentence.\"}" >&3
+else
+  echo "== an agent is a process: spawn it through /proc/spawn (the scripted provider plays it;"
+  echo "   set ANTHROPIC_API_KEY, OPENAI_API_KEY or OLLAMA_HOST to use a real model)"
+  echo "assistant Keep some notes for this demo" >&3
+fi
 read -r apid <&3
 exec 3>&-
 echo "spawned pid $apid"
-for _ in $(seq 1 200); do grep -q "state: completed\|state: failed" "$MNT/proc/$apid/status.yaml" && break; sleep 0.05; done
+for _ in $(seq 1 1200); do grep -q "state: completed\|state: failed" "$MNT/proc/$apid/status.yaml" && break; sleep 0.05; done
 run "cat $MNT/proc/$apid/status.yaml"
 echo; echo "\$ journal event types, in order"
 sed -E 's/^[{]"seq":([0-9]+),"ts":"[^"]*","type":"([a-z_]+)".*/\1:\2/' "$MNT/proc/$apid/journal.jsonl" | paste -sd' '
 run "cat $MNT/users/demo/workspace/notes.md"
+run "grep -E '^  - name:|^    health:|^    problem:' $MNT/proc/services/llm/status.yaml; sed -n '/^  totals:/,/^  users:/p' $MNT/proc/services/llm/status.yaml"
 run "ls $MNT/tools/fs $MNT/tools/agent"
 echo
 if [ "$keep" = 1 ]; then

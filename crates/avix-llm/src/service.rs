@@ -80,6 +80,7 @@ impl Health {
 
     fn state(&self) -> &'static str {
         match self.failures.load(Ordering::Relaxed) {
+            0 if self.lock().0.is_none() => "untried",
             0 => "ok",
             1 | 2 => "degraded",
             _ => "down",
@@ -727,7 +728,8 @@ pub struct ProviderStatus {
     /// Default text model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
-    /// `ok`, `degraded` (recent failures), `down` (3 or more in a row), `unavailable`.
+    /// `untried` (no call yet), `ok`, `degraded` (recent failures), `down` (3 or more in a
+    /// row), `unavailable` (misconfigured).
     pub health: String,
     /// Why it is unavailable.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -215,12 +215,15 @@ fn doc_text<S: avix_proto::Kind>(spec: S) -> Result<String, InitError> {
 
 /// The llm.yaml written at init: the scripted provider works offline; the others are filled
 /// from the environment at request time.
-pub const LLM_TEMPLATE: &str = r#"# Avix LLM providers. API keys never go in this file: apiKeyEnv names the environment
-# variable of the daemon that holds the key.
+pub const LLM_TEMPLATE: &str = r#"# Avix LLM providers (docs/llm.md). API keys never go in this file: apiKeyEnv names the
+# environment variable of the daemon that holds the key. A provider whose key is missing is
+# listed as unavailable in /proc/services/llm/status.yaml, with the reason.
 apiVersion: avix/v1
 kind: LlmConfig
 spec:
+  # The text provider agents use unless their manifest or spawn request names a model.
   defaultProvider: scripted
+  defaultProviders: { image: openai, speech: openai, transcription: openai, embedding: openai }
   providers:
     - name: scripted
       kind: scripted
@@ -231,17 +234,21 @@ spec:
       models: [claude-sonnet-4-5, claude-haiku-4-5]
       defaultModel: claude-sonnet-4-5
       limits: { concurrency: 4, requestsPerMinute: 50 }
+      # prices: { claude-sonnet-4-5: { input: 3.0, output: 15.0 } }   # USD per million tokens
     - name: openai
       kind: openai
       apiKeyEnv: OPENAI_API_KEY
       models: [gpt-4.1, gpt-4.1-mini]
       defaultModel: gpt-4.1-mini
+      defaultModels: { image: gpt-image-1, speech: gpt-4o-mini-tts, transcription: whisper-1, embedding: text-embedding-3-small }
       limits: { concurrency: 4, requestsPerMinute: 60 }
     - name: ollama
       kind: ollama
       baseUrl: http://127.0.0.1:11434
+      defaultModel: llama3.2
   aliases:
     fast: anthropic/claude-haiku-4-5
+  # Tried in order when the chosen provider fails before any output reached the agent.
   fallback: []
 "#;
 
