@@ -75,3 +75,28 @@ fn provider_keys_never_appear_in_logs_journals_proc_or_errors() {
     // The process environment is the one place keys live; /proc/<pid>/environ of the
     // daemon is the host's business (root only), not Avix's VFS.
 }
+
+#[test]
+fn an_invalid_llm_yaml_stops_the_start_with_every_problem_listed() {
+    let d = TestDaemon::init(bin());
+    std::fs::write(
+        d.root.join("etc/llm.yaml"),
+        "apiVersion: avix/v1\nkind: LlmConfig\nspec:\n  defaultProvider: nowhere\n  providers:\n    - {name: a, kind: anthropic, apiKeyEnv: sk-ant-pasted-key-123456, timeouts: {idleSecs: 0}}\n",
+    )
+    .unwrap();
+    let out = d.start_expecting_failure(&["--no-mount"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for want in [
+        "llm.yaml",
+        "apiKeyEnv",
+        "idleSecs",
+        "defaultProvider \"nowhere\"",
+    ] {
+        assert!(err.contains(want), "{want} in: {err}");
+    }
+    assert!(
+        !err.contains("sk-ant-pasted"),
+        "the pasted key is not echoed: {err}"
+    );
+}

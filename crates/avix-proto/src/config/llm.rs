@@ -485,4 +485,55 @@ spec:
         let s = SAMPLE.replace("fallback: [local]", "fallback: [nowhere]");
         assert!(Document::<LlmConfig>::parse(s.as_bytes()).is_err());
     }
+
+    #[test]
+    fn modalities_defaults_timeouts_and_urls_are_checked() {
+        let bad = |from: &str, to: &str| {
+            let s = SAMPLE.replace(from, to);
+            Document::<LlmConfig>::parse(s.as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad(
+            "      kind: ollama\n",
+            "      kind: ollama\n      modalities: [image]\n",
+        );
+        assert!(e.contains("kind ollama cannot serve image"), "{e}");
+        let e = bad(
+            "  fallback: [local]",
+            "  fallback: [local]\n  defaultProviders: {speech: local, image: nope}",
+        );
+        assert!(
+            e.contains("defaultProviders.speech: provider local does not serve speech"),
+            "{e}"
+        );
+        assert!(e.contains("defaultProviders.image: \"nope\""), "{e}");
+        let e = bad(
+            "baseUrl: http://127.0.0.1:11434",
+            "baseUrl: http://me:hunter2@127.0.0.1:11434",
+        );
+        assert!(
+            e.contains("must not carry credentials") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = bad(
+            "      limits: {concurrency: 4, requestsPerMinute: 50}",
+            "      limits: {concurrency: 0}\n      retry: {maxAttempts: 11}",
+        );
+        assert!(
+            e.contains("limits must be above 0") && e.contains("maxAttempts"),
+            "{e}"
+        );
+        let ok = SAMPLE.replace(
+            "      kind: ollama\n",
+            "      kind: ollama\n      defaultModels: {embedding: nomic-embed-text}\n      timeouts: {firstByteSecs: 0.5}\n",
+        );
+        let doc = Document::<LlmConfig>::parse(ok.as_bytes()).unwrap();
+        assert!(doc.spec.providers[1].serves(Modality::Embedding));
+        assert!(!doc.spec.providers[0].serves(Modality::Image));
+        assert_eq!(
+            doc.spec.providers[0].base_url(),
+            Some("https://api.anthropic.com")
+        );
+    }
 }
