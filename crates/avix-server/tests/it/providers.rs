@@ -315,3 +315,34 @@ async fn the_media_tools_write_images_and_audio_to_the_scratch_directory() {
         "{status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_replays_from_its_journal_without_a_model() {
+    let t = TestKernel::boot();
+    let first = t.spawn("assistant", "keep notes", None).await;
+    let exit = wait_exit(&first).await;
+    assert_eq!(exit.state, ProcState::Completed);
+    let id = first.journal.id().to_owned();
+    std::fs::remove_file(
+        t.kernel
+            .layout()
+            .data()
+            .join("users/alice/workspace/notes.md"),
+    )
+    .unwrap();
+    let mut req = TestKernel::req("assistant", "keep notes", None);
+    req.model = Some(format!("replay/{id}"));
+    let again = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let exit2 = wait_exit(&again).await;
+    assert_eq!(exit2.state, ProcState::Completed, "{}", exit2.reason);
+    assert_eq!(exit2.output, exit.output);
+    // The replayed tool calls ran again for real.
+    assert!(t.read("/users/alice/workspace/notes.md").contains("Notes"));
+    let calls = |p| {
+        t.journal(p)
+            .into_iter()
+            .filter(|e| matches!(e.event, JournalEvent::ToolCall { .. }))
+            .count()
+    };
+    assert_eq!(calls(&again), calls(&first));
+}
