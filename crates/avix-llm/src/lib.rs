@@ -73,6 +73,15 @@ pub enum LlmError {
     Script(String),
 }
 
+/// The model part of `provider/model` for `provider` (the service passes both); the whole
+/// string when it does not start with that provider.
+pub fn model_part<'a>(provider: &str, model: &'a str) -> &'a str {
+    model
+        .strip_prefix(provider)
+        .and_then(|m| m.strip_prefix('/'))
+        .unwrap_or(model)
+}
+
 /// Something that completes LLM requests.
 pub trait LlmClient: Send + Sync + 'static {
     /// Runs one completion. Stream events go to `sink` as they arrive; the returned response

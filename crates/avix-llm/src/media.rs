@@ -218,9 +218,13 @@ impl MediaClient {
                     .body(body.to_string()),
             )
             .await?;
-        let bytes = t.body(resp).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| self.protocol(format!("the answer is not JSON: {e}")))
+        self.json(resp).await
+    }
+
+    /// Reads a JSON answer.
+    async fn json(&self, resp: reqwest::Response) -> Result<Value, Failure> {
+        let bytes = self.transport.body(resp).await?;
+        crate::wire::body_json(&bytes).map_err(|e| self.transport.wire_failure(e, false))
     }
 
     async fn post_bytes(
@@ -348,9 +352,7 @@ impl MediaClient {
                     .multipart(form),
             )
             .await?;
-        let bytes = t.body(resp).await?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| self.protocol(format!("the answer is not JSON: {e}")))?;
+        let v = self.json(resp).await?;
         if v["finish_reason"] == "CONTENT_FILTERED" {
             return Err(Failure::fatal(LlmError::Provider {
                 provider: self.name.clone(),
@@ -472,9 +474,7 @@ impl MediaClient {
                 }
                 let t = &self.transport;
                 let resp = t.send(t.post(&url).multipart(form)).await?;
-                let bytes = t.body(resp).await?;
-                serde_json::from_slice::<Value>(&bytes)
-                    .map_err(|e| self.protocol(format!("the answer is not JSON: {e}")))
+                self.json(resp).await
             })
             .await?;
         let text = v["text"]

@@ -113,13 +113,7 @@ impl LlmClient for HttpText {
         sink: Option<StreamSink>,
     ) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
         Box::pin(async move {
-            // The service passes `provider/model`.
-            let model = req
-                .model
-                .strip_prefix(&self.name)
-                .and_then(|m| m.strip_prefix('/'))
-                .unwrap_or(&req.model)
-                .to_owned();
+            let model = crate::model_part(&self.name, &req.model).to_owned();
             if model.is_empty() {
                 return Err(LlmError::Config(format!(
                     "no model for provider {}: name one (e.g. {}/<model>) or set its defaultModel in /etc/avix/llm.yaml",

@@ -112,12 +112,7 @@ impl LlmClient for ReplayProvider {
         sink: Option<StreamSink>,
     ) -> BoxFuture<'_, Result<LlmResponse, LlmError>> {
         Box::pin(async move {
-            let id = req
-                .model
-                .strip_prefix(&self.name)
-                .and_then(|m| m.strip_prefix('/'))
-                .unwrap_or(&req.model)
-                .to_owned();
+            let id = crate::model_part(&self.name, &req.model).to_owned();
             if !valid_id(&id) {
                 return Err(self.not_found(&id));
             }

@@ -297,10 +297,7 @@ impl ScriptedProvider {
     }
 
     fn model_of<'a>(&self, req: &'a LlmRequest) -> &'a str {
-        let m = req.model.as_str();
-        m.strip_prefix(&format!("{}/", self.name))
-            .map(|_| &m[self.name.len() + 1..])
-            .unwrap_or(m)
+        crate::model_part(&self.name, &req.model)
     }
 }
 

@@ -530,7 +530,8 @@ async fn answer(
     Ok(true)
 }
 
-async fn write_head_and(sock: &mut TcpStream, a: &Answer) -> std::io::Result<()> {
+/// The status line and headers of a chunked answer.
+fn head(a: &Answer) -> String {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ntransfer-encoding: chunked\r\n",
         a.status,
@@ -541,7 +542,11 @@ async fn write_head_and(sock: &mut TcpStream, a: &Answer) -> std::io::Result<()>
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    sock.write_all(head.as_bytes()).await?;
+    head
+}
+
+async fn write_head_and(sock: &mut TcpStream, a: &Answer) -> std::io::Result<()> {
+    sock.write_all(head(a).as_bytes()).await?;
     let mut buf = Vec::new();
     for f in &a.frames {
         sock.write_all(chunk(&mut buf, f)).await?;
@@ -574,17 +579,7 @@ async fn write_answer(
     } else {
         a.frames.iter().map(Vec::as_slice).collect()
     };
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ntransfer-encoding: chunked\r\n",
-        a.status,
-        reason(a.status),
-        a.content_type
-    );
-    for (k, v) in &a.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    sock.write_all(head.as_bytes()).await?;
+    sock.write_all(head(&a).as_bytes()).await?;
     let mut sent = 0;
     let mut buf = Vec::with_capacity(256);
     for p in pieces {

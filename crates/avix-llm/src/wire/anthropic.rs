@@ -166,8 +166,7 @@ impl TextWire for Anthropic {
     }
 
     fn parse_full(&self, body: &[u8], asm: &mut Assembler) -> Result<(), WireError> {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| WireError::Protocol(format!("the response is not JSON: {e}")))?;
+        let v = super::body_json(body)?;
         if v["type"] == "error" {
             return Err(in_stream_error(&v));
         }

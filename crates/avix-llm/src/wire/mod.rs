@@ -116,6 +116,12 @@ pub fn error_message(body: &[u8]) -> String {
     cut
 }
 
+/// Parses a whole response body as JSON.
+pub fn body_json(body: &[u8]) -> Result<Value, WireError> {
+    serde_json::from_slice(body)
+        .map_err(|e| WireError::Protocol(format!("the response is not JSON: {e}")))
+}
+
 /// Parses a frame's JSON.
 pub fn json(frame: &Frame) -> Result<Value, WireError> {
     serde_json::from_str(&frame.data).map_err(|e| {

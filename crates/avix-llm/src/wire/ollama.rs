@@ -173,8 +173,7 @@ impl TextWire for Ollama {
     }
 
     fn parse_full(&self, body: &[u8], asm: &mut Assembler) -> Result<(), WireError> {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| WireError::Protocol(format!("the response is not JSON: {e}")))?;
+        let v = super::body_json(body)?;
         let mut calls = 0;
         if !take(&v, asm, &mut calls, rand::random())? {
             return Err(WireError::Protocol(

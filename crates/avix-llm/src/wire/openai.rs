@@ -187,8 +187,7 @@ impl TextWire for OpenAi {
     }
 
     fn parse_full(&self, body: &[u8], asm: &mut Assembler) -> Result<(), WireError> {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| WireError::Protocol(format!("the response is not JSON: {e}")))?;
+        let v = super::body_json(body)?;
         if let Some(e) = error_of(&v) {
             return Err(e);
         }
