@@ -480,8 +480,9 @@ impl Executor {
         });
         let started = Instant::now();
         let llm = self.kernel.llm();
-        let call = llm.complete(req, Some(sink));
-        tokio::pin!(call);
+        // Boxed (not pinned on the stack) so a pause can drop it — closing the provider
+        // connection — before waiting for the resume.
+        let mut call = llm.complete(req, Some(sink));
         let deadline = tokio::time::sleep(Duration::from_secs(self.p.limits.turn_timeout_secs));
         tokio::pin!(deadline);
         loop {
@@ -497,9 +498,7 @@ impl Executor {
                         None => return Err(killed()),
                     }
                     if self.paused {
-                        self.p.journal.append(JournalEvent::LlmAbandoned { reason: "paused; the turn is retried after SIGRESUME".into() });
-                        self.wait_resumed().await?;
-                        return Ok(None);
+                        break;
                     }
                 }
                 () = &mut deadline => {
@@ -520,6 +519,12 @@ impl Executor {
                 }
             }
         }
+        drop(call);
+        self.p.journal.append(JournalEvent::LlmAbandoned {
+            reason: "paused; the turn is retried after SIGRESUME".into(),
+        });
+        self.wait_resumed().await?;
+        Ok(None)
     }
 
     /// One tool call: policy, approval, dispatch. Returns the result block and maybe a note.

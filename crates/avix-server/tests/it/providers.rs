@@ -346,3 +346,48 @@ async fn a_run_replays_from_its_journal_without_a_model() {
     };
     assert_eq!(calls(&again), calls(&first));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_an_agent_hangs_up_on_the_provider_and_resume_replays_the_turn() {
+    set_key();
+    let t = TestKernel::boot();
+    let mock = MockLlm::start();
+    mock.require_key(KEY);
+    mock.script(vec![Turn::text("the whole answer")]);
+    configure(
+        &t,
+        &format!(
+            "  defaultProvider: mock\n  providers:\n{}",
+            provider_yaml("mock", Dialect::Anthropic, &mock, "")
+        ),
+    );
+    mock.plan(Plan::Hang);
+    let proc = t.spawn("assistant", "answer", None).await;
+    mock.wait_requests(1);
+    t.kernel
+        .signal(
+            &t.alice_caller(),
+            &proc,
+            avix_kernel::process::Signal::Pause,
+        )
+        .unwrap();
+    wait_state(&proc, ProcState::Paused, None).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while mock.hangups().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HTTP stream was not aborted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t.kernel
+        .signal(
+            &t.alice_caller(),
+            &proc,
+            avix_kernel::process::Signal::Resume,
+        )
+        .unwrap();
+    let exit = wait_exit(&proc).await;
+    assert_eq!(exit.output.as_deref(), Some("the whole answer"));
+    assert_eq!(mock.requests().len(), 2);
+}
