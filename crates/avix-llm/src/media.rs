@@ -283,27 +283,24 @@ impl MediaClient {
                 b64.decode(s)
                     .map_err(|e| self.protocol(format!("an image is not valid base64: {e}")))?
             } else if let Some(url) = d["url"].as_str() {
-                let r = self
-                    .plain
-                    .get(url)
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(|e| {
-                        Failure::fatal(LlmError::Transport {
-                            provider: self.name.clone(),
-                            message: format!("cannot download the generated image: {e}"),
-                        })
-                    })?;
-                r.bytes()
-                    .await
-                    .map_err(|e| {
-                        Failure::fatal(LlmError::Transport {
-                            provider: self.name.clone(),
-                            message: format!("cannot download the generated image: {e}"),
-                        })
-                    })?
-                    .to_vec()
+                let sent = tokio::time::timeout(
+                    self.transport.settings().first_byte,
+                    self.plain.get(url).send(),
+                )
+                .await;
+                let r = match sent {
+                    Ok(Ok(r)) => r.error_for_status().map_err(|e| e.to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer in time".into()),
+                }
+                .map_err(|e| {
+                    Failure::fatal(LlmError::Transport {
+                        provider: self.name.clone(),
+                        message: format!("cannot download the generated image: {e}"),
+                    })
+                })?;
+                // Same size limit and stall timeouts as any answer.
+                self.transport.body(r).await?
             } else {
                 return Err(self.protocol("an image has neither b64_json nor url"));
             };
