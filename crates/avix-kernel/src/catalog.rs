@@ -4,20 +4,10 @@
 
 use avix_proto::UserName;
 use avix_proto::agent::{AgentManifest, parse_version};
+pub use avix_proto::agent::{CatalogEntry, Scope};
 use avix_vfs::{Caller, EntryKind, Vfs, VfsPath};
-use serde::{Deserialize, Serialize};
 
 use crate::spawn::SpawnError;
-
-/// Where an agent is installed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// `/bin`.
-    System,
-    /// `/users/<u>/bin`.
-    User,
-}
 
 /// An installed agent, loaded.
 #[derive(Debug, Clone)]
@@ -28,20 +18,6 @@ pub struct InstalledAgent {
     pub dir: VfsPath,
     /// Where it is installed.
     pub scope: Scope,
-}
-
-/// A catalog line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CatalogEntry {
-    /// Name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Scope.
-    pub scope: Scope,
-    /// Description.
-    pub description: String,
 }
 
 fn bin_dirs(user: &UserName) -> [(Scope, String); 2] {

@@ -312,11 +312,77 @@ impl AgentManifest {
     }
 }
 
+/// Where an agent is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `/bin`.
+    System,
+    /// `/users/<u>/bin`.
+    User,
+}
+
+/// A catalog line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogEntry {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Description.
+    pub description: String,
+}
+
+/// A session: a user's durable group of invocations of one agent, continuing one
+/// conversation (`/users/<u>/sessions/<id>.yaml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub user: String,
+    /// The agent.
+    pub agent: String,
+    /// The first goal (cut to 120 characters).
+    pub title: String,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Its invocations, oldest first.
+    #[serde(default)]
+    pub invocations: Vec<SessionInvocation>,
+    /// State now: that of its live process, else of its last invocation (computed when read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ProcState>,
+}
+
+impl Kind for SessionRecord {
+    const KIND: &'static str = "Session";
+}
+
+/// One invocation of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInvocation {
+    /// Invocation id.
+    pub id: String,
+    /// PID it ran as.
+    pub pid: u64,
+    /// When.
+    pub spawned_at: Timestamp,
+}
+
 /// A request to start an agent (`/proc/spawn`, ATP `proc spawn`, `agent/spawn`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SpawnRequest {
-    /// Installed agent name.
+    /// Installed agent name (`name` is accepted too).
+    #[serde(alias = "name")]
     pub agent: AgentName,
     /// The goal.
     pub goal: String,
@@ -329,6 +395,9 @@ pub struct SpawnRequest {
     /// Override `interactive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interactive: Option<bool>,
+    /// The session to continue (its conversation is carried over); a new one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl SpawnRequest {
@@ -364,6 +433,7 @@ impl SpawnRequest {
             model: None,
             tools: None,
             interactive: None,
+            session: None,
         })
     }
 }

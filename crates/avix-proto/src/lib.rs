@@ -16,6 +16,7 @@
 //! Every document uses camelCase keys (see `docs/decisions.md`).
 
 pub mod agent;
+pub mod atp;
 pub mod config;
 pub mod envelope;
 pub mod kernel_files;

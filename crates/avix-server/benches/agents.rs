@@ -185,6 +185,7 @@ fn req(interactive: bool) -> SpawnRequest {
         model: None,
         tools: None,
         interactive: Some(interactive),
+        session: None,
     }
 }
 

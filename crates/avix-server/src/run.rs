@@ -106,6 +106,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, StartError> {
             model: opts.model.clone().or_else(|| opts.provider.clone()),
             tools: None,
             interactive: Some(false),
+            session: None,
         };
         let mut events = kernel.events().subscribe();
         let proc = kernel

@@ -67,6 +67,7 @@ pub(crate) async fn spawn_child(cx: &ToolContext, args: &Value) -> Result<Arc<Pr
         model: arg_opt_str(args, "model")?.map(str::to_owned),
         tools,
         interactive: None,
+        session: None,
     };
     cx.kernel
         .spawn(&cx.process.user, req, Some(cx.process.clone()))

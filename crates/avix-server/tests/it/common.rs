@@ -84,6 +84,7 @@ impl TestKernel {
             model: script.map(|s| format!("scripted/{s}")),
             tools: None,
             interactive: None,
+            session: None,
         }
     }
 
