@@ -35,7 +35,14 @@ use crate::tools::ALWAYS_PRESENT;
 type Flow<T> = Result<T, ExitInfo>;
 
 /// Starts the executor of `process` on the kernel's runtime.
-pub(crate) fn start(kernel: Arc<Kernel>, process: Arc<Process>, ends: ProcessEnds) {
+/// Starts the executor of `process`; `history` is the conversation it continues (a resumed
+/// session), empty for a fresh one.
+pub(crate) fn start(
+    kernel: Arc<Kernel>,
+    process: Arc<Process>,
+    ends: ProcessEnds,
+    history: Vec<Message>,
+) {
     let rt = kernel.runtime().clone();
     rt.spawn(async move {
         let mut ex = Executor {
@@ -44,6 +51,7 @@ pub(crate) fn start(kernel: Arc<Kernel>, process: Arc<Process>, ends: ProcessEnd
             p: process,
             signals: ends.signals,
             messages: Vec::new(),
+            history,
             paused: false,
             stop_requested: false,
             save_requested: false,
@@ -61,6 +69,8 @@ struct Executor {
     signals: mpsc::Receiver<Signal>,
     kill: CancellationToken,
     messages: Vec<Message>,
+    /// The conversation carried over from the session, journaled before the goal.
+    history: Vec<Message>,
     paused: bool,
     stop_requested: bool,
     save_requested: bool,
@@ -116,6 +126,9 @@ impl Executor {
 
     async fn main(&mut self) -> Flow<ExitInfo> {
         self.state(ProcState::Running, None);
+        for m in std::mem::take(&mut self.history) {
+            self.push_message(m).await?;
+        }
         self.push_message(Message::user_text(self.p.goal.clone()))
             .await?;
         loop {

@@ -389,6 +389,7 @@ pub fn record_from_journal(path: &Path) -> Option<InvocationRecord> {
         parent,
         goal,
         model,
+        session,
         ..
     } = &first.event
     else {
@@ -402,6 +403,7 @@ pub fn record_from_journal(path: &Path) -> Option<InvocationRecord> {
         user: user.clone(),
         pid: *pid,
         parent: *parent,
+        session: session.clone(),
         goal: goal.clone(),
         model: model.clone(),
         spawned_at: first.ts,

@@ -34,6 +34,7 @@ pub mod pipes;
 pub mod process;
 pub mod procfs;
 pub mod router;
+pub mod sessions;
 pub mod spawn;
 pub mod system;
 pub mod tools;
@@ -158,6 +159,7 @@ pub struct Kernel {
     tools: ToolRegistry,
     hil: HilManager,
     journals: JournalWriter,
+    sessions: sessions::SessionLock,
     llm: Arc<dyn LlmClient>,
     llm_service: Option<Arc<LlmService>>,
     events: EventBus,
@@ -247,6 +249,7 @@ impl Kernel {
             tools: ToolRegistry::default(),
             hil: HilManager::default(),
             journals,
+            sessions: sessions::SessionLock::default(),
             llm,
             llm_service,
             events: EventBus::default(),
@@ -343,6 +346,11 @@ impl Kernel {
     /// The journal writer.
     pub fn journals(&self) -> &JournalWriter {
         &self.journals
+    }
+
+    /// The lock session updates take.
+    pub(crate) fn sessions_lock(&self) -> &sessions::SessionLock {
+        &self.sessions
     }
 
     /// llm.svc, unless the kernel was booted with another LLM client (tests, benchmarks).
@@ -497,6 +505,7 @@ impl Kernel {
             user: p.user.to_string(),
             pid: p.pid,
             parent: p.parent,
+            session: Some(p.session.clone()),
             goal: p.goal.clone(),
             model: p.model.clone(),
             spawned_at: p.started_at,

@@ -225,6 +225,8 @@ pub struct Process {
     pub goal: String,
     /// Parent.
     pub parent: Option<Pid>,
+    /// The session it belongs to.
+    pub session: String,
     /// Model string.
     pub model: String,
     /// Waits for input after an answer instead of exiting.
@@ -287,6 +289,8 @@ pub struct NewProcess {
     pub goal: String,
     /// Parent.
     pub parent: Option<Pid>,
+    /// Session.
+    pub session: String,
     /// Model.
     pub model: String,
     /// Interactive.
@@ -320,6 +324,7 @@ impl Process {
             version: n.version,
             goal: n.goal,
             parent: n.parent,
+            session: n.session,
             model: n.model,
             interactive: n.interactive,
             caller: n.caller,
@@ -497,6 +502,7 @@ impl Process {
             parent: self.parent,
             children: i.children.clone(),
             invocation: self.journal.id().to_owned(),
+            session: Some(self.session.clone()),
             model: self.model.clone(),
             turns: i.turns,
             tool_calls: i.tool_calls,

@@ -431,12 +431,32 @@ impl Kernel {
             .collect();
         hil_required.extend(config.kernel.safety.hil_required_tools.iter().cloned());
 
+        // The conversation a resumed session carries over (checked before anything is
+        // allocated, so a bad session id costs nothing).
+        let name = agent.manifest.metadata.name.clone();
+        let history = match (&parent, &req.session) {
+            (None, Some(sid)) => self
+                .session_conversation(user, sid, name.as_str())
+                .map_err(|e| match e {
+                    crate::sessions::SessionError::Io(m) => SpawnError::Io(m),
+                    e => SpawnError::BadRequest(e.to_string()),
+                })?,
+            _ => Vec::new(),
+        };
         let pid = self
             .pids()
             .allocate()
             .map_err(|e| SpawnError::Io(format!("cannot allocate a PID: {e}")))?;
         let id = invocation_id();
-        let name = agent.manifest.metadata.name.clone();
+        let session = match (&parent, &req.session) {
+            (Some(p), _) => p.session.clone(),
+            (None, Some(sid)) => sid.clone(),
+            (None, None) => {
+                self.session_create(user, name.as_str(), &req.goal)
+                    .map_err(|e| SpawnError::Io(e.to_string()))?
+                    .id
+            }
+        };
         let dir = self
             .layout()
             .data()
@@ -481,6 +501,7 @@ impl Kernel {
             version: agent.manifest.metadata.version.clone(),
             goal: req.goal.clone(),
             parent: parent.as_ref().map(|p| p.pid),
+            session: session.clone(),
             model: model.clone(),
             interactive,
             caller,
@@ -502,11 +523,25 @@ impl Kernel {
                 goal: req.goal.clone(),
                 model,
                 granted,
+                session: Some(session.clone()),
             })
             .await
             .map_err(|e| SpawnError::Io(e.to_string()))?;
         self.mint_token(&process, false);
         self.procs().insert(process.clone());
+        if let Err(e) = self.session_add(
+            user,
+            &session,
+            avix_proto::agent::SessionInvocation {
+                id: id.clone(),
+                agent: name.to_string(),
+                pid,
+                parent: process.parent,
+                spawned_at: process.started_at,
+            },
+        ) {
+            tracing::warn!(pid, session = %session, error = %e, "cannot record the invocation in its session");
+        }
         if let Some(p) = &parent {
             p.inner().children.push(pid);
         }
@@ -514,9 +549,9 @@ impl Kernel {
         self.events().emit_process(
             &process,
             "agent.spawned",
-            serde_json::json!({"agent": name.as_str(), "goal": req.goal}),
+            serde_json::json!({"agent": name.as_str(), "goal": req.goal, "session": session, "invocation": id}),
         );
-        crate::executor::start(self.clone(), process.clone(), ends);
+        crate::executor::start(self.clone(), process.clone(), ends, history);
         tracing::info!(pid, agent = %name, user = %user, "spawned");
         Ok(process)
     }

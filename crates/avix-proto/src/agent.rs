@@ -371,8 +371,13 @@ impl Kind for SessionRecord {
 pub struct SessionInvocation {
     /// Invocation id.
     pub id: String,
+    /// The agent.
+    pub agent: String,
     /// PID it ran as.
     pub pid: u64,
+    /// The parent process, for a child an agent spawned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
     /// When.
     pub spawned_at: Timestamp,
 }
@@ -527,6 +532,9 @@ pub struct ProcessStatus {
     pub children: Vec<u64>,
     /// Invocation id (the journal's directory).
     pub invocation: String,
+    /// The session it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
     /// Model in use.
     pub model: String,
     /// LLM turns so far.
@@ -735,6 +743,9 @@ pub enum JournalEvent {
         model: String,
         /// Tools granted.
         granted: Vec<String>,
+        /// The session it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
     },
     /// A state change.
     State {
@@ -873,6 +884,9 @@ pub struct InvocationRecord {
     /// Parent PID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<u64>,
+    /// The session it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
     /// Goal.
     pub goal: String,
     /// Model.

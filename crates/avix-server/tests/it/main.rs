@@ -7,3 +7,4 @@
 mod agents;
 mod common;
 mod providers;
+mod sessions;

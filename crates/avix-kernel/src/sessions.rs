@@ -1,0 +1,426 @@
+//! Sessions: a user's durable group of invocations of one agent that continue one
+//! conversation. Each spawn without a session starts one; `session resume` (and a spawn
+//! naming a session) starts a new invocation that carries the conversation over from the
+//! session's last invocation. Children spawned by agents are recorded in their parent's
+//! session. Records live in `/users/<u>/sessions/<id>.yaml`.
+
+use std::sync::Mutex;
+
+use avix_proto::agent::{JournalEvent, ProcState, SessionInvocation, SessionRecord};
+use avix_proto::llm::Message;
+use avix_proto::time::Timestamp;
+use avix_proto::{Document, Role, UserName};
+use avix_vfs::{Caller, VfsError, VfsPath};
+
+use crate::Kernel;
+use crate::journal;
+
+/// Serialises updates of session records (a record is read, changed and written back).
+#[derive(Debug, Default)]
+pub struct SessionLock(Mutex<()>);
+
+/// Why a session operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// No such session (or not the caller's).
+    #[error("no session {0}; `session list` shows yours")]
+    NotFound(String),
+    /// Someone else's.
+    #[error("session {0} belongs to another user")]
+    Forbidden(String),
+    /// The state does not allow it.
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed.
+    #[error("cannot store the session: {0}")]
+    Io(String),
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+fn dir(user: &str) -> Result<VfsPath, SessionError> {
+    VfsPath::parse(&format!("/users/{user}/sessions")).map_err(|e| SessionError::Io(e.to_string()))
+}
+
+fn path(user: &str, id: &str) -> Result<VfsPath, SessionError> {
+    if !valid_id(id) {
+        return Err(SessionError::NotFound(id.to_owned()));
+    }
+    dir(user)?
+        .join(&format!("{id}.yaml"))
+        .map_err(|e| SessionError::Io(e.to_string()))
+}
+
+fn io(e: VfsError) -> SessionError {
+    SessionError::Io(e.to_string())
+}
+
+/// Closes tool calls a run left unanswered (it was killed or crashed mid-call): each gets an
+/// error result, so the conversation stays one every provider accepts.
+pub fn repair(messages: Vec<Message>) -> Vec<Message> {
+    use avix_proto::llm::{ContentBlock, MessageRole};
+    let mut out: Vec<Message> = Vec::with_capacity(messages.len() + 1);
+    let mut open: Vec<String> = Vec::new();
+    for m in messages {
+        if m.role == MessageRole::User {
+            for b in &m.content {
+                if let ContentBlock::ToolResult { tool_use_id, .. } = b {
+                    open.retain(|id| id != tool_use_id);
+                }
+            }
+        }
+        if !open.is_empty() {
+            out.push(Message {
+                role: MessageRole::User,
+                content: open
+                    .drain(..)
+                    .map(|id| ContentBlock::ToolResult {
+                        tool_use_id: id,
+                        content: "interrupted: the run ended before this call completed".into(),
+                        is_error: true,
+                    })
+                    .collect(),
+            });
+        }
+        if m.role == MessageRole::Assistant {
+            open = m.tool_calls().map(|(id, _, _)| id.to_owned()).collect();
+        }
+        out.push(m);
+    }
+    if !open.is_empty() {
+        out.push(Message {
+            role: MessageRole::User,
+            content: open
+                .into_iter()
+                .map(|id| ContentBlock::ToolResult {
+                    tool_use_id: id,
+                    content: "interrupted: the run ended before this call completed".into(),
+                    is_error: true,
+                })
+                .collect(),
+        });
+    }
+    out
+}
+
+impl Kernel {
+    fn session_store(&self, rec: &SessionRecord) -> Result<(), SessionError> {
+        let k = Caller::kernel();
+        let d = dir(&rec.user)?;
+        match self.vfs().create_dir(&k, &d) {
+            Ok(()) | Err(VfsError::AlreadyExists(_)) => {}
+            Err(e) => return Err(io(e)),
+        }
+        let mut stored = rec.clone();
+        stored.state = None;
+        let yaml = Document::new(stored)
+            .to_yaml()
+            .map_err(|e| SessionError::Io(e.to_string()))?;
+        self.vfs()
+            .write(&k, &path(&rec.user, &rec.id)?, yaml.as_bytes())
+            .map(|_| ())
+            .map_err(io)
+    }
+
+    fn session_read(&self, user: &str, id: &str) -> Result<SessionRecord, SessionError> {
+        let bytes = self
+            .vfs()
+            .read(&Caller::kernel(), &path(user, id)?)
+            .map_err(|e| match e {
+                VfsError::NotFound(_) => SessionError::NotFound(id.to_owned()),
+                e => io(e),
+            })?;
+        Document::<SessionRecord>::parse(&bytes)
+            .map(|d| d.spec)
+            .map_err(|e| SessionError::Io(format!("session {id} is unreadable: {e}")))
+    }
+
+    fn invocation_dir(&self, user: &str, inv: &SessionInvocation) -> std::path::PathBuf {
+        self.layout()
+            .data()
+            .join("users")
+            .join(user)
+            .join("agents")
+            .join(&inv.agent)
+            .join(&inv.id)
+    }
+
+    /// The session's last invocation that an agent did not spawn.
+    fn last_root(rec: &SessionRecord) -> Option<&SessionInvocation> {
+        rec.invocations.iter().rev().find(|i| i.parent.is_none())
+    }
+
+    /// The state of a session: that of its last root invocation, live or recorded.
+    fn session_state(&self, rec: &SessionRecord) -> Option<ProcState> {
+        let last = Self::last_root(rec)?;
+        if let Some(p) = self.procs().get(last.pid)
+            && p.journal.id() == last.id
+        {
+            return Some(p.state());
+        }
+        let d = self.invocation_dir(&rec.user, last);
+        journal::read_record(&d.join("invocation.yaml"))
+            .or_else(|| journal::record_from_journal(&d.join("journal.jsonl")))
+            .map(|r| r.state)
+    }
+
+    /// Starts a session for a new root invocation.
+    pub(crate) fn session_create(
+        &self,
+        user: &UserName,
+        agent: &str,
+        goal: &str,
+    ) -> Result<SessionRecord, SessionError> {
+        let now = Timestamp::now();
+        let rec = SessionRecord {
+            id: crate::spawn::invocation_id(),
+            user: user.to_string(),
+            agent: agent.to_owned(),
+            title: goal.chars().take(120).collect(),
+            created_at: now,
+            updated_at: now,
+            invocations: Vec::new(),
+            state: None,
+        };
+        let _g = self.sessions_lock().0.lock();
+        self.session_store(&rec)?;
+        self.events().emit(
+            "session.created",
+            None,
+            Some(user.to_string()),
+            serde_json::json!({"session": rec.id, "agent": agent, "title": rec.title}),
+        );
+        Ok(rec)
+    }
+
+    /// Records an invocation in its session.
+    pub(crate) fn session_add(
+        &self,
+        user: &UserName,
+        id: &str,
+        inv: SessionInvocation,
+    ) -> Result<(), SessionError> {
+        let _g = self.sessions_lock().0.lock();
+        let mut rec = self.session_read(user.as_str(), id)?;
+        rec.updated_at = Timestamp::now();
+        rec.invocations.push(inv);
+        self.session_store(&rec)?;
+        self.events().emit(
+            "session.updated",
+            None,
+            Some(user.to_string()),
+            serde_json::json!({"session": id, "invocations": rec.invocations.len()}),
+        );
+        Ok(())
+    }
+
+    /// The conversation a new invocation of the session continues: the messages of the
+    /// session's last invocation that has a journal.
+    pub(crate) fn session_conversation(
+        &self,
+        user: &UserName,
+        id: &str,
+        agent: &str,
+    ) -> Result<Vec<Message>, SessionError> {
+        let rec = self.session_read(user.as_str(), id)?;
+        if rec.agent != agent {
+            return Err(SessionError::Conflict(format!(
+                "session {id} is a conversation with agent {}, not {agent}",
+                rec.agent
+            )));
+        }
+        if let Some(live) = self
+            .session_live(&rec)
+            .into_iter()
+            .find(|p| p.parent.is_none())
+        {
+            return Err(SessionError::Conflict(format!(
+                "session {id} is still running as process {}; send it input instead, or stop it first",
+                live.pid
+            )));
+        }
+        let Some(last) = Self::last_root(&rec) else {
+            return Ok(Vec::new());
+        };
+        let path = self
+            .invocation_dir(user.as_str(), last)
+            .join("journal.jsonl");
+        Ok(repair(
+            journal::read_entries(&path)
+                .into_iter()
+                .filter_map(|e| match e.event {
+                    JournalEvent::Message { role, content } => Some(Message { role, content }),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The sessions `caller` may see: their own, or `user`'s for operators (everyone's when
+    /// `user` is `None`).
+    pub fn session_list(
+        &self,
+        caller: &Caller,
+        user: Option<&str>,
+    ) -> Result<Vec<SessionRecord>, SessionError> {
+        let me = caller.user_name().map(|u| u.as_str().to_owned());
+        let privileged = caller.is_kernel() || caller.role >= Role::Operator;
+        let users: Vec<String> = match (user, privileged) {
+            (Some(u), true) => vec![u.to_owned()],
+            (Some(u), false) if me.as_deref() == Some(u) => vec![u.to_owned()],
+            (Some(_), false) => {
+                return Err(SessionError::Forbidden(
+                    "another user's sessions (operators only)".into(),
+                ));
+            }
+            (None, true) => self
+                .config()
+                .get()
+                .users
+                .users
+                .iter()
+                .map(|u| u.username.to_string())
+                .collect(),
+            (None, false) => me.into_iter().collect(),
+        };
+        let mut out = Vec::new();
+        for u in users {
+            let Ok(entries) = self.vfs().list(&Caller::kernel(), &dir(&u)?) else {
+                continue;
+            };
+            for e in entries {
+                let Some(id) = e.name.strip_suffix(".yaml") else {
+                    continue;
+                };
+                if let Ok(mut rec) = self.session_read(&u, id) {
+                    rec.state = self.session_state(&rec);
+                    out.push(rec);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// One session, if `caller` may see it.
+    pub fn session_get(&self, caller: &Caller, id: &str) -> Result<SessionRecord, SessionError> {
+        if let Some(me) = caller.user_name()
+            && let Ok(mut rec) = self.session_read(me.as_str(), id)
+        {
+            rec.state = self.session_state(&rec);
+            return Ok(rec);
+        }
+        let privileged = caller.is_kernel() || caller.role >= Role::Operator;
+        for u in &self.config().get().users.users {
+            if let Ok(mut rec) = self.session_read(u.username.as_str(), id) {
+                if !privileged {
+                    return Err(SessionError::Forbidden(id.to_owned()));
+                }
+                rec.state = self.session_state(&rec);
+                return Ok(rec);
+            }
+        }
+        Err(SessionError::NotFound(id.to_owned()))
+    }
+
+    /// The live processes of a session.
+    pub fn session_live(
+        &self,
+        rec: &SessionRecord,
+    ) -> Vec<std::sync::Arc<crate::process::Process>> {
+        rec.invocations
+            .iter()
+            .filter_map(|i| {
+                self.procs()
+                    .get(i.pid)
+                    .filter(|p| p.journal.id() == i.id && !p.state().is_terminal())
+            })
+            .collect()
+    }
+
+    /// Deletes a session and the journals of its invocations. Live processes of the
+    /// session refuse it unless `force`, which kills them first.
+    pub fn session_delete(
+        &self,
+        caller: &Caller,
+        id: &str,
+        force: bool,
+    ) -> Result<SessionRecord, SessionError> {
+        let rec = self.session_get(caller, id)?;
+        let live = self.session_live(&rec);
+        if !live.is_empty() && !force {
+            let pids: Vec<String> = live.iter().map(|p| p.pid.to_string()).collect();
+            return Err(SessionError::Conflict(format!(
+                "session {id} has running processes ({}); kill them or delete with force",
+                pids.join(", ")
+            )));
+        }
+        for p in &live {
+            let _ = self.signal(caller, p, crate::process::Signal::Kill);
+        }
+        let _g = self.sessions_lock().0.lock();
+        for inv in &rec.invocations {
+            let d = self.invocation_dir(&rec.user, inv);
+            if let Err(e) = std::fs::remove_dir_all(&d)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot remove an invocation of a deleted session");
+            }
+        }
+        self.vfs()
+            .remove_file(&Caller::kernel(), &path(&rec.user, id)?)
+            .map_err(io)?;
+        self.events().emit(
+            "session.deleted",
+            None,
+            Some(rec.user.clone()),
+            serde_json::json!({"session": id}),
+        );
+        Ok(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use avix_proto::llm::{ContentBlock, MessageRole};
+
+    use super::*;
+
+    fn call(id: &str) -> Message {
+        Message {
+            role: MessageRole::Assistant,
+            content: vec![ContentBlock::ToolUse {
+                id: id.into(),
+                name: "fs/read".into(),
+                input: serde_json::json!({}),
+            }],
+        }
+    }
+
+    #[test]
+    fn unanswered_calls_get_error_results() {
+        let m = vec![Message::user_text("go"), call("a")];
+        let r = repair(m);
+        assert_eq!(r.len(), 3);
+        assert!(
+            matches!(&r[2].content[0], ContentBlock::ToolResult { tool_use_id, is_error: true, .. } if tool_use_id == "a")
+        );
+        let answered = vec![
+            Message::user_text("go"),
+            call("a"),
+            Message {
+                role: MessageRole::User,
+                content: vec![ContentBlock::ToolResult {
+                    tool_use_id: "a".into(),
+                    content: "ok".into(),
+                    is_error: false,
+                }],
+            },
+        ];
+        assert_eq!(repair(answered.clone()), answered);
+        assert!(valid_id("3f2a9c1e-0000-4000-8000-000000000000"));
+        assert!(!valid_id("../etc") && !valid_id(""));
+    }
+}
