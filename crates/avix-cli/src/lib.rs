@@ -5,6 +5,8 @@
 //! - [`Args`] and its subcommands: what the user typed.
 //! - [`run`]: dispatch to the libraries.
 
+mod client;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -29,6 +31,8 @@ enum Command {
     /// Run and administer a daemon on this machine.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Talk to a running daemon over ATP (AVIX_API_KEY, AVIX_SERVER).
+    Client(client::ClientArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +158,13 @@ struct StartArgs {
     /// Do not mount the VFS.
     #[arg(long)]
     no_mount: bool,
+    /// The address ATP listens on (default: kernel.yaml, 127.0.0.1). Another than loopback
+    /// needs --allow-remote (or headless mode).
+    #[arg(long)]
+    bind: Option<std::net::IpAddr>,
+    /// Allow ATP on a non-loopback address outside headless mode (use TLS).
+    #[arg(long)]
+    allow_remote: bool,
     /// error, warn, info, debug or trace (default: kernel.yaml, info).
     #[arg(long, value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
     log_level: Option<String>,
@@ -214,6 +225,8 @@ fn start(a: StartArgs) -> anyhow::Result<()> {
         port: a.port,
         mount,
         log_level: a.log_level,
+        bind: a.bind,
+        allow_remote: a.allow_remote,
     })?;
     Ok(())
 }
@@ -255,5 +268,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Command::Server(ServerCommand::Config(ConfigCommand::Init(a))) => init(a).map(|()| 0),
         Command::Server(ServerCommand::Start(a)) => start(a).map(|()| 0),
         Command::Server(ServerCommand::Run(a)) => run_agent(a),
+        Command::Client(a) => client::run(a),
     }
 }

@@ -1,19 +1,41 @@
-//! The ATP door: HTTP on the gateway port. It serves `GET /atp/health` today; login and the
-//! WebSocket protocol build on this router.
+//! The ATP door (docs/atp.md): `GET /atp/health`, `POST /atp/auth/login|refresh|logout`,
+//! and the WebSocket at `GET /atp`, over plain TCP on loopback by default or TLS (rustls).
 //!
-//! The gateway only translates requests into kernel calls; it holds no logic of its own.
+//! The gateway only translates: logins against auth.conf, commands onto kernel and VFS calls
+//! made as the user, kernel events onto frames. It holds no agent logic of its own.
+//!
+//! # Layout
+//! - [`auth`]: logins, lockouts, tokens.
+//! - [`conn`]: one WebSocket connection.
+//! - [`ops`]: the domains and operations.
+//! - [`logs`]: the ring of recent log lines behind `sys logs`.
+//! - [`tls`]: the TLS listener.
+
+pub mod auth;
+pub mod conn;
+pub mod logs;
+pub mod ops;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use avix_kernel::Kernel;
 use avix_kernel::system::VERSION;
+use avix_proto::atp::{ErrorCode, HttpError, LoginRequest, MAX_FRAME_BYTES, PROTOCOL};
 use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
-use serde::Serialize;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Auth, LoginError};
+use crate::logs::LogRing;
 
 /// Why the gateway cannot listen.
 #[derive(Debug)]
@@ -52,36 +74,264 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError { addr, source })
 }
 
+/// The gateway.
+pub struct Gateway {
+    kernel: Arc<Kernel>,
+    auth: Auth,
+    logs: Arc<LogRing>,
+    connections: AtomicUsize,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("connections", &self.connections())
+            .finish_non_exhaustive()
+    }
+}
+
+struct ConnectionGuard<'a>(&'a AtomicUsize);
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Gateway {
+    /// A gateway for `kernel`; `logs` feeds `sys logs`.
+    pub fn new(kernel: Arc<Kernel>, logs: Arc<LogRing>, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self {
+            auth: Auth::new(kernel.clone()),
+            kernel,
+            logs,
+            connections: AtomicUsize::new(0),
+            shutdown,
+        })
+    }
+
+    /// Open WebSocket connections.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    fn connection_opened(&self) -> ConnectionGuard<'_> {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(&self.connections)
+    }
+
+    /// The login authority.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The HTTP routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/atp/health", get(health))
+            .route("/atp/auth/login", post(login))
+            .route("/atp/auth/refresh", post(refresh))
+            .route("/atp/auth/logout", post(logout))
+            .route("/atp", get(upgrade))
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+            .with_state(self.clone())
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Health {
     status: &'static str,
     version: &'static str,
+    protocol: &'static str,
     uptime_secs: u64,
 }
 
-async fn health(State(kernel): State<Arc<Kernel>>) -> axum::Json<Health> {
+async fn health(State(gw): State<Arc<Gateway>>) -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok",
         version: VERSION,
-        uptime_secs: kernel.started().elapsed().as_secs(),
+        protocol: PROTOCOL,
+        uptime_secs: gw.kernel.started().elapsed().as_secs(),
     })
 }
 
-/// The HTTP routes.
-pub fn router(kernel: Arc<Kernel>) -> Router {
-    Router::new()
-        .route("/atp/health", get(health))
-        .with_state(kernel)
+fn http_error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(HttpError {
+            error: code,
+            message: message.into(),
+        }),
+    )
+        .into_response()
 }
 
-/// Serves until `shutdown` is cancelled.
+async fn login(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: LoginRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::EPARSE,
+                format!("the body must be JSON {{\"identity\": …, \"credential\": …}}: {e}"),
+            );
+        }
+    };
+    match gw
+        .auth
+        // The socket peer: proxies in front are not trusted to say who the client is.
+        .login(&req.identity, &req.credential, addr.ip())
+        .await
+    {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(LoginError::Refused) => http_error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::EAUTH,
+            "invalid identity or credential",
+        ),
+        Err(LoginError::Locked(wait)) => {
+            let secs = wait.as_secs().max(1);
+            let mut r = http_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::ELIMIT,
+                format!("too many failed logins: try again in {secs} s"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn refresh(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let Some(token) = bearer(&headers) else {
+        return http_error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::EAUTH,
+            "send the token as Authorization: Bearer <token>",
+        );
+    };
+    match gw.auth.validate(token) {
+        Ok(c) => axum::Json(gw.auth.refresh(&c)).into_response(),
+        Err(e) => http_error(StatusCode::UNAUTHORIZED, e.code, e.message),
+    }
+}
+
+async fn logout(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let Some(token) = bearer(&headers) else {
+        return http_error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::EAUTH,
+            "send the token as Authorization: Bearer <token>",
+        );
+    };
+    match gw.auth.validate(token) {
+        Ok(c) => {
+            gw.auth.logout(&c.sid);
+            axum::Json(serde_json::json!({"loggedOut": c.sid})).into_response()
+        }
+        Err(e) => http_error(StatusCode::UNAUTHORIZED, e.code, e.message),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The token of an upgrade request: `Authorization: Bearer`, else the subprotocol
+/// `bearer.<token>` (what browsers can send), else `?token=`.
+fn upgrade_token(headers: &HeaderMap, q: &TokenQuery) -> Option<String> {
+    if let Some(t) = bearer(headers) {
+        return Some(t.to_owned());
+    }
+    let protocols = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    for p in protocols.split(',') {
+        if let Some(t) = p.trim().strip_prefix("bearer.") {
+            return Some(t.to_owned());
+        }
+    }
+    q.token.clone()
+}
+
+async fn upgrade(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(token) = upgrade_token(&headers, &q) else {
+        return http_error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::EAUTH,
+            "no token: log in with POST /atp/auth/login, then connect with Authorization: Bearer <token> (or the subprotocol bearer.<token>, or ?token=)",
+        );
+    };
+    let claims = match gw.auth.validate(&token) {
+        Ok(c) => c,
+        Err(e) => return http_error(StatusCode::UNAUTHORIZED, e.code, e.message),
+    };
+    // Larger frames are refused with a reply (ETOOBIG); far larger ones end the connection.
+    ws.protocols([PROTOCOL])
+        .max_message_size(MAX_FRAME_BYTES * 16)
+        .max_frame_size(MAX_FRAME_BYTES * 16)
+        .on_upgrade(move |socket| gw.serve_connection(socket, claims, token))
+}
+
+/// Serves plain HTTP on `listener` until `shutdown` is cancelled.
 pub async fn serve(
+    gw: Arc<Gateway>,
     listener: TcpListener,
-    kernel: Arc<Kernel>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(kernel))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Events and replies are small: never wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        gw.router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+/// Serves HTTPS on `listener` with `tls` until `shutdown` is cancelled.
+pub async fn serve_tls(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    tls: tls::TlsSetup,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Wrapped so the connect-info extractor knows the peer address.
+    let listener = tls::TlsListener::new(listener, tls).tap_io(|_| {});
+    axum::serve(
+        listener,
+        gw.router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }

@@ -18,7 +18,8 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
-    /// The user name.
+    /// The user name; may be empty with an API key (the key says whose it is).
+    #[serde(default)]
     pub identity: String,
     /// An API key or a password.
     pub credential: String,

@@ -21,6 +21,7 @@ use std::time::Instant;
 use avix_auth::{MasterKey, MasterKeyError};
 use avix_fuse::guard::MountGuard;
 use avix_fuse::{Identities, MountError, MountPointState};
+use avix_gateway::logs::LogRing;
 use avix_kernel::config::{
     ConfigError, ConfigStore, StartupKeyError, load_master_key, read_kernel_config,
     verify_master_key,
@@ -29,6 +30,7 @@ use avix_kernel::layout::RootLayout;
 use avix_kernel::{BootError, BootOptions, Kernel, RuntimeInfo};
 use avix_proto::UserName;
 use avix_proto::config::kernel::{KernelConfig, MasterKeySource, Mode};
+use avix_proto::time::Timestamp;
 use avix_vfs::Caller;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +54,10 @@ pub struct StartOptions {
     pub root: PathBuf,
     /// ATP port (overrides kernel.yaml).
     pub port: Option<u16>,
+    /// ATP address (overrides kernel.yaml).
+    pub bind: Option<IpAddr>,
+    /// Allow a non-loopback address outside headless mode.
+    pub allow_remote: bool,
     /// Mount point.
     pub mount: MountChoice,
     /// Log level (overrides kernel.yaml).
@@ -106,14 +112,65 @@ pub enum StartError {
     },
 }
 
-/// Sets up logging to stderr at `level` (`RUST_LOG` refines it).
+/// The ring of recent log lines `sys logs` reads.
+pub fn log_ring() -> &'static Arc<LogRing> {
+    static RING: std::sync::OnceLock<Arc<LogRing>> = std::sync::OnceLock::new();
+    RING.get_or_init(Arc::default)
+}
+
+/// Copies each log event into the [`log_ring`].
+struct RingLayer;
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            self.0.push_str(&format!(" {}={value}", field.name()));
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RingLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let meta = event.metadata();
+        let mut f = Fields(String::new());
+        event.record(&mut f);
+        let level = meta.level().as_str();
+        let line = format!("{} {level} {}", Timestamp::now(), f.0);
+        log_ring().push(level, meta.target(), line);
+    }
+}
+
+/// Sets up logging to stderr at `level` (`RUST_LOG` refines it), copied to [`log_ring`].
 pub fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},fuser=warn")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .with(RingLayer)
         .try_init();
 }
 
@@ -204,6 +261,13 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
         None => None,
     };
     let port = opts.port.unwrap_or(kernel_config.gateway.port);
+    let mut kernel_config = kernel_config;
+    if let Some(b) = opts.bind {
+        kernel_config.gateway.bind = b.to_string();
+    }
+    if opts.allow_remote {
+        kernel_config.gateway.allow_remote = true;
+    }
     Ok(Prepared {
         layout,
         kernel_config,
@@ -215,6 +279,27 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
     })
 }
 
+/// The TLS certificate and key kernel.yaml names, loaded (paths relative to `ROOT/etc`).
+fn tls_setup(
+    cfg: &KernelConfig,
+    layout: &RootLayout,
+) -> Result<Option<avix_gateway::tls::TlsSetup>, StartError> {
+    let Some(t) = &cfg.gateway.tls else {
+        return Ok(None);
+    };
+    let at = |p: &str| {
+        let p = PathBuf::from(p);
+        if p.is_absolute() {
+            p
+        } else {
+            layout.etc().join(p)
+        }
+    };
+    avix_gateway::tls::TlsSetup::load(&at(&t.cert_path), &at(&t.key_path))
+        .map(Some)
+        .map_err(|e| StartError::Policy(format!("gateway.tls in kernel.yaml: {e}")))
+}
+
 fn listen_addr(cfg: &KernelConfig, port: u16) -> Result<SocketAddr, StartError> {
     let ip: IpAddr = cfg.gateway.bind.parse().map_err(|_| {
         StartError::Policy(format!(
@@ -224,7 +309,7 @@ fn listen_addr(cfg: &KernelConfig, port: u16) -> Result<SocketAddr, StartError> 
     })?;
     if !ip.is_loopback() && cfg.mode != Mode::Headless && !cfg.gateway.allow_remote {
         return Err(StartError::Policy(format!(
-            "refusing to listen on {ip} in {} mode: ATP binds loopback unless kernel.yaml sets mode: headless or gateway.allowRemote: true",
+            "refusing to listen on {ip} in {} mode: ATP binds loopback unless kernel.yaml sets mode: headless or gateway.allowRemote: true (or pass --allow-remote); use TLS when you do",
             cfg.mode.as_str()
         )));
     }
@@ -268,6 +353,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         port,
     } = p;
     let addr = listen_addr(&kernel_config, port)?;
+    let tls = tls_setup(&kernel_config, &layout)?;
     let listener = avix_gateway::bind(addr).await?;
     // Agents shipped with this version appear in /bin of roots made by older ones.
     if let Err(e) = crate::init::install_builtins(&layout) {
@@ -282,6 +368,11 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         },
     )?;
     drop(master);
+    if kernel.config().get().auth.policy.require_tls && tls.is_none() {
+        return Err(StartError::Policy(
+            "auth.conf policy.requireTls is set but kernel.yaml has no gateway.tls: add a certificate and key, or unset requireTls".into(),
+        ));
+    }
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
         "phase 1: kernel booted"
@@ -307,11 +398,17 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         }
     };
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(avix_gateway::serve(
-        listener,
-        kernel.clone(),
-        shutdown.clone(),
-    ));
+    log_ring().attach(Arc::downgrade(&kernel));
+    let gateway = avix_gateway::Gateway::new(kernel.clone(), log_ring().clone(), shutdown.clone());
+    let server = match tls {
+        Some(t) => tokio::spawn(avix_gateway::serve_tls(
+            gateway,
+            listener,
+            t,
+            shutdown.clone(),
+        )),
+        None => tokio::spawn(avix_gateway::serve(gateway, listener, shutdown.clone())),
+    };
     let boot_ms = t0.elapsed().as_millis() as u64;
     kernel.set_runtime_info(RuntimeInfo {
         mount_point: mount_point.as_ref().map(|m| m.display().to_string()),

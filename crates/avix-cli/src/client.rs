@@ -1,0 +1,801 @@
+//! `avix client …`: the ATP client commands. Every command accepts `--json` (one JSON value
+//! on stdout, for scripts); without it, output is aligned tables and plain lines.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use avix_client::{Client, ClientError, Config, Overrides};
+use avix_proto::agent::{HilRequest, InvocationRecord, ProcessStatus, SessionRecord};
+use avix_proto::atp::{EventFrame, SpawnReply, WhoAmI};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClientArgs {
+    /// The server (default: $AVIX_SERVER, the config file, http://127.0.0.1:9142).
+    #[arg(long, global = true)]
+    server: Option<String>,
+    /// The user to log in as (default: $AVIX_USER, the config file, or whoever the API key
+    /// belongs to).
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// The client config file (default: ~/.config/avix/client.yaml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// A CA certificate to trust (a server with a private certificate).
+    #[arg(long, global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Print one JSON value instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Log in and check the connection.
+    Connect,
+    /// Agents: run, list, stop, inspect.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Sessions: conversations that span runs.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Approvals agents are waiting for.
+    #[command(subcommand)]
+    Hil(HilCommand),
+    /// The daemon's recent log lines (operators and admins).
+    Logs {
+        /// Keep printing new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// How many recent lines.
+        #[arg(long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// Raw ATP.
+    #[command(subcommand)]
+    Atp(AtpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Running (and recently ended) agents.
+    List {
+        /// Operators: only your own.
+        #[arg(long)]
+        mine: bool,
+    },
+    /// Start an agent.
+    Spawn {
+        /// The installed agent.
+        agent: String,
+        /// What it should do.
+        #[arg(long, short)]
+        goal: String,
+        /// Override its model (provider/model or an alias).
+        #[arg(long)]
+        model: Option<String>,
+        /// Continue this session's conversation.
+        #[arg(long)]
+        session: Option<String>,
+        /// Stream its output until it ends; exit with its exit code.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Kill an agent.
+    Kill {
+        /// Its PID.
+        pid: u64,
+    },
+    /// Installed agents.
+    Catalog {
+        /// Another user's (operators).
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Past runs.
+    History {
+        /// One agent only.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Another user's (operators).
+        #[arg(long)]
+        username: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// A running agent (PID) or a past run (invocation id) with its conversation.
+    Show {
+        /// A PID or an invocation id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// Your sessions (operators: everyone's).
+    List {
+        /// Another user's (operators).
+        #[arg(long)]
+        username: Option<String>,
+        /// Only sessions in this state (running, waiting, paused, completed, failed…).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// A session and its runs.
+    Show {
+        /// Its id.
+        id: String,
+    },
+    /// Continue a session: resume it if paused, give input to a live run, or start a new
+    /// run that carries the conversation over.
+    Resume {
+        /// Its id.
+        id: String,
+        /// What to say.
+        #[arg(long, short)]
+        input: Option<String>,
+        /// Stream the run's output until it ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Delete a session and its journals.
+    Delete {
+        /// Its id.
+        id: String,
+        /// Kill its running processes first.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HilCommand {
+    /// Pending and recent approval requests.
+    List {
+        /// One agent's only.
+        #[arg(long)]
+        pid: Option<u64>,
+    },
+    /// Approve a request.
+    Approve {
+        /// The request id.
+        id: String,
+        /// A note for the agent.
+        #[arg(long)]
+        note: Option<String>,
+        /// `once` (this call) or `session` (this tool for the rest of the run).
+        #[arg(long, default_value = "once")]
+        scope: String,
+    },
+    /// Deny a request.
+    Deny {
+        /// The request id.
+        id: String,
+        /// Why (the agent sees it).
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AtpCommand {
+    /// An interactive shell: type `DOMAIN OP [JSON]` or a raw JSON frame; events print as
+    /// they arrive; `:sub PATTERN…` subscribes; `:q` or end of input leaves.
+    Shell,
+}
+
+fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Runs `avix client …`; returns the exit code.
+pub(crate) fn run(a: ClientArgs) -> anyhow::Result<i32> {
+    let overrides = Overrides {
+        server: a.server.clone(),
+        identity: a.user.clone(),
+        config: a.config.clone(),
+        ca_cert: a.ca_cert.clone(),
+    };
+    let config = Config::load(&overrides)?;
+    rt()?.block_on(async move {
+        let client = with_progress("connecting", Client::connect(&config)).await?;
+        let json = a.json;
+        let out = Out { json };
+        match a.command {
+            ClientCommand::Connect => connect(&client, &config, &out).await,
+            ClientCommand::Agent(c) => agent(&client, c, &out).await,
+            ClientCommand::Session(c) => session(&client, c, &out).await,
+            ClientCommand::Hil(c) => hil(&client, c, &out).await,
+            ClientCommand::Logs { follow, lines } => logs(&client, follow, lines, &out).await,
+            ClientCommand::Atp(AtpCommand::Shell) => shell(&client).await,
+        }
+    })
+}
+
+/// Waits for `fut`, showing a spinner on a terminal after a second.
+async fn with_progress<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    let tty = std::io::stderr().is_terminal();
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_millis(250),
+    );
+    let frames = ['|', '/', '-', '\\'];
+    let mut n = 0;
+    loop {
+        tokio::select! {
+            r = &mut fut => {
+                if tty && n > 0 {
+                    eprint!("\r\x1b[K");
+                }
+                return r;
+            }
+            _ = tick.tick(), if tty => {
+                eprint!("\r{} {what}…", frames[n % frames.len()]);
+                n += 1;
+            }
+        }
+    }
+}
+
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn json(&self, v: &Value) -> anyhow::Result<()> {
+        let mut o = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut o, v)?;
+        writeln!(o)?;
+        Ok(())
+    }
+}
+
+/// Prints rows as an aligned table.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut o = std::io::stdout().lock();
+    let line = |cells: Vec<&str>| -> String {
+        let n = cells.len();
+        let mut s = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            s.push_str(c);
+            if i + 1 < n {
+                let pad = w[i] - c.chars().count() + 2;
+                s.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        s
+    };
+    writeln!(o, "{}", line(headers.to_vec()))?;
+    for r in rows {
+        writeln!(o, "{}", line(r.iter().map(String::as_str).collect()))?;
+    }
+    if rows.is_empty() {
+        writeln!(o, "(none)")?;
+    }
+    Ok(())
+}
+
+fn cut(s: &str, n: usize) -> String {
+    let one_line = s.replace('\n', " ");
+    if one_line.chars().count() <= n {
+        return one_line;
+    }
+    let mut t: String = one_line.chars().take(n.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+fn state_name<T: serde::Serialize>(s: &T) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+async fn connect(c: &Client, config: &Config, out: &Out) -> anyhow::Result<i32> {
+    let me: WhoAmI = c.call_as("auth", "whoami", json!({})).await?;
+    let info = c.call("sys", "info", json!({})).await?;
+    if out.json {
+        out.json(&json!({"server": config.server, "whoami": me, "info": info}))?;
+    } else {
+        println!(
+            "Connected to {} (Avix {}) as {} ({}); token valid until {}",
+            config.server,
+            info["version"].as_str().unwrap_or("?"),
+            me.user,
+            state_name(&me.role),
+            me.expires_at
+        );
+    }
+    Ok(0)
+}
+
+async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> {
+    match cmd {
+        AgentCommand::List { mine } => {
+            let v: Vec<ProcessStatus> = c.call_as("proc", "list", json!({"all": !mine})).await?;
+            if out.json {
+                return out.json(&serde_json::to_value(&v)?).map(|()| 0);
+            }
+            let rows = v
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.pid.to_string(),
+                        p.agent.clone(),
+                        p.owner.clone(),
+                        match &p.waiting_on {
+                            Some(w) => format!("{} ({})", state_name(&p.state), w),
+                            None => state_name(&p.state),
+                        },
+                        p.turns.to_string(),
+                        p.tokens.total().to_string(),
+                        cut(&p.goal, 50),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(
+                &["PID", "AGENT", "USER", "STATE", "TURNS", "TOKENS", "GOAL"],
+                &rows,
+            )?;
+            Ok(0)
+        }
+        AgentCommand::Spawn {
+            agent,
+            goal,
+            model,
+            session,
+            follow,
+        } => {
+            let mut events = c.events();
+            if follow {
+                c.subscribe(&["agent.*", "hil.*"], None).await?;
+            }
+            let mut body = json!({"agent": agent, "goal": goal});
+            if let Some(m) = model {
+                body["model"] = json!(m);
+            }
+            if let Some(s) = session {
+                body["session"] = json!(s);
+            }
+            let r: SpawnReply = c.call_as("proc", "spawn", body).await?;
+            if !follow {
+                if out.json {
+                    out.json(&serde_json::to_value(&r)?)?;
+                } else {
+                    println!("{}", r.pid);
+                }
+                return Ok(0);
+            }
+            if !out.json {
+                eprintln!("spawned pid {} (session {})", r.pid, r.session);
+            }
+            follow_pid(&mut events, r.pid, out).await
+        }
+        AgentCommand::Kill { pid } => {
+            let v = c.call("proc", "kill", json!({"pid": pid})).await?;
+            if out.json {
+                out.json(&v)?;
+            } else {
+                println!("killed {pid}");
+            }
+            Ok(0)
+        }
+        AgentCommand::Catalog { username } => {
+            let v: Vec<avix_proto::agent::CatalogEntry> = c
+                .call_as("proc", "catalog", json!({"user": username}))
+                .await?;
+            if out.json {
+                return out.json(&serde_json::to_value(&v)?).map(|()| 0);
+            }
+            let rows = v
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.name.clone(),
+                        e.version.clone(),
+                        state_name(&e.scope),
+                        cut(&e.description, 60),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(&["NAME", "VERSION", "SCOPE", "DESCRIPTION"], &rows)?;
+            Ok(0)
+        }
+        AgentCommand::History {
+            agent,
+            username,
+            limit,
+        } => {
+            let v: Vec<InvocationRecord> = c
+                .call_as(
+                    "proc",
+                    "history",
+                    json!({"agent": agent, "user": username, "limit": limit}),
+                )
+                .await?;
+            if out.json {
+                return out.json(&serde_json::to_value(&v)?).map(|()| 0);
+            }
+            let rows = v
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.agent.clone(),
+                        r.pid.to_string(),
+                        state_name(&r.state),
+                        r.spawned_at.to_string(),
+                        r.tokens.total().to_string(),
+                        cut(&r.goal, 40),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(
+                &["ID", "AGENT", "PID", "STATE", "SPAWNED", "TOKENS", "GOAL"],
+                &rows,
+            )?;
+            Ok(0)
+        }
+        AgentCommand::Show { id } => {
+            let body = match id.parse::<u64>() {
+                Ok(pid) => json!({"pid": pid}),
+                Err(_) => json!({"invocation": id}),
+            };
+            let v = c.call("proc", "show", body).await?;
+            if out.json {
+                return out.json(&v).map(|()| 0);
+            }
+            if v.get("record").is_some() {
+                let rec: InvocationRecord = serde_json::from_value(v["record"].clone())?;
+                println!("invocation  {}", rec.id);
+                println!("agent       {} {}", rec.agent, rec.version);
+                println!("user        {}", rec.user);
+                println!("pid         {}", rec.pid);
+                println!("state       {}", state_name(&rec.state));
+                if let Some(r) = &rec.exit_reason {
+                    println!("exit        {} ({r})", rec.exit_code.unwrap_or_default());
+                }
+                println!("tokens      {}", rec.tokens.total());
+                println!("goal        {}", rec.goal);
+                println!();
+                let conv: Vec<avix_proto::llm::Message> =
+                    serde_json::from_value(v["conversation"].clone())?;
+                for m in conv {
+                    let who = state_name(&m.role);
+                    let text = m.text();
+                    if !text.is_empty() {
+                        println!("[{who}] {text}");
+                    }
+                    for (_, name, input) in m.tool_calls() {
+                        println!("[{who}] → {name} {}", cut(&input.to_string(), 100));
+                    }
+                    for b in &m.content {
+                        if let avix_proto::llm::ContentBlock::ToolResult {
+                            content, is_error, ..
+                        } = b
+                        {
+                            let mark = if *is_error { "✗" } else { "←" };
+                            println!("[tool] {mark} {}", cut(content, 100));
+                        }
+                    }
+                }
+            } else {
+                let p: ProcessStatus = serde_json::from_value(v)?;
+                print!("{}", avix_proto::yaml::to_string(&p)?);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Prints an agent's events until it exits; returns its exit code.
+async fn follow_pid(
+    events: &mut tokio::sync::broadcast::Receiver<EventFrame>,
+    pid: u64,
+    out: &Out,
+) -> anyhow::Result<i32> {
+    let mut stdout = std::io::stdout();
+    loop {
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                eprintln!("(missed {n} events)");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                bail!("the connection closed before the agent ended")
+            }
+        };
+        if e.pid != Some(pid) {
+            continue;
+        }
+        if out.json {
+            println!("{}", serde_json::to_string(&e)?);
+        }
+        match e.event.as_str() {
+            "agent.output.chunk" if !out.json => {
+                print!("{}", e.body["text"].as_str().unwrap_or_default());
+                stdout.flush()?;
+            }
+            "agent.output" if !out.json => println!(),
+            "agent.tool_call" if !out.json => {
+                eprintln!(
+                    "→ {} {}",
+                    e.body["tool"].as_str().unwrap_or("?"),
+                    cut(&e.body["args"].to_string(), 100)
+                );
+            }
+            "hil.request" if !out.json => {
+                eprintln!(
+                    "⏸ approval needed for {}: avix client hil approve {} (or deny)",
+                    e.body["tool"].as_str().unwrap_or("a request"),
+                    e.body["hilId"].as_str().unwrap_or("?")
+                );
+            }
+            "agent.exit" => {
+                let code = e.body["exitCode"].as_i64().unwrap_or(1);
+                if !out.json {
+                    eprintln!(
+                        "pid {pid} {} ({}): exit {code}",
+                        e.body["state"].as_str().unwrap_or("ended"),
+                        e.body["reason"].as_str().unwrap_or("")
+                    );
+                }
+                return Ok(i32::try_from(code).unwrap_or(1));
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i32> {
+    match cmd {
+        SessionCommand::List { username, status } => {
+            let mut v: Vec<SessionRecord> = c
+                .call_as("session", "list", json!({"user": username}))
+                .await?;
+            if let Some(s) = &status {
+                v.retain(|r| r.state.as_ref().map(state_name).as_deref() == Some(s.as_str()));
+            }
+            if out.json {
+                return out.json(&serde_json::to_value(&v)?).map(|()| 0);
+            }
+            let rows = v
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.agent.clone(),
+                        r.user.clone(),
+                        r.state
+                            .as_ref()
+                            .map(state_name)
+                            .unwrap_or_else(|| "-".into()),
+                        r.invocations.len().to_string(),
+                        r.updated_at.to_string(),
+                        cut(&r.title, 40),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(
+                &["ID", "AGENT", "USER", "STATE", "RUNS", "UPDATED", "TITLE"],
+                &rows,
+            )?;
+            Ok(0)
+        }
+        SessionCommand::Show { id } => {
+            let v = c.call("session", "show", json!({"id": id})).await?;
+            if out.json {
+                return out.json(&v).map(|()| 0);
+            }
+            let s: SessionRecord = serde_json::from_value(v["session"].clone())?;
+            println!("session  {}", s.id);
+            println!("agent    {}", s.agent);
+            println!("user     {}", s.user);
+            println!(
+                "state    {}",
+                s.state.as_ref().map(state_name).unwrap_or_default()
+            );
+            println!("title    {}", s.title);
+            println!();
+            let runs: Vec<InvocationRecord> = serde_json::from_value(v["invocations"].clone())?;
+            let rows = runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.pid.to_string(),
+                        state_name(&r.state),
+                        r.spawned_at.to_string(),
+                        cut(&r.goal, 50),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(&["INVOCATION", "PID", "STATE", "SPAWNED", "GOAL"], &rows)?;
+            Ok(0)
+        }
+        SessionCommand::Resume { id, input, follow } => {
+            let mut events = c.events();
+            if follow {
+                c.subscribe(&["agent.*", "hil.*"], None).await?;
+            }
+            let r: SpawnReply = c
+                .call_as("session", "resume", json!({"id": id, "input": input}))
+                .await?;
+            if follow {
+                return follow_pid(&mut events, r.pid, out).await;
+            }
+            if out.json {
+                out.json(&serde_json::to_value(&r)?)?;
+            } else {
+                println!("{}", r.pid);
+            }
+            Ok(0)
+        }
+        SessionCommand::Delete { id, force } => {
+            let v = c
+                .call("session", "delete", json!({"id": id, "force": force}))
+                .await?;
+            if out.json {
+                out.json(&v)?;
+            } else {
+                println!("deleted session {id}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn hil(c: &Client, cmd: HilCommand, out: &Out) -> anyhow::Result<i32> {
+    let (op, body) = match cmd {
+        HilCommand::List { pid } => {
+            let v: Vec<HilRequest> = c.call_as("hil", "list", json!({"pid": pid})).await?;
+            if out.json {
+                return out.json(&serde_json::to_value(&v)?).map(|()| 0);
+            }
+            let rows = v
+                .iter()
+                .map(|h| {
+                    vec![
+                        h.id.clone(),
+                        h.pid.to_string(),
+                        state_name(&h.kind),
+                        h.tool.clone().unwrap_or_default(),
+                        state_name(&h.state),
+                        h.expires_at.to_string(),
+                        cut(h.reason.as_deref().unwrap_or(""), 40),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(
+                &["ID", "PID", "KIND", "TOOL", "STATE", "EXPIRES", "REASON"],
+                &rows,
+            )?;
+            return Ok(0);
+        }
+        HilCommand::Approve { id, note, scope } => {
+            ("approve", json!({"id": id, "note": note, "scope": scope}))
+        }
+        HilCommand::Deny { id, note } => ("deny", json!({"id": id, "note": note})),
+    };
+    let r: HilRequest = c.call_as("hil", op, body).await?;
+    if out.json {
+        out.json(&serde_json::to_value(&r)?)?;
+    } else {
+        println!(
+            "{} {} ({})",
+            r.id,
+            state_name(&r.state),
+            r.tool.unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+async fn logs(c: &Client, follow: bool, lines: usize, out: &Out) -> anyhow::Result<i32> {
+    let mut events = c.events();
+    if follow {
+        c.subscribe(&["sys.log"], None).await?;
+    }
+    let v = c.call("sys", "logs", json!({"lines": lines})).await?;
+    if out.json && !follow {
+        return out.json(&v).map(|()| 0);
+    }
+    for l in v["lines"].as_array().into_iter().flatten() {
+        println!("{}", l.as_str().unwrap_or_default());
+    }
+    if !follow {
+        return Ok(0);
+    }
+    loop {
+        match events.recv().await {
+            Ok(e) if e.event == "sys.log" => {
+                println!("{}", e.body["line"].as_str().unwrap_or_default());
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                eprintln!("(missed {n} lines)");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                bail!("the connection closed")
+            }
+        }
+    }
+}
+
+async fn shell(c: &Client) -> anyhow::Result<i32> {
+    use tokio::io::AsyncBufReadExt;
+    let mut events = c.events();
+    tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            println!("event {}", serde_json::to_string(&e).unwrap_or_default());
+        }
+    });
+    eprintln!("ATP shell: `DOMAIN OP [JSON]`, a raw JSON frame, `:sub PATTERN…`, `:q` to leave");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == ":q" || line == ":quit" {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix(":sub") {
+            let pats: Vec<&str> = rest.split_whitespace().collect();
+            let pats = if pats.is_empty() { vec!["*"] } else { pats };
+            match c.subscribe(&pats, None).await {
+                Ok(v) => println!("ok {v}"),
+                Err(e) => println!("error {e}"),
+            }
+            continue;
+        }
+        if line.starts_with('{') {
+            c.send_raw(line.to_owned()).await?;
+            continue;
+        }
+        let mut parts = line.splitn(3, char::is_whitespace);
+        let (Some(domain), Some(op)) = (parts.next(), parts.next()) else {
+            println!("error: type DOMAIN OP [JSON], e.g. proc list");
+            continue;
+        };
+        let body = match parts.next().map(str::trim) {
+            None | Some("") => json!({}),
+            Some(j) => match serde_json::from_str(j) {
+                Ok(v) => v,
+                Err(e) => {
+                    println!("error: the body is not JSON: {e}");
+                    continue;
+                }
+            },
+        };
+        match c.call(domain, op, body).await {
+            Ok(v) => println!("ok {}", serde_json::to_string(&v)?),
+            Err(e) => println!("error {e}"),
+        }
+    }
+    Ok(0)
+}

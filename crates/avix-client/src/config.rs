@@ -1,0 +1,160 @@
+//! Where the client finds its server and credential: flags, then the environment
+//! (`AVIX_SERVER`, `AVIX_USER`, `AVIX_API_KEY`, `AVIX_PASSWORD`), then the config file
+//! (`--config`, `$AVIX_CLIENT_CONFIG`, or `~/.config/avix/client.yaml`), then the default
+//! server `http://127.0.0.1:9142`.
+//!
+//! ```yaml
+//! server: http://127.0.0.1:9142
+//! identity: alice
+//! credential: sk-avix-…        # the file must then be private (chmod 600)
+//! caCert: /etc/avix-ca.pem     # for a server with a private certificate
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::ClientError;
+
+/// The default server.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:9142";
+
+/// Settings from the command line (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--server`.
+    pub server: Option<String>,
+    /// `--user`.
+    pub identity: Option<String>,
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--ca-cert`.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// The resolved settings.
+#[derive(Clone)]
+pub struct Config {
+    /// `http://host:port` or `https://…`.
+    pub server: String,
+    /// The user (empty: the server finds the user by API key).
+    pub identity: String,
+    /// An API key or password.
+    pub credential: Zeroizing<String>,
+    /// A CA certificate to trust.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("identity", &self.identity)
+            .field("credential", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    server: Option<String>,
+    #[serde(default)]
+    identity: Option<String>,
+    #[serde(default)]
+    credential: Option<String>,
+    #[serde(default)]
+    ca_cert: Option<PathBuf>,
+}
+
+fn default_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AVIX_CLIENT_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("avix").join("client.yaml"))
+}
+
+fn read_file(path: &Path, explicit: bool) -> Result<File, ClientError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(File::default());
+        }
+        Err(e) => {
+            return Err(ClientError::Config(format!(
+                "cannot read the client config {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let f: File = avix_proto::yaml::from_slice(&bytes).map_err(|e| {
+        ClientError::Config(format!(
+            "the client config {} is invalid: {e}",
+            path.display()
+        ))
+    })?;
+    if f.credential.is_some() {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            return Err(ClientError::Config(format!(
+                "{} holds a credential but others can read it: chmod 600 {}",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    Ok(f)
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Resolves the settings.
+    pub fn load(o: &Overrides) -> Result<Self, ClientError> {
+        let file = match (&o.config, default_path()) {
+            (Some(p), _) => read_file(p, true)?,
+            (None, Some(p)) => read_file(&p, false)?,
+            (None, None) => File::default(),
+        };
+        let server = o
+            .server
+            .clone()
+            .or_else(|| env("AVIX_SERVER"))
+            .or(file.server)
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let server = if server.contains("://") {
+            server
+        } else {
+            format!("http://{server}")
+        };
+        let identity = o
+            .identity
+            .clone()
+            .or_else(|| env("AVIX_USER"))
+            .or(file.identity)
+            .unwrap_or_default();
+        let credential = env("AVIX_API_KEY")
+            .or_else(|| env("AVIX_PASSWORD"))
+            .or(file.credential)
+            .ok_or_else(|| {
+                ClientError::Config(
+                    "no credential: export AVIX_API_KEY (the key `avix server config init` printed), or put credential in ~/.config/avix/client.yaml".into(),
+                )
+            })?;
+        Ok(Self {
+            server,
+            identity,
+            credential: Zeroizing::new(credential),
+            ca_cert: o.ca_cert.clone().or(file.ca_cert),
+        })
+    }
+}

@@ -1,0 +1,373 @@
+//! One ATP WebSocket connection: frames in, replies and events out.
+//!
+//! Every frame gets an answer: a command exactly one reply, a broken frame an error reply
+//! (with its id when it can be read). Events flow once the client subscribes; a client that
+//! reads too slowly falls behind on the kernel's bus, catches up from the replay ring, and is
+//! told of a gap (`events.gap`) only for what the ring no longer holds. The kernel never
+//! waits for a client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use avix_auth::atptoken::AtpClaims;
+use avix_kernel::events::Event;
+use avix_proto::atp::{
+    AtpError, ClientFrame, ErrorCode, EventFrame, MAX_FRAME_BYTES, Reply, ServerFrame, Subscribe,
+    event_matches,
+};
+use avix_proto::time::Timestamp;
+use avix_proto::{Role, UserName};
+use avix_vfs::{Caller, Door};
+use axum::extract::ws::{Message, WebSocket};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::Gateway;
+use crate::ops::Asker;
+
+/// How often the server pings an idle client.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+struct State {
+    claims: AtpClaims,
+    token: String,
+    subs: Vec<String>,
+    // The highest event sequence handled (delivered or filtered out).
+    last_seq: u64,
+}
+
+fn wire(e: &Event) -> &str {
+    e.wire.get_or_init(|| {
+        serde_json::to_string(&ServerFrame::Event(EventFrame {
+            seq: e.seq,
+            event: e.event.clone(),
+            ts: e.ts,
+            pid: e.pid,
+            body: e.body.clone(),
+        }))
+        .unwrap_or_default()
+    })
+}
+
+fn direct(event: &str, body: Value) -> String {
+    serde_json::to_string(&ServerFrame::Event(EventFrame {
+        seq: 0,
+        event: event.to_owned(),
+        ts: Timestamp::now(),
+        pid: None,
+        body,
+    }))
+    .unwrap_or_default()
+}
+
+fn reply(r: Reply) -> String {
+    serde_json::to_string(&ServerFrame::Reply(r)).unwrap_or_default()
+}
+
+impl State {
+    fn visible(&self, e: &Event) -> bool {
+        let privileged = self.claims.role >= Role::Operator;
+        if e.event.starts_with("sys.") && !privileged {
+            return false;
+        }
+        match &e.user {
+            None => true,
+            Some(u) => privileged || *u == self.claims.sub,
+        }
+    }
+
+    fn wants(&self, e: &Event) -> bool {
+        // Log lines are many: only a subscription that names them gets them, not `*`.
+        let named = |p: &String| p != "*" || e.event != "sys.log";
+        self.subs
+            .iter()
+            .any(|p| named(p) && event_matches(p, &e.event))
+            && self.visible(e)
+    }
+}
+
+/// The id of a frame that may not parse as a frame.
+fn id_of(v: &Value) -> Option<String> {
+    match v.get("id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl Gateway {
+    fn asker(&self, claims: &AtpClaims) -> Result<Asker, AtpError> {
+        let user = UserName::new(&claims.sub)
+            .map_err(|e| AtpError::new(ErrorCode::EAUTH, e.to_string()))?;
+        let config = self.kernel.config().get();
+        let crews = config.crews_of(&user);
+        Ok(Asker {
+            caller: Caller::user(user.clone(), claims.role, crews, Door::Atp),
+            user,
+            role: claims.role,
+            sid: claims.sid.clone(),
+            exp: claims.exp,
+        })
+    }
+
+    /// Checks the token of a frame against the connection's login.
+    fn check_token(&self, st: &mut State, token: &str) -> Result<(), AtpError> {
+        if token == st.token {
+            // Verified when it was adopted: only what can change since is re-checked.
+            return self.auth.recheck(&mut st.claims);
+        }
+        let claims = self.auth.validate(token)?;
+        if claims.sid != st.claims.sid {
+            return Err(AtpError::new(
+                ErrorCode::ESESSION,
+                "this token belongs to another login than this connection: use the token you connected with (or reconnect)",
+            ));
+        }
+        // Adopt it: it may be a refreshed one, or carry a changed role.
+        st.claims = claims;
+        st.token = token.to_owned();
+        Ok(())
+    }
+
+    /// Serves an upgraded connection until the client leaves, logs out, or the daemon stops.
+    pub(crate) async fn serve_connection(
+        self: Arc<Self>,
+        mut ws: WebSocket,
+        claims: AtpClaims,
+        token: String,
+    ) {
+        let _guard = self.connection_opened();
+        let bus = self.kernel.events();
+        let mut rx = bus.subscribe();
+        let mut st = State {
+            claims,
+            token,
+            subs: Vec::new(),
+            last_seq: bus.last_seq(),
+        };
+        let ready = direct(
+            "session.ready",
+            json!({
+                "sessionId": st.claims.sid,
+                "user": st.claims.sub,
+                "role": st.claims.role,
+                "protocol": avix_proto::atp::PROTOCOL,
+                "lastSeq": st.last_seq,
+            }),
+        );
+        if ws.send(Message::text(ready)).await.is_err() {
+            return;
+        }
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        let shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    let _ = ws.send(Message::text(direct("session.closing", json!({"reason": "the daemon is stopping"})))).await;
+                    let _ = ws.send(Message::Close(None)).await;
+                    break;
+                }
+                msg = ws.recv() => {
+                    let Some(Ok(msg)) = msg else { break };
+                    let text = match msg {
+                        Message::Text(t) => t,
+                        Message::Binary(_) => {
+                            let r = reply(Reply::err(None, AtpError::new(ErrorCode::EPARSE, "binary frames are not ATP: send JSON text frames")));
+                            if ws.send(Message::text(r)).await.is_err() { break }
+                            continue;
+                        }
+                        Message::Close(_) => break,
+                        Message::Ping(_) | Message::Pong(_) => continue,
+                    };
+                    let (out, close) = self.on_frame(&mut st, text.as_str()).await;
+                    let mut failed = false;
+                    for frame in out {
+                        if ws.send(Message::text(frame)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed || close {
+                        let _ = ws.send(Message::Close(None)).await;
+                        break;
+                    }
+                }
+                ev = rx.recv() => {
+                    let frames = match ev {
+                        Ok(e) => {
+                            if e.seq <= st.last_seq { continue }
+                            st.last_seq = e.seq;
+                            if !st.wants(&e) { continue }
+                            vec![wire(&e).to_owned()]
+                        }
+                        Err(RecvError::Lagged(_)) => self.catch_up(&mut st),
+                        Err(RecvError::Closed) => break,
+                    };
+                    let mut failed = false;
+                    for f in frames {
+                        if ws.send(Message::text(f)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed { break }
+                }
+                _ = ping.tick() => {
+                    if ws.send(Message::Ping(bytes::Bytes::new())).await.is_err() { break }
+                }
+            }
+        }
+    }
+
+    /// Frames for the events after `st.last_seq`: from the ring, with a gap event first if
+    /// the ring no longer reaches back that far.
+    fn catch_up(&self, st: &mut State) -> Vec<String> {
+        let (events, complete) = self.kernel.events().since(st.last_seq);
+        let mut out = Vec::new();
+        if !complete && !st.subs.is_empty() {
+            let to = events.first().map_or(st.last_seq, |e| e.seq - 1);
+            out.push(direct(
+                "events.gap",
+                json!({"from": st.last_seq + 1, "to": to, "reason": "the client read too slowly; these events are gone from the replay ring (journals keep the history)"}),
+            ));
+        }
+        for e in events {
+            if e.seq <= st.last_seq {
+                continue;
+            }
+            st.last_seq = e.seq;
+            if st.wants(&e) {
+                out.push(wire(&e).to_owned());
+            }
+        }
+        out
+    }
+
+    fn subscribe(&self, st: &mut State, s: Subscribe) -> Result<Vec<String>, AtpError> {
+        if let Some(t) = &s.token {
+            self.check_token(st, t)?;
+        } else {
+            // The connection's own token must still be good (not logged out, not expired).
+            let t = st.token.clone();
+            self.check_token(st, &t)?;
+        }
+        if s.events.len() > 256 || s.events.iter().any(|e| e.len() > 200) {
+            return Err(AtpError::new(
+                ErrorCode::EINVAL,
+                "at most 256 event patterns of 200 characters",
+            ));
+        }
+        st.subs = s.events;
+        let mut out = Vec::new();
+        match s.since_seq {
+            Some(since) => {
+                st.last_seq = since;
+                out = self.catch_up(st);
+            }
+            None => st.last_seq = st.last_seq.max(self.kernel.events().last_seq()),
+        }
+        if let Some(id) = s.id {
+            out.insert(
+                0,
+                reply(Reply::ok(
+                    Some(id),
+                    json!({"events": st.subs, "replayed": out.len(), "lastSeq": st.last_seq}),
+                )),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Answers one frame. Returns the frames to send and whether to close afterwards.
+    async fn on_frame(&self, st: &mut State, text: &str) -> (Vec<String>, bool) {
+        if text.len() > MAX_FRAME_BYTES {
+            let id = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| id_of(&v));
+            return (
+                vec![reply(Reply::err(
+                    id,
+                    AtpError::new(
+                        ErrorCode::ETOOBIG,
+                        format!(
+                            "frame of {} bytes is over the limit of {MAX_FRAME_BYTES} bytes; send large files in pieces (fs write with append)",
+                            text.len()
+                        ),
+                    ),
+                ))],
+                false,
+            );
+        }
+        let v: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return (
+                    vec![reply(Reply::err(
+                        None,
+                        AtpError::new(ErrorCode::EPARSE, format!("the frame is not JSON: {e}")),
+                    ))],
+                    false,
+                );
+            }
+        };
+        let id = id_of(&v);
+        let kind = v.get("type").and_then(Value::as_str).map(str::to_owned);
+        let err = |code, msg: String| {
+            (
+                vec![reply(Reply::err(id.clone(), AtpError::new(code, msg)))],
+                false,
+            )
+        };
+        match kind.as_deref() {
+            Some("cmd" | "subscribe") => {}
+            Some(other) => {
+                return err(
+                    ErrorCode::EPARSE,
+                    format!("unknown frame type {other:?}: send cmd or subscribe"),
+                );
+            }
+            None => {
+                return err(
+                    ErrorCode::EPARSE,
+                    "the frame has no type: send cmd or subscribe".into(),
+                );
+            }
+        }
+        let frame: ClientFrame = match serde_json::from_value(v) {
+            Ok(f) => f,
+            Err(e) => {
+                return err(
+                    ErrorCode::EINVAL,
+                    format!("malformed {}: {e}", kind.unwrap_or_default()),
+                );
+            }
+        };
+        match frame {
+            ClientFrame::Subscribe(s) => match self.subscribe(st, s) {
+                Ok(out) => (out, false),
+                Err(e) => (vec![reply(Reply::err(id, e))], false),
+            },
+            ClientFrame::Cmd(c) => {
+                if let Err(e) = self.check_token(st, &c.token) {
+                    let close = e.code == ErrorCode::EAUTH && c.token == st.token;
+                    return (vec![reply(Reply::err(Some(c.id), e))], close);
+                }
+                let asker = match self.asker(&st.claims) {
+                    Ok(a) => a,
+                    Err(e) => return (vec![reply(Reply::err(Some(c.id), e))], true),
+                };
+                match self.dispatch(&asker, &c.domain, &c.op, c.body).await {
+                    Ok((body, effects)) => {
+                        if let Some(t) = effects.token {
+                            st.token = t;
+                        }
+                        (vec![reply(Reply::ok(Some(c.id), body))], effects.close)
+                    }
+                    Err(e) => (vec![reply(Reply::err(Some(c.id), e))], false),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,774 @@
+//! The ATP domains and their operations. Each is a thin translation onto a kernel or VFS
+//! call made as the connection's user (door `atp`), so the same rules hold as on the mount:
+//! a user sees and touches only their own agents, sessions and approvals; operators and
+//! admins see all.
+
+use std::sync::Arc;
+
+use avix_kernel::Kernel;
+use avix_kernel::hil::{HilError, Scope};
+use avix_kernel::process::{Process, Signal};
+use avix_kernel::sessions::SessionError;
+use avix_kernel::spawn::SpawnError;
+use avix_proto::agent::{InvocationRecord, JournalEvent, SpawnRequest};
+use avix_proto::atp::{AtpError, ErrorCode, SpawnReply, WhoAmI};
+use avix_proto::llm::Message;
+use avix_proto::time::Timestamp;
+use avix_proto::{Role, UserName};
+use avix_vfs::{Caller, EntryKind, VfsError, VfsPath};
+use base64::Engine;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::Gateway;
+
+/// Who is asking, for one command.
+#[derive(Debug, Clone)]
+pub struct Asker {
+    /// The user.
+    pub user: UserName,
+    /// Their role now.
+    pub role: Role,
+    /// The login.
+    pub sid: String,
+    /// Token expiry.
+    pub exp: i64,
+    /// The VFS/kernel identity.
+    pub caller: Caller,
+}
+
+impl Asker {
+    fn privileged(&self) -> bool {
+        self.role >= Role::Operator
+    }
+
+    fn at_least(&self, role: Role, what: &str) -> Result<(), AtpError> {
+        if self.role >= role {
+            return Ok(());
+        }
+        Err(AtpError::new(
+            ErrorCode::EPERM,
+            format!(
+                "{what} needs the role {} or higher; you are {}",
+                role_name(role),
+                role_name(self.role)
+            ),
+        ))
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Guest => "guest",
+        Role::User => "user",
+        Role::Operator => "operator",
+        Role::Admin => "admin",
+    }
+}
+
+/// What a command produced, beyond its reply body.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// A new token the connection adopts (refresh).
+    pub token: Option<String>,
+    /// The login ended: close the connection after the reply.
+    pub close: bool,
+}
+
+fn args<T: DeserializeOwned>(domain: &str, op: &str, body: Value) -> Result<T, AtpError> {
+    let body = if body.is_null() { json!({}) } else { body };
+    serde_json::from_value(body).map_err(|e| {
+        AtpError::new(
+            ErrorCode::EINVAL,
+            format!("bad body for {domain} {op}: {e} (docs/atp.md lists each operation's fields)"),
+        )
+    })
+}
+
+fn vfs_error(e: VfsError) -> AtpError {
+    let code = match e.code() {
+        "ENOENT" => ErrorCode::ENOTFOUND,
+        "EACCES" | "EPERM" => ErrorCode::EPERM,
+        "EINVAL" => ErrorCode::EINVAL,
+        "EFBIG" => ErrorCode::ETOOBIG,
+        "EEXIST" | "ENOTEMPTY" | "EISDIR" | "ENOTDIR" | "EXDEV" => ErrorCode::ECONFLICT,
+        "ENOTSUP" => ErrorCode::ENOSYS,
+        _ => ErrorCode::EINTERNAL,
+    };
+    AtpError::new(code, format!("{}: {e}", e.code()))
+}
+
+fn spawn_error(e: SpawnError) -> AtpError {
+    let code = match &e {
+        SpawnError::UnknownAgent { .. } => ErrorCode::ENOTFOUND,
+        SpawnError::BadManifest { .. } | SpawnError::BadConfig { .. } => ErrorCode::EINVAL,
+        SpawnError::BadRequest(m) if m.contains("no session") => ErrorCode::ENOTFOUND,
+        SpawnError::BadRequest(m) if m.contains("still running") => ErrorCode::ECONFLICT,
+        SpawnError::BadRequest(_) => ErrorCode::EINVAL,
+        SpawnError::ToolRequired { .. } | SpawnError::Forbidden(_) => ErrorCode::EPERM,
+        SpawnError::Quota(_) => ErrorCode::ELIMIT,
+        SpawnError::Io(_) => ErrorCode::EINTERNAL,
+    };
+    AtpError::new(code, e.to_string())
+}
+
+fn session_error(e: SessionError) -> AtpError {
+    let code = match &e {
+        SessionError::NotFound(_) => ErrorCode::ENOTFOUND,
+        SessionError::Forbidden(_) => ErrorCode::EPERM,
+        SessionError::Conflict(_) => ErrorCode::ECONFLICT,
+        SessionError::Io(_) => ErrorCode::EINTERNAL,
+    };
+    AtpError::new(code, e.to_string())
+}
+
+fn hil_error(e: HilError) -> AtpError {
+    let code = match &e {
+        HilError::NotFound(_) => ErrorCode::ENOTFOUND,
+        HilError::AlreadyAnswered { .. } => ErrorCode::ECONFLICT,
+        HilError::Forbidden(_) => ErrorCode::EPERM,
+        _ => ErrorCode::EINVAL,
+    };
+    AtpError::new(code, e.to_string())
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, AtpError> {
+    serde_json::to_value(v).map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))
+}
+
+/// A process `a` may see (its own, or any for operators); others do not exist for them.
+fn visible(kernel: &Kernel, a: &Asker, pid: u64) -> Result<Arc<Process>, AtpError> {
+    kernel
+        .procs()
+        .get(pid)
+        .filter(|p| a.privileged() || p.user == a.user)
+        .ok_or_else(|| {
+            AtpError::new(
+                ErrorCode::ENOTFOUND,
+                format!("no process {pid} (proc list shows yours)"),
+            )
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PidArg {
+    pid: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ShowArg {
+    #[serde(default)]
+    pid: Option<u64>,
+    #[serde(default)]
+    invocation: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ListArg {
+    /// Operators: everyone's (default) or only their own (`false`).
+    #[serde(default)]
+    all: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HistoryArg {
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalArg {
+    pid: u64,
+    signal: String,
+    #[serde(default)]
+    payload: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdArg {
+    id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UserArg {
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeArg {
+    id: String,
+    #[serde(default)]
+    input: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteArg {
+    id: String,
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HilListArg {
+    #[serde(default)]
+    pid: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HilAnswerArg {
+    id: String,
+    #[serde(default)]
+    note: Option<String>,
+    /// `once` (default) or `session` (for the rest of the process's life).
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FsArg {
+    path: String,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    length: Option<u64>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    content_base64: Option<String>,
+    #[serde(default)]
+    append: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogsArg {
+    #[serde(default)]
+    lines: Option<usize>,
+}
+
+/// Largest `fs read` reply.
+pub const MAX_FS_READ: u64 = 512 * 1024;
+
+fn path(p: &str) -> Result<VfsPath, AtpError> {
+    if !p.starts_with('/') {
+        return Err(AtpError::new(
+            ErrorCode::EINVAL,
+            format!("path {p:?} must be absolute (ATP has no working directory)"),
+        ));
+    }
+    VfsPath::parse(p).map_err(|e| AtpError::new(ErrorCode::EINVAL, e.to_string()))
+}
+
+fn unknown(domain: &str, op: &str, ops: &[&str]) -> AtpError {
+    AtpError::new(
+        ErrorCode::ENOSYS,
+        format!(
+            "unknown operation {op:?} in domain {domain}: use one of {}",
+            ops.join(", ")
+        ),
+    )
+}
+
+/// The conversation of an invocation, from its journal.
+fn conversation(kernel: &Kernel, rec: &InvocationRecord) -> Vec<Message> {
+    let path = kernel
+        .layout()
+        .data()
+        .join("users")
+        .join(&rec.user)
+        .join("agents")
+        .join(&rec.agent)
+        .join(&rec.id)
+        .join("journal.jsonl");
+    avix_kernel::journal::read_entries(&path)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            JournalEvent::Message { role, content } => Some(Message { role, content }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn users_visible(kernel: &Kernel, a: &Asker, who: Option<&str>) -> Result<Vec<UserName>, AtpError> {
+    match who {
+        Some(u) if u != a.user.as_str() && !a.privileged() => Err(AtpError::new(
+            ErrorCode::EPERM,
+            "only operators and admins see other users' history",
+        )),
+        Some(u) => {
+            Ok(vec![UserName::new(u).map_err(|e| {
+                AtpError::new(ErrorCode::EINVAL, e.to_string())
+            })?])
+        }
+        None if a.privileged() => Ok(kernel
+            .config()
+            .get()
+            .users
+            .users
+            .iter()
+            .map(|u| u.username.clone())
+            .collect()),
+        None => Ok(vec![a.user.clone()]),
+    }
+}
+
+impl Gateway {
+    /// Runs one command.
+    pub async fn dispatch(
+        &self,
+        a: &Asker,
+        domain: &str,
+        op: &str,
+        body: Value,
+    ) -> Result<(Value, Effects), AtpError> {
+        let k = &self.kernel;
+        let none = Effects::default;
+        match domain {
+            "auth" => self.auth_op(a, op),
+            "proc" => match op {
+                "spawn" => {
+                    a.at_least(Role::User, "proc spawn")?;
+                    let req: SpawnRequest = args(domain, op, body)?;
+                    let p = k.spawn(&a.user, req, None).await.map_err(spawn_error)?;
+                    let reply = SpawnReply {
+                        pid: p.pid,
+                        invocation: p.journal.id().to_owned(),
+                        session: p.session.clone(),
+                    };
+                    Ok((to_value(&reply)?, none()))
+                }
+                "list" => {
+                    let arg: ListArg = args(domain, op, body)?;
+                    let all = a.privileged() && arg.all.unwrap_or(true);
+                    let mut v: Vec<_> = k
+                        .procs()
+                        .all()
+                        .into_iter()
+                        .filter(|p| all || p.user == a.user)
+                        .map(|p| p.status())
+                        .collect();
+                    v.sort_by_key(|s| s.pid);
+                    Ok((to_value(&v)?, none()))
+                }
+                "kill" => {
+                    a.at_least(Role::User, "proc kill")?;
+                    let PidArg { pid } = args(domain, op, body)?;
+                    let p = visible(k, a, pid)?;
+                    k.signal(&a.caller, &p, Signal::Kill)
+                        .map_err(|e| AtpError::new(ErrorCode::ECONFLICT, e))?;
+                    Ok((json!({"pid": pid, "signal": "SIGKILL"}), none()))
+                }
+                "show" => {
+                    let arg: ShowArg = args(domain, op, body)?;
+                    match (arg.pid, arg.invocation) {
+                        (Some(pid), None) => {
+                            let p = visible(k, a, pid)?;
+                            Ok((to_value(&p.status())?, none()))
+                        }
+                        (None, Some(id)) => {
+                            let rec = users_visible(k, a, None)?
+                                .iter()
+                                .flat_map(|u| k.history(u, None))
+                                .find(|r| r.id == id)
+                                .ok_or_else(|| {
+                                    AtpError::new(
+                                        ErrorCode::ENOTFOUND,
+                                        format!("no invocation {id} (proc history lists yours)"),
+                                    )
+                                })?;
+                            let conv = conversation(k, &rec);
+                            Ok((json!({"record": rec, "conversation": conv}), none()))
+                        }
+                        _ => Err(AtpError::new(
+                            ErrorCode::EINVAL,
+                            "proc show takes either pid or invocation",
+                        )),
+                    }
+                }
+                "catalog" => {
+                    let UserArg { user } = args(domain, op, body)?;
+                    let u = match user {
+                        Some(u) => users_visible(k, a, Some(&u))?.remove(0),
+                        None => a.user.clone(),
+                    };
+                    Ok((to_value(&avix_kernel::catalog::list(k.vfs(), &u))?, none()))
+                }
+                "history" => {
+                    let arg: HistoryArg = args(domain, op, body)?;
+                    let mut v: Vec<InvocationRecord> = users_visible(k, a, arg.user.as_deref())?
+                        .iter()
+                        .flat_map(|u| k.history(u, arg.agent.as_deref()))
+                        .collect();
+                    v.sort_by(|x, y| y.spawned_at.cmp(&x.spawned_at).then(y.pid.cmp(&x.pid)));
+                    v.truncate(arg.limit.unwrap_or(200).min(10_000));
+                    Ok((to_value(&v)?, none()))
+                }
+                _ => Err(unknown(
+                    domain,
+                    op,
+                    &["spawn", "list", "kill", "show", "catalog", "history"],
+                )),
+            },
+            "signal" => match op {
+                "send" => {
+                    a.at_least(Role::User, "signal send")?;
+                    let arg: SignalArg = args(domain, op, body)?;
+                    let sig = Signal::parse(&arg.signal, arg.payload.as_ref())
+                        .map_err(|e| AtpError::new(ErrorCode::EINVAL, e))?;
+                    let name = sig.name();
+                    let p = visible(k, a, arg.pid)?;
+                    k.signal(&a.caller, &p, sig)
+                        .map_err(|e| AtpError::new(ErrorCode::ECONFLICT, e))?;
+                    Ok((json!({"pid": arg.pid, "signal": name}), none()))
+                }
+                _ => Err(unknown(domain, op, &["send"])),
+            },
+            "session" => self.session_op(a, op, body).await,
+            "hil" => match op {
+                "list" => {
+                    let HilListArg { pid } = args(domain, op, body)?;
+                    let v: Vec<_> = k
+                        .hil()
+                        .list(pid)
+                        .into_iter()
+                        .filter(|h| visible(k, a, h.pid).is_ok())
+                        .collect();
+                    Ok((to_value(&v)?, none()))
+                }
+                "approve" | "deny" => {
+                    a.at_least(Role::User, "answering an approval")?;
+                    let arg: HilAnswerArg = args(domain, op, body)?;
+                    let scope = match arg.scope.as_deref() {
+                        None | Some("once") => Scope::Once,
+                        Some("session") => Scope::Session,
+                        Some(s) => {
+                            return Err(AtpError::new(
+                                ErrorCode::EINVAL,
+                                format!("scope {s:?} must be once or session"),
+                            ));
+                        }
+                    };
+                    let r = k
+                        .hil()
+                        .answer(&arg.id, op == "approve", scope, arg.note, &a.caller)
+                        .map_err(hil_error)?;
+                    Ok((to_value(&r)?, none()))
+                }
+                _ => Err(unknown(domain, op, &["list", "approve", "deny"])),
+            },
+            "fs" => self.fs_op(a, op, body).await,
+            "sys" => match op {
+                "info" => Ok((to_value(&avix_kernel::system::status(k))?, none())),
+                "tools" => Ok((to_value(&k.tools().descriptors())?, none())),
+                "services" => Ok((self.services(a), none())),
+                "logs" => {
+                    a.at_least(Role::Operator, "sys logs")?;
+                    let LogsArg { lines } = args(domain, op, body)?;
+                    let lines = self.logs.recent(lines.unwrap_or(200).min(5000));
+                    Ok((json!({"lines": lines}), none()))
+                }
+                _ => Err(unknown(domain, op, &["info", "tools", "services", "logs"])),
+            },
+            _ => Err(AtpError::new(
+                ErrorCode::ENOSYS,
+                format!(
+                    "unknown domain {domain:?}: use auth, proc, signal, session, hil, fs or sys"
+                ),
+            )),
+        }
+    }
+
+    fn auth_op(&self, a: &Asker, op: &str) -> Result<(Value, Effects), AtpError> {
+        match op {
+            "whoami" => Ok((
+                to_value(&WhoAmI {
+                    user: a.user.to_string(),
+                    role: a.role,
+                    session_id: a.sid.clone(),
+                    expires_at: Timestamp::from_unix(a.exp),
+                })?,
+                Effects::default(),
+            )),
+            "refresh" => {
+                let claims = avix_auth::atptoken::AtpClaims {
+                    sub: a.user.to_string(),
+                    role: a.role,
+                    sid: a.sid.clone(),
+                    iat: 0,
+                    exp: a.exp,
+                };
+                let r = self.auth.refresh(&claims);
+                let token = r.token.clone();
+                Ok((
+                    to_value(&r)?,
+                    Effects {
+                        token: Some(token),
+                        close: false,
+                    },
+                ))
+            }
+            "logout" => {
+                self.auth.logout(&a.sid);
+                Ok((
+                    json!({"loggedOut": a.sid}),
+                    Effects {
+                        token: None,
+                        close: true,
+                    },
+                ))
+            }
+            _ => Err(unknown("auth", op, &["whoami", "refresh", "logout"])),
+        }
+    }
+
+    async fn session_op(
+        &self,
+        a: &Asker,
+        op: &str,
+        body: Value,
+    ) -> Result<(Value, Effects), AtpError> {
+        let k = &self.kernel;
+        let none = Effects::default;
+        match op {
+            "list" => {
+                let UserArg { user } = args("session", op, body)?;
+                let v = k
+                    .session_list(&a.caller, user.as_deref())
+                    .map_err(session_error)?;
+                Ok((to_value(&v)?, none()))
+            }
+            "show" => {
+                let IdArg { id } = args("session", op, body)?;
+                let rec = k.session_get(&a.caller, &id).map_err(session_error)?;
+                let owner = UserName::new(&rec.user)
+                    .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))?;
+                let ids: Vec<&str> = rec.invocations.iter().map(|i| i.id.as_str()).collect();
+                let invocations: Vec<InvocationRecord> = k
+                    .history(&owner, None)
+                    .into_iter()
+                    .filter(|r| ids.contains(&r.id.as_str()))
+                    .collect();
+                Ok((json!({"session": rec, "invocations": invocations}), none()))
+            }
+            "resume" => {
+                a.at_least(Role::User, "session resume")?;
+                let ResumeArg { id, input } = args("session", op, body)?;
+                let rec = k.session_get(&a.caller, &id).map_err(session_error)?;
+                // A live root process: resume it if paused, else hand it the input.
+                if let Some(p) = k
+                    .session_live(&rec)
+                    .into_iter()
+                    .find(|p| p.parent.is_none())
+                {
+                    let sig = match (p.state(), input) {
+                        (avix_proto::agent::ProcState::Paused, _) => Signal::Resume,
+                        (_, Some(text)) => Signal::Input(text),
+                        (_, None) => {
+                            return Err(AtpError::new(
+                                ErrorCode::ECONFLICT,
+                                format!(
+                                    "session {id} is running as process {}; give input to send it",
+                                    p.pid
+                                ),
+                            ));
+                        }
+                    };
+                    k.signal(&a.caller, &p, sig)
+                        .map_err(|e| AtpError::new(ErrorCode::ECONFLICT, e))?;
+                    let reply = SpawnReply {
+                        pid: p.pid,
+                        invocation: p.journal.id().to_owned(),
+                        session: id,
+                    };
+                    return Ok((to_value(&reply)?, none()));
+                }
+                if rec.user != a.user.as_str() {
+                    return Err(AtpError::new(
+                        ErrorCode::EPERM,
+                        "only the owner can continue a session in a new run",
+                    ));
+                }
+                let agent = avix_proto::AgentName::new(&rec.agent)
+                    .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))?;
+                let req = SpawnRequest {
+                    agent,
+                    goal: input.unwrap_or_else(|| "Continue.".into()),
+                    model: None,
+                    tools: None,
+                    interactive: None,
+                    session: Some(id.clone()),
+                };
+                let p = k.spawn(&a.user, req, None).await.map_err(spawn_error)?;
+                let reply = SpawnReply {
+                    pid: p.pid,
+                    invocation: p.journal.id().to_owned(),
+                    session: id,
+                };
+                Ok((to_value(&reply)?, none()))
+            }
+            "delete" => {
+                a.at_least(Role::User, "session delete")?;
+                let DeleteArg { id, force } = args("session", op, body)?;
+                k.session_delete(&a.caller, &id, force)
+                    .map_err(session_error)?;
+                Ok((json!({"deleted": id}), none()))
+            }
+            _ => Err(unknown(
+                "session",
+                op,
+                &["list", "show", "resume", "delete"],
+            )),
+        }
+    }
+
+    async fn fs_op(&self, a: &Asker, op: &str, body: Value) -> Result<(Value, Effects), AtpError> {
+        let arg: FsArg = args("fs", op, body)?;
+        let p = path(&arg.path)?;
+        let vfs = self.kernel.vfs().clone();
+        let caller = a.caller.clone();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let op_owned = op.to_owned();
+        let result = tokio::task::spawn_blocking(move || -> Result<Value, AtpError> {
+            match op_owned.as_str() {
+                "read" => {
+                    let data = vfs.read(&caller, &p).map_err(vfs_error)?;
+                    let size = data.len() as u64;
+                    let start = arg.offset.unwrap_or(0).min(size) as usize;
+                    let len = arg.length.unwrap_or(MAX_FS_READ).min(MAX_FS_READ);
+                    let end = (start as u64 + len).min(size) as usize;
+                    let slice = &data[start..end];
+                    let mut out = json!({"path": p.as_str(), "size": size, "offset": start});
+                    match std::str::from_utf8(slice) {
+                        Ok(t) => out["content"] = json!(t),
+                        Err(_) => out["contentBase64"] = json!(b64.encode(slice)),
+                    }
+                    if (end as u64) < size {
+                        out["next"] = json!(end);
+                    }
+                    Ok(out)
+                }
+                "write" => {
+                    let new = match (arg.content, arg.content_base64) {
+                        (Some(t), None) => t.into_bytes(),
+                        (None, Some(b)) => b64.decode(b.as_bytes()).map_err(|e| {
+                            AtpError::new(ErrorCode::EINVAL, format!("contentBase64 is not base64: {e}"))
+                        })?,
+                        _ => {
+                            return Err(AtpError::new(
+                                ErrorCode::EINVAL,
+                                "fs write takes content (text) or contentBase64, one of them",
+                            ));
+                        }
+                    };
+                    let mut bytes = Vec::new();
+                    if arg.append {
+                        match vfs.read(&caller, &p) {
+                            Ok(old) => bytes.extend_from_slice(&old),
+                            Err(VfsError::NotFound(_)) => {}
+                            Err(e) => return Err(vfs_error(e)),
+                        }
+                    }
+                    bytes.extend_from_slice(&new);
+                    let reply = vfs.write(&caller, &p, &bytes).map_err(vfs_error)?;
+                    let mut out = json!({"path": p.as_str(), "bytes": bytes.len()});
+                    if let Some(r) = reply {
+                        out["reply"] = json!(String::from_utf8_lossy(&r));
+                    }
+                    Ok(out)
+                }
+                "list" => {
+                    let entries: Vec<Value> = vfs
+                        .list(&caller, &p)
+                        .map_err(vfs_error)?
+                        .into_iter()
+                        .map(|e| json!({"name": e.name, "kind": if e.kind == EntryKind::Dir { "dir" } else { "file" }}))
+                        .collect();
+                    Ok(json!({"path": p.as_str(), "entries": entries}))
+                }
+                "stat" => {
+                    let st = vfs.stat(&caller, &p).map_err(vfs_error)?;
+                    Ok(json!({
+                        "path": p.as_str(),
+                        "kind": if st.kind == EntryKind::Dir { "dir" } else { "file" },
+                        "size": st.size,
+                        "modified": Timestamp::from(st.mtime),
+                        "owner": st.owner.map(|o| o.to_string()),
+                    }))
+                }
+                "delete" => {
+                    let st = vfs.stat(&caller, &p).map_err(vfs_error)?;
+                    if st.kind == EntryKind::Dir {
+                        vfs.remove_dir(&caller, &p).map_err(vfs_error)?;
+                    } else {
+                        vfs.remove_file(&caller, &p).map_err(vfs_error)?;
+                    }
+                    Ok(json!({"path": p.as_str(), "deleted": true}))
+                }
+                other => Err(unknown("fs", other, &["read", "write", "list", "stat", "delete"])),
+            }
+        })
+        .await
+        .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))??;
+        Ok((result, Effects::default()))
+    }
+
+    fn services(&self, a: &Asker) -> Value {
+        let k = &self.kernel;
+        let mut v = vec![json!({
+            "name": "kernel",
+            "state": "running",
+            "agents": k.procs().live_count(),
+            "tools": k.tools().len(),
+        })];
+        if let Some(llm) = k.llm_service() {
+            let s = llm.status(if a.privileged() {
+                None
+            } else {
+                Some(a.user.as_str())
+            });
+            let ok = s
+                .providers
+                .iter()
+                .filter(|p| p.health != "unavailable")
+                .count();
+            v.push(json!({
+                "name": "llm",
+                "state": "running",
+                "providers": s.providers.len(),
+                "usable": ok,
+                "requests": s.totals.requests,
+                "status": "/proc/services/llm/status.yaml",
+            }));
+        }
+        v.push(json!({
+            "name": "gateway",
+            "state": "running",
+            "connections": self.connections(),
+        }));
+        let info = k.runtime_info();
+        v.push(json!({
+            "name": "fuse",
+            "state": if info.mount_point.is_some() { "mounted" } else { "off" },
+            "mountPoint": info.mount_point,
+        }));
+        Value::Array(v)
+    }
+}
