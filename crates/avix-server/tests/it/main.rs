@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod atp;
 mod common;
 mod providers;
 mod sessions;

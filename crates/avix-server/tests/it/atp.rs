@@ -1,0 +1,961 @@
+//! ATP contract tests: the real gateway on loopback, driven by the real client library (and
+//! by a raw WebSocket for malformed input): every operation, the role and ownership matrix,
+//! tokens that must be refused, bad frames, replay and gaps, login lockouts, TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use avix_auth::ApiKey;
+use avix_client::{Client, ClientError, Config};
+use avix_gateway::Gateway;
+use avix_gateway::logs::LogRing;
+use avix_proto::agent::{HilRequest, InvocationRecord, ProcessStatus, SessionRecord};
+use avix_proto::atp::{ErrorCode, EventFrame, SpawnReply, WhoAmI};
+use avix_proto::config::auth::{AuthConfig, Credential, Identity};
+use avix_proto::config::users::{User, Users};
+use avix_proto::{Document, Role, UserName};
+use avix_vfs::Caller;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+use crate::common::{TestKernel, p};
+
+struct Atp {
+    t: TestKernel,
+    addr: SocketAddr,
+    gw: Arc<Gateway>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+/// Adds a user with an API key and a role (users.yaml and auth.conf, through the VFS).
+fn add_user(t: &TestKernel, name: &str, role: Role, uid: u32) -> String {
+    let k = Caller::kernel();
+    let key = ApiKey::generate();
+    let hash = key.hash(&t.kernel.keys().api_key);
+    let auth = t.kernel.vfs().read(&k, &p("/etc/avix/auth.conf")).unwrap();
+    let mut doc = Document::<AuthConfig>::parse(&auth).unwrap();
+    doc.spec.identities.push(Identity {
+        name: UserName::new(name).unwrap(),
+        uid,
+        role,
+        credential: Credential::ApiKey { key_hash: hash },
+        ip_allowlist: vec![],
+    });
+    t.kernel
+        .vfs()
+        .write(
+            &k,
+            &p("/etc/avix/auth.conf"),
+            doc.to_yaml().unwrap().as_bytes(),
+        )
+        .unwrap();
+    let users = t.kernel.vfs().read(&k, &p("/etc/avix/users.yaml")).unwrap();
+    let mut doc = Document::<Users>::parse(&users).unwrap();
+    let mut u: User = doc.spec.users[0].clone();
+    u.username = UserName::new(name).unwrap();
+    u.uid = uid;
+    u.host_uid = None;
+    u.workspace = None;
+    u.additional_tools = vec!["*".into()];
+    doc.spec.users.push(u);
+    t.kernel
+        .vfs()
+        .write(
+            &k,
+            &p("/etc/avix/users.yaml"),
+            doc.to_yaml().unwrap().as_bytes(),
+        )
+        .unwrap();
+    key.expose().to_owned()
+}
+
+async fn start() -> Atp {
+    let t = TestKernel::boot();
+    let stop = CancellationToken::new();
+    let gw = Gateway::new(t.kernel.clone(), Arc::new(LogRing::default()), stop.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(avix_gateway::serve(gw.clone(), listener, stop.clone()));
+    Atp {
+        t,
+        addr,
+        gw,
+        _stop: stop.drop_guard(),
+    }
+}
+
+impl Atp {
+    fn config(&self, identity: &str, key: &str) -> Config {
+        Config {
+            server: format!("http://{}", self.addr),
+            identity: identity.into(),
+            credential: Zeroizing::new(key.into()),
+            ca_cert: None,
+        }
+    }
+
+    async fn client(&self, identity: &str, key: &str) -> Client {
+        Client::connect(&self.config(identity, key)).await.unwrap()
+    }
+}
+
+fn code(e: &ClientError) -> ErrorCode {
+    match e {
+        ClientError::Atp(a) => a.code,
+        other => panic!("not an ATP error: {other}"),
+    }
+}
+
+async fn wait_event(
+    rx: &mut tokio::sync::broadcast::Receiver<EventFrame>,
+    pred: impl Fn(&EventFrame) -> bool,
+) -> EventFrame {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let e = rx.recv().await.unwrap();
+            if pred(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the event arrived within 20 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_through_the_real_client() {
+    let a = start().await;
+    let key = add_user(&a.t, "bob", Role::User, 1101);
+    a.t.script(
+        "gated",
+        "  turns:\n    - toolCalls: [{name: fs/write, args: {path: doomed.txt, content: x}}]\n    - toolCalls: [{name: fs/delete, args: {path: doomed.txt}}]\n    - match:\n        - when: {contains: deleted}\n          text: it is gone\n        - text: kept\n",
+    );
+    a.t.script("slow", "  chunkChars: 2\n  chunkDelayMs: 30\n  turns:\n    - text: a long slow answer that takes a while to stream out\n");
+    // The API key alone says who is logging in.
+    let c = a.client("", &key).await;
+    let me: WhoAmI = c.call_as("auth", "whoami", json!({})).await.unwrap();
+    assert_eq!((me.user.as_str(), me.role), ("bob", Role::User));
+    assert_eq!(c.ready()["user"], "bob");
+
+    let info = c.call("sys", "info", json!({})).await.unwrap();
+    assert_eq!(info["version"], avix_kernel::system::VERSION);
+    let tools = c.call("sys", "tools", json!({})).await.unwrap();
+    assert!(
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "fs/read")
+    );
+    let services = c.call("sys", "services", json!({})).await.unwrap();
+    assert!(
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "llm")
+    );
+    let catalog = c.call("proc", "catalog", json!({})).await.unwrap();
+    assert!(
+        catalog
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "assistant")
+    );
+
+    // Spawn and follow the events.
+    let mut events = c.events();
+    c.subscribe(&["agent.*", "hil.*", "session.*"], None)
+        .await
+        .unwrap();
+    let r: SpawnReply = c
+        .call_as(
+            "proc",
+            "spawn",
+            json!({"agent": "assistant", "goal": "keep notes"}),
+        )
+        .await
+        .unwrap();
+    let exit = wait_event(&mut events, |e| {
+        e.event == "agent.exit" && e.pid == Some(r.pid)
+    })
+    .await;
+    assert_eq!(exit.body["state"], "completed");
+    let list: Vec<ProcessStatus> = c.call_as("proc", "list", json!({})).await.unwrap();
+    assert!(list.iter().any(|p| p.pid == r.pid));
+    let shown: ProcessStatus = c
+        .call_as("proc", "show", json!({"pid": r.pid}))
+        .await
+        .unwrap();
+    assert_eq!(shown.session.as_deref(), Some(r.session.as_str()));
+    let hist: Vec<InvocationRecord> = c.call_as("proc", "history", json!({})).await.unwrap();
+    assert_eq!(hist[0].id, r.invocation);
+    let inv = c
+        .call("proc", "show", json!({"invocation": r.invocation}))
+        .await
+        .unwrap();
+    assert!(inv["conversation"].as_array().unwrap().len() >= 4);
+
+    // Sessions.
+    let sessions: Vec<SessionRecord> = c.call_as("session", "list", json!({})).await.unwrap();
+    assert_eq!(sessions[0].id, r.session);
+    let shown = c
+        .call("session", "show", json!({"id": r.session}))
+        .await
+        .unwrap();
+    assert_eq!(shown["invocations"].as_array().unwrap().len(), 1);
+    let again: SpawnReply = c
+        .call_as(
+            "session",
+            "resume",
+            json!({"id": r.session, "input": "once more"}),
+        )
+        .await
+        .unwrap();
+    assert_ne!(again.pid, r.pid);
+    assert_eq!(again.session, r.session);
+    wait_event(&mut events, |e| {
+        e.event == "agent.exit" && e.pid == Some(again.pid)
+    })
+    .await;
+
+    // Signals on a slow agent.
+    let slow: SpawnReply = c
+        .call_as(
+            "proc",
+            "spawn",
+            json!({"agent": "assistant", "goal": "talk slowly", "model": "scripted/slow"}),
+        )
+        .await
+        .unwrap();
+    wait_event(&mut events, |e| {
+        e.event == "agent.output.chunk" && e.pid == Some(slow.pid)
+    })
+    .await;
+    c.call(
+        "signal",
+        "send",
+        json!({"pid": slow.pid, "signal": "SIGPAUSE"}),
+    )
+    .await
+    .unwrap();
+    wait_event(&mut events, |e| {
+        e.event == "agent.status" && e.pid == Some(slow.pid) && e.body["state"] == "paused"
+    })
+    .await;
+    c.call(
+        "signal",
+        "send",
+        json!({"pid": slow.pid, "signal": "SIGRESUME"}),
+    )
+    .await
+    .unwrap();
+    c.call("proc", "kill", json!({"pid": slow.pid}))
+        .await
+        .unwrap();
+    let exit = wait_event(&mut events, |e| {
+        e.event == "agent.exit" && e.pid == Some(slow.pid)
+    })
+    .await;
+    assert_eq!(exit.body["exitCode"], 137);
+
+    // Approvals: fs/delete is gated for the assistant.
+    let gated: SpawnReply = c
+        .call_as(
+            "proc",
+            "spawn",
+            json!({"agent": "assistant", "goal": "delete it", "model": "scripted/gated"}),
+        )
+        .await
+        .unwrap();
+    let req = wait_event(&mut events, |e| {
+        e.event == "hil.request" && e.pid == Some(gated.pid)
+    })
+    .await;
+    let id = req.body["hilId"].as_str().unwrap().to_owned();
+    let pending: Vec<HilRequest> = c.call_as("hil", "list", json!({})).await.unwrap();
+    assert!(pending.iter().any(|h| h.id == id));
+    let answered: HilRequest = c
+        .call_as("hil", "approve", json!({"id": id, "note": "fine"}))
+        .await
+        .unwrap();
+    assert_eq!(answered.answered_by.as_deref(), Some("bob"));
+    let e = c.call("hil", "deny", json!({"id": id})).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ECONFLICT, "{e}");
+    let exit = wait_event(&mut events, |e| {
+        e.event == "agent.exit" && e.pid == Some(gated.pid)
+    })
+    .await;
+    assert_eq!(exit.body["state"], "completed");
+
+    // Files, with the same rules as the mount.
+    let w = "/users/bob/workspace/atp.txt";
+    c.call("fs", "write", json!({"path": w, "content": "one"}))
+        .await
+        .unwrap();
+    c.call(
+        "fs",
+        "write",
+        json!({"path": w, "content": "+two", "append": true}),
+    )
+    .await
+    .unwrap();
+    let r2 = c.call("fs", "read", json!({"path": w})).await.unwrap();
+    assert_eq!(r2["content"], "one+two");
+    c.call(
+        "fs",
+        "write",
+        json!({"path": "/users/bob/workspace/bin.dat", "contentBase64": "AP8A"}),
+    )
+    .await
+    .unwrap();
+    let b = c
+        .call(
+            "fs",
+            "read",
+            json!({"path": "/users/bob/workspace/bin.dat"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b["contentBase64"], "AP8A");
+    let st = c.call("fs", "stat", json!({"path": w})).await.unwrap();
+    assert_eq!(st["size"], 7);
+    let ls = c
+        .call("fs", "list", json!({"path": "/users/bob/workspace"}))
+        .await
+        .unwrap();
+    assert!(
+        ls["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "atp.txt")
+    );
+    c.call("fs", "delete", json!({"path": w})).await.unwrap();
+    let e = c.call("fs", "read", json!({"path": w})).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ENOTFOUND);
+    let e = c
+        .call("fs", "read", json!({"path": "/secrets/x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM);
+    let e = c
+        .call(
+            "fs",
+            "write",
+            json!({"path": "/etc/avix/users.yaml", "content": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+
+    c.call("session", "delete", json!({"id": r.session}))
+        .await
+        .unwrap();
+    let e = c
+        .call("session", "show", json!({"id": r.session}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ENOTFOUND);
+
+    // Refresh gives a new token the connection adopts; logout ends the login.
+    let fresh = c.call("auth", "refresh", json!({})).await.unwrap();
+    assert!(fresh["token"].as_str().unwrap().starts_with("avixatp1."));
+    c.call("auth", "whoami", json!({})).await.unwrap();
+    c.call("auth", "logout", json!({})).await.unwrap();
+    assert!(c.call("auth", "whoami", json!({})).await.is_err());
+    let e =
+        a.gw.auth()
+            .validate(fresh["token"].as_str().unwrap())
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::EAUTH);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_see_and_touch_only_their_own_and_operators_see_all() {
+    let a = start().await;
+    let bob = a
+        .client("bob", &add_user(&a.t, "bob", Role::User, 1101))
+        .await;
+    let carol = a
+        .client("carol", &add_user(&a.t, "carol", Role::User, 1102))
+        .await;
+    let olga = a
+        .client("olga", &add_user(&a.t, "olga", Role::Operator, 1103))
+        .await;
+    let gus = a
+        .client("gus", &add_user(&a.t, "gus", Role::Guest, 1104))
+        .await;
+    a.t.script(
+        "gated",
+        "  turns:\n    - toolCalls: [{name: fs/delete, args: {path: x}}]\n    - text: done\n",
+    );
+    let mut events = bob.events();
+    bob.subscribe(&["*"], None).await.unwrap();
+    let mut carol_events = carol.events();
+    carol.subscribe(&["*"], None).await.unwrap();
+    let r: SpawnReply = bob
+        .call_as(
+            "proc",
+            "spawn",
+            json!({"agent": "assistant", "goal": "wait for me", "model": "scripted/gated"}),
+        )
+        .await
+        .unwrap();
+    let req = wait_event(&mut events, |e| e.event == "hil.request").await;
+    let hil = req.body["hilId"].as_str().unwrap().to_owned();
+
+    // Carol: bob's agent does not exist for her.
+    let theirs: Vec<ProcessStatus> = carol.call_as("proc", "list", json!({})).await.unwrap();
+    assert!(theirs.iter().all(|p| p.pid != r.pid));
+    for (d, op, body) in [
+        ("proc", "kill", json!({"pid": r.pid})),
+        ("proc", "show", json!({"pid": r.pid})),
+        ("signal", "send", json!({"pid": r.pid, "signal": "SIGKILL"})),
+    ] {
+        let e = carol.call(d, op, body).await.unwrap_err();
+        assert_eq!(code(&e), ErrorCode::ENOTFOUND, "{d} {op}: {e}");
+    }
+    let e = carol
+        .call("hil", "approve", json!({"id": hil}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+    let h: Vec<HilRequest> = carol.call_as("hil", "list", json!({})).await.unwrap();
+    assert!(h.is_empty());
+    let e = carol
+        .call("session", "show", json!({"id": r.session}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM);
+    let e = carol
+        .call("session", "delete", json!({"id": r.session, "force": true}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM);
+    let e = carol
+        .call("proc", "history", json!({"user": "bob"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM);
+    let e = carol
+        .call("proc", "show", json!({"invocation": r.invocation}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ENOTFOUND);
+    let e = carol
+        .call(
+            "fs",
+            "read",
+            json!({"path": "/users/bob/workspace/notes.md"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM);
+    let e = carol.call("sys", "logs", json!({})).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM);
+
+    // Olga (operator) sees everyone's, shows and kills bob's agent.
+    let all: Vec<ProcessStatus> = olga.call_as("proc", "list", json!({})).await.unwrap();
+    assert!(all.iter().any(|p| p.pid == r.pid));
+    olga.call("proc", "show", json!({"pid": r.pid}))
+        .await
+        .unwrap();
+    let hs: Vec<HilRequest> = olga.call_as("hil", "list", json!({})).await.unwrap();
+    assert!(hs.iter().any(|h| h.id == hil));
+    olga.call("session", "show", json!({"id": r.session}))
+        .await
+        .unwrap();
+    olga.call("proc", "history", json!({"user": "bob"}))
+        .await
+        .unwrap();
+    olga.call("sys", "logs", json!({})).await.unwrap();
+    olga.call("proc", "kill", json!({"pid": r.pid}))
+        .await
+        .unwrap();
+    wait_event(&mut events, |e| {
+        e.event == "agent.exit" && e.pid == Some(r.pid)
+    })
+    .await;
+
+    // Carol saw none of bob's events.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Ok(e) = carol_events.try_recv() {
+        assert!(e.pid != Some(r.pid), "carol got {e:?}");
+    }
+
+    // Gus (guest) reads but never acts.
+    let e = gus
+        .call("proc", "spawn", json!({"agent": "assistant", "goal": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+    let e = gus
+        .call(
+            "fs",
+            "write",
+            json!({"path": "/users/gus/workspace/a", "content": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+    gus.call("sys", "info", json!({})).await.unwrap();
+}
+
+async fn raw(
+    a: &Atp,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("ws://{}/atp", a.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let ready = next_text(&mut ws).await;
+    assert!(ready.contains("session.ready"), "{ready}");
+    ws
+}
+
+async fn next_text<S>(ws: &mut S) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended: {other:?}"),
+        }
+    }
+}
+
+async fn ask<S>(ws: &mut S, frame: &str) -> Value
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + futures_util::Sink<Message>
+        + Unpin,
+    <S as futures_util::Sink<Message>>::Error: std::fmt::Debug,
+{
+    ws.send(Message::Text(frame.to_owned().into()))
+        .await
+        .unwrap();
+    loop {
+        let v: Value = serde_json::from_str(&next_text(ws).await).unwrap();
+        if v["type"] == "reply" {
+            return v;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_error_replies_and_the_connection_survives() {
+    let a = start().await;
+    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let login = avix_client::login(&a.config("bob", &key)).await.unwrap();
+    let t = login.token.clone();
+    let mut ws = raw(&a, &t).await;
+    let cases: Vec<(String, Option<&str>, &str)> = vec![
+        ("not json at all".into(), None, "EPARSE"),
+        ("[1,2,3]".into(), None, "EPARSE"),
+        (r#"{"id":"a1"}"#.into(), Some("a1"), "EPARSE"),
+        (r#"{"type":"dance","id":"a2"}"#.into(), Some("a2"), "EPARSE"),
+        (r#"{"type":"cmd","id":"a3"}"#.into(), Some("a3"), "EINVAL"),
+        (
+            format!(r#"{{"type":"cmd","id":"a4","token":"{t}","domain":"nope","op":"x"}}"#),
+            Some("a4"),
+            "ENOSYS",
+        ),
+        (
+            format!(r#"{{"type":"cmd","id":"a5","token":"{t}","domain":"proc","op":"explode"}}"#),
+            Some("a5"),
+            "ENOSYS",
+        ),
+        (
+            format!(
+                r#"{{"type":"cmd","id":"a6","token":"{t}","domain":"proc","op":"kill","body":{{"pid":"many"}}}}"#
+            ),
+            Some("a6"),
+            "EINVAL",
+        ),
+        (
+            format!(
+                r#"{{"type":"cmd","id":"a7","token":"{t}","domain":"proc","op":"spawn","body":{{"goal":"x"}}}}"#
+            ),
+            Some("a7"),
+            "EINVAL",
+        ),
+        (
+            format!(
+                r#"{{"type":"cmd","id":"a8","token":"{t}","domain":"signal","op":"send","body":{{"pid":1,"signal":"SIGDANCE"}}}}"#
+            ),
+            Some("a8"),
+            "EINVAL",
+        ),
+        (
+            format!(
+                r#"{{"type":"cmd","id":9,"token":"{t}","domain":"proc","op":"list","body":"oops"}}"#
+            ),
+            Some("9"),
+            "EINVAL",
+        ),
+        (
+            format!(r#"{{"type":"cmd","id":"a10","token":"{t}x","domain":"proc","op":"list"}}"#),
+            Some("a10"),
+            "EAUTH",
+        ),
+        (
+            format!(
+                r#"{{"type":"cmd","id":"big","token":"{t}","domain":"fs","op":"write","body":{{"path":"/users/bob/workspace/big","content":"{}"}}}}"#,
+                "x".repeat(2 * 1024 * 1024)
+            ),
+            Some("big"),
+            "ETOOBIG",
+        ),
+    ];
+    for (frame, id, want) in cases {
+        let r = ask(&mut ws, &frame).await;
+        assert_eq!(r["ok"], false, "{r}");
+        assert_eq!(
+            r["error"]["code"],
+            want,
+            "{}: {r}",
+            &frame[..frame.len().min(80)]
+        );
+        match id {
+            Some(id) => assert_eq!(r["id"], id, "{r}"),
+            None => assert!(r["id"].is_null(), "{r}"),
+        }
+        assert!(!r["error"]["message"].as_str().unwrap().is_empty());
+    }
+    ws.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(r["error"]["code"], "EPARSE");
+    // Still alive, still answering.
+    let r = ask(
+        &mut ws,
+        &format!(r#"{{"type":"cmd","id":"ok","token":"{t}","domain":"proc","op":"list"}}"#),
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_forged_revoked_and_foreign_tokens_are_refused() {
+    let a = start().await;
+    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let cfg = a.config("bob", &key);
+    let http = |path: &str| format!("http://{}{path}", a.addr);
+    let now = avix_proto::time::Timestamp::now().unix();
+    let expired = a.gw.auth().signer().mint(&avix_auth::atptoken::AtpClaims {
+        sub: "bob".into(),
+        role: Role::User,
+        sid: "x".into(),
+        iat: now - 100,
+        exp: now - 10,
+    });
+    let login = avix_client::login(&cfg).await.unwrap();
+    let mut forged = login.token.clone();
+    forged.replace_range(12..13, if &forged[12..13] == "A" { "B" } else { "A" });
+    let other_key = avix_auth::MasterKey::generate().derive(avix_auth::Purpose::AtpToken);
+    let foreign = avix_auth::atptoken::AtpSigner::new(&other_key, b"n").mint(
+        &avix_auth::atptoken::AtpClaims {
+            sub: "bob".into(),
+            role: Role::Admin,
+            sid: login.session_id.clone(),
+            iat: now,
+            exp: now + 100,
+        },
+    );
+    let client = reqwest::Client::new();
+    for (t, want) in [
+        (&expired, "EEXPIRED"),
+        (&forged, "EAUTH"),
+        (&foreign, "EAUTH"),
+    ] {
+        let r = client
+            .get(http("/atp"))
+            .header("authorization", format!("Bearer {t}"))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], want, "{body}");
+    }
+    // A token of another login on this connection: ESESSION.
+    let mut ws = raw(&a, &login.token).await;
+    let second = avix_client::login(&cfg).await.unwrap();
+    let r = ask(
+        &mut ws,
+        &format!(
+            r#"{{"type":"cmd","id":"s","token":"{}","domain":"auth","op":"whoami"}}"#,
+            second.token
+        ),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], "ESESSION", "{r}");
+    // Revoked: logout over HTTP, then the same token is refused everywhere.
+    let r = client
+        .post(http("/atp/auth/logout"))
+        .header("authorization", format!("Bearer {}", login.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = ask(
+        &mut ws,
+        &format!(
+            r#"{{"type":"cmd","id":"r","token":"{}","domain":"auth","op":"whoami"}}"#,
+            login.token
+        ),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], "EAUTH", "{r}");
+    let r = client
+        .post(http("/atp/auth/refresh"))
+        .header("authorization", format!("Bearer {}", login.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A role lowered in auth.conf takes effect on the next command.
+    let c = Client::open(&cfg, second).await.unwrap();
+    let me: WhoAmI = c.call_as("auth", "whoami", json!({})).await.unwrap();
+    assert_eq!(me.role, Role::User);
+    let k = Caller::kernel();
+    let auth =
+        a.t.kernel
+            .vfs()
+            .read(&k, &p("/etc/avix/auth.conf"))
+            .unwrap();
+    let mut doc = Document::<AuthConfig>::parse(&auth).unwrap();
+    doc.spec
+        .identities
+        .iter_mut()
+        .find(|i| i.name.as_str() == "bob")
+        .unwrap()
+        .role = Role::Guest;
+    a.t.kernel
+        .vfs()
+        .write(
+            &k,
+            &p("/etc/avix/auth.conf"),
+            doc.to_yaml().unwrap().as_bytes(),
+        )
+        .unwrap();
+    let e = c
+        .call("proc", "spawn", json!({"agent": "assistant", "goal": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_lock_out_and_all_refusals_look_the_same() {
+    let a = start().await;
+    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/atp/auth/login", a.addr);
+    let try_login = |identity: &'static str, cred: String| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let r = client
+                .post(url)
+                .json(&json!({"identity": identity, "credential": cred}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry, r.text().await.unwrap())
+        }
+    };
+    let unknown = try_login("nobody", "sk-avix-whatever".into()).await;
+    let wrong = try_login("bob", "sk-avix-wrong".into()).await;
+    assert_eq!(unknown.0, 401);
+    assert_eq!(
+        (unknown.0, &unknown.2),
+        (wrong.0, &wrong.2),
+        "unknown user and wrong key look the same"
+    );
+    for _ in 0..4 {
+        try_login("bob", "sk-avix-wrong".into()).await;
+    }
+    let locked = try_login("bob", key.clone()).await;
+    assert_eq!(locked.0, 429, "{}", locked.2);
+    assert!(locked.1.unwrap().parse::<u64>().unwrap() > 0);
+    assert!(
+        locked.2.contains("ELIMIT") && locked.2.contains("try again"),
+        "{}",
+        locked.2
+    );
+    let bad = client.post(&url).body("{nope").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_with_since_seq_replays_and_a_slow_reader_is_told_of_a_gap() {
+    let a = start().await;
+    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let cfg = a.config("bob", &key);
+    let c = Client::connect(&cfg).await.unwrap();
+    c.subscribe(&["agent.*"], None).await.unwrap();
+    let mut ev = c.events();
+    let r: SpawnReply = c
+        .call_as(
+            "proc",
+            "spawn",
+            json!({"agent": "assistant", "goal": "first"}),
+        )
+        .await
+        .unwrap();
+    wait_event(&mut ev, |e| e.event == "agent.exit" && e.pid == Some(r.pid)).await;
+    let seen = c.last_seq();
+    drop(c);
+    // While away: another run.
+    let c2 = Client::connect(&cfg).await.unwrap();
+    let r2: SpawnReply = c2
+        .call_as(
+            "proc",
+            "spawn",
+            json!({"agent": "assistant", "goal": "second"}),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c3 = Client::connect(&cfg).await.unwrap();
+    let mut ev = c3.events();
+    let ack = c3.subscribe(&["agent.*"], Some(seen)).await.unwrap();
+    assert!(ack["replayed"].as_u64().unwrap() > 3, "{ack}");
+    let e = wait_event(&mut ev, |e| e.event == "agent.spawned").await;
+    assert_eq!(e.pid, Some(r2.pid), "the missed spawn is replayed");
+    assert!(e.seq > seen);
+
+    // A reader that does not read: the bus runs far ahead of it; it gets a gap report,
+    // then the events the ring still holds, in order.
+    let login = avix_client::login(&cfg).await.unwrap();
+    let mut ws = raw(&a, &login.token).await;
+    ws.send(Message::Text(
+        r#"{"type":"subscribe","events":["test.*"]}"#.into(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let body = json!({"pad": "x".repeat(1000)});
+    for i in 0..30_000u64 {
+        a.t.kernel
+            .events()
+            .emit("test.flood", Some(i), None, body.clone());
+    }
+    let last = a.t.kernel.events().last_seq();
+    let mut gap = None;
+    let mut prev = 0;
+    loop {
+        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        if v["event"] == "events.gap" {
+            gap = Some(v["body"].clone());
+            continue;
+        }
+        let seq = v["seq"].as_u64().unwrap();
+        assert!(seq > prev, "in order");
+        prev = seq;
+        if seq == last {
+            break;
+        }
+    }
+    let gap = gap.expect("a gap was reported");
+    assert!(
+        gap["to"].as_u64().unwrap() >= gap["from"].as_u64().unwrap(),
+        "{gap}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atp_over_tls_with_a_private_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (the CI installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = TestKernel::boot();
+    let api = add_user(&t, "bob", Role::User, 1101);
+    let stop = CancellationToken::new();
+    let gw = Gateway::new(t.kernel.clone(), Arc::new(LogRing::default()), stop.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = avix_gateway::tls::TlsSetup::load(&cert, &key).unwrap();
+    tokio::spawn(avix_gateway::serve_tls(gw, listener, tls, stop.clone()));
+    let cfg = Config {
+        server: format!("https://{addr}"),
+        identity: "bob".into(),
+        credential: Zeroizing::new(api.clone()),
+        ca_cert: Some(cert.clone()),
+    };
+    let c = Client::connect(&cfg).await.unwrap();
+    let me: WhoAmI = c.call_as("auth", "whoami", json!({})).await.unwrap();
+    assert_eq!(me.user, "bob");
+    // Without trusting the certificate, the client refuses to talk.
+    let untrusted = Config {
+        ca_cert: None,
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        Client::connect(&untrusted).await,
+        Err(ClientError::Connect { .. })
+    ));
+    // Plain HTTP to the TLS port gets nowhere.
+    let plain = Config {
+        server: format!("http://{addr}"),
+        ..cfg
+    };
+    assert!(avix_client::login(&plain).await.is_err());
+    stop.cancel();
+}
