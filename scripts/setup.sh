@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Avix needs on a Debian machine: fuse3 (for fusermount3 and the FUSE module's
-# user tools), a C toolchain, and the pinned Rust toolchain. Safe to run again.
+# user tools), a C toolchain, the pinned Rust toolchain, and for the tests curl, openssl and
+# Python's websockets. Safe to run again.
 set -euo pipefail
 
 need_apt=()
@@ -8,6 +9,9 @@ command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The ATP manual-session test speaks WebSocket from Python, as the reference README does.
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need_apt+=(python3-websockets)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "setup: installing ${need_apt[*]}" >&2

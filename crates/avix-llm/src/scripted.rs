@@ -7,6 +7,7 @@
 //! spec:
 //!   chunkChars: 16        # text is streamed in chunks of this many characters
 //!   chunkDelayMs: 0       # pause between chunks (lets tests pause mid-stream)
+//!   repeatLast: false     # answer turns past the end with the last one
 //!   turns:
 //!     - text: I will write the file.
 //!       toolCalls:
@@ -21,7 +22,7 @@
 //! The turn answered is the number of assistant messages already in the conversation, so a
 //! replayed or resumed conversation gets the same answers. A turn may also say
 //! `error: <message>` (the call fails), `delayMs` (wait before answering) or
-//! `stop: max_tokens`.
+//! `stop: max_tokens`. In `text`, `{last}` stands for the last user message or tool result.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,10 @@ pub struct LlmScript {
     /// Milliseconds between chunks.
     #[serde(default)]
     pub chunk_delay_ms: u64,
+    /// Answer turns past the end with the last turn (a conversation continued in a new
+    /// session run asks for more turns than the script was written for).
+    #[serde(default)]
+    pub repeat_last: bool,
     /// The turns, in order.
     pub turns: Vec<ScriptTurn>,
 }
@@ -202,13 +207,17 @@ impl LlmScript {
             .iter()
             .filter(|m| m.role == MessageRole::Assistant)
             .count();
-        let turn = self.turns.get(k).ok_or_else(|| {
-            LlmError::Script(format!(
-                "the script has {} turn(s) and the conversation asks for turn {}",
-                self.turns.len(),
-                k + 1
-            ))
-        })?;
+        let turn = self
+            .turns
+            .get(k)
+            .or_else(|| self.repeat_last.then(|| self.turns.last()).flatten())
+            .ok_or_else(|| {
+                LlmError::Script(format!(
+                    "the script has {} turn(s) and the conversation asks for turn {} (set repeatLast: true to answer later turns with the last one)",
+                    self.turns.len(),
+                    k + 1
+                ))
+            })?;
         if turn.alternatives.is_empty() {
             return Ok(&turn.response);
         }
@@ -328,6 +337,12 @@ impl LlmClient for ScriptedProvider {
                 .filter(|m| m.role == MessageRole::Assistant)
                 .count();
             if let Some(text) = &r.text {
+                // `{last}` stands for the last user message or tool result.
+                let text = &if text.contains("{last}") {
+                    text.replace("{last}", &last_input(&req).0)
+                } else {
+                    text.clone()
+                };
                 let chars: Vec<char> = text.chars().collect();
                 for chunk in chars.chunks(script.chunk_chars) {
                     if script.chunk_delay_ms > 0 {

@@ -1,0 +1,213 @@
+//! `avix client` and raw ATP against a real daemon.
+
+use std::process::{Command, Output};
+
+use avix_testkit::{TestDaemon, require_fuse};
+
+use crate::{bin, repo, stderr};
+
+fn running() -> Option<TestDaemon> {
+    if !require_fuse() {
+        return None;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    Some(d)
+}
+
+/// `avix client ARGS` with the daemon's address and alice's key, and a HOME of its own (no
+/// stray client.yaml).
+fn client(d: &TestDaemon, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("client")
+        .args(args)
+        .env("HOME", d.dir.path())
+        .env_remove("AVIX_CLIENT_CONFIG")
+        .env_remove("AVIX_USER")
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .env("AVIX_API_KEY", &d.api_key)
+        .output()
+        .unwrap()
+}
+
+fn ok(d: &TestDaemon, args: &[&str]) -> String {
+    let o = client(d, args);
+    assert!(
+        o.status.success(),
+        "avix client {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_reference_readme_manual_session_works_as_written() {
+    let Some(d) = running() else { return };
+    let out = Command::new("bash")
+        .arg(repo().join("tests/shell/atp_manual.sh"))
+        .current_dir(d.dir.path())
+        .env("PORT", d.port.to_string())
+        .env("AVIX_API_KEY", &d.api_key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out),
+        d.log_text()
+    );
+}
+
+#[test]
+fn the_client_cli_drives_agents_sessions_and_approvals() {
+    let Some(d) = running() else { return };
+    let connect = ok(&d, &["connect"]);
+    assert!(connect.contains("as alice (admin)"), "{connect}");
+    let catalog = ok(&d, &["agent", "catalog"]);
+    assert!(
+        catalog.starts_with("NAME") && catalog.contains("researcher"),
+        "{catalog}"
+    );
+
+    // --follow streams the output and exits with the agent's code.
+    let o = client(
+        &d,
+        &[
+            "agent",
+            "spawn",
+            "assistant",
+            "--goal",
+            "Keep notes",
+            "--follow",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Done. I wrote notes.md"), "{text}");
+    assert!(stderr(&o).contains("→ fs/write"), "{}", stderr(&o));
+
+    let pid = ok(
+        &d,
+        &[
+            "agent",
+            "spawn",
+            "researcher",
+            "--goal",
+            "Research Q3 earnings",
+        ],
+    );
+    let pid: u64 = pid.trim().parse().unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["agent", "list", "--json"])).unwrap();
+    assert!(
+        list.as_array().unwrap().iter().any(|p| p["pid"] == pid),
+        "{list}"
+    );
+    let table = ok(&d, &["agent", "list"]);
+    assert!(
+        table.lines().next().unwrap().starts_with("PID  "),
+        "{table}"
+    );
+
+    let hist: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["agent", "history", "--json"])).unwrap();
+    let id = hist[0]["id"].as_str().unwrap().to_owned();
+    let show = ok(&d, &["agent", "show", &id]);
+    assert!(
+        show.contains("invocation  ") && show.contains("[user] "),
+        "{show}"
+    );
+
+    let sessions: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["session", "list", "--json"])).unwrap();
+    let sid = sessions[0]["id"].as_str().unwrap().to_owned();
+    assert!(ok(&d, &["session", "show", &sid]).contains("INVOCATION"));
+    let o = client(
+        &d,
+        &[
+            "session",
+            "resume",
+            &sid,
+            "--input",
+            "and then?",
+            "--follow",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(&d, &["session", "delete", &sid]);
+    assert!(ok(&d, &["hil", "list"]).contains("(none)"));
+    assert!(ok(&d, &["logs", "--lines", "5"]).contains("INFO"));
+
+    // Errors: one line, exit 1, what was wrong.
+    let o = client(&d, &["agent", "kill", "999999"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("ENOTFOUND") && stderr(&o).contains("no process 999999"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(bin())
+        .args(["client", "connect"])
+        .env("HOME", d.dir.path())
+        .env_remove("AVIX_API_KEY")
+        .env_remove("AVIX_PASSWORD")
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("export AVIX_API_KEY"), "{}", stderr(&o));
+    let o = Command::new(bin())
+        .args(["client", "connect"])
+        .env("HOME", d.dir.path())
+        .env("AVIX_API_KEY", "sk-avix-wrong")
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("login refused (EAUTH)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(bin())
+        .args(["client", "connect"])
+        .env("HOME", d.dir.path())
+        .env("AVIX_API_KEY", &d.api_key)
+        .env("AVIX_SERVER", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("cannot reach the Avix server"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_atp_shell_sends_commands_and_raw_frames() {
+    use std::io::Write;
+    let Some(d) = running() else { return };
+    let mut child = Command::new(bin())
+        .args(["client", "atp", "shell"])
+        .env("HOME", d.dir.path())
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .env("AVIX_API_KEY", &d.api_key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "auth whoami").unwrap();
+    writeln!(stdin, "proc nope").unwrap();
+    writeln!(stdin, "proc history {{\"limit\": 1}}").unwrap();
+    writeln!(stdin, ":q").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok {\"") && text.contains("\"user\":\"alice\""),
+        "{text}"
+    );
+    assert!(text.contains("error ENOSYS"), "{text}");
+}
