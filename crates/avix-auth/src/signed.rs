@@ -81,15 +81,24 @@ fn b64_value(c: u8) -> Option<u32> {
 
 /// Decodes base64url without padding.
 pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    b64_decode_into(s, &mut out).then_some(out)
+}
+
+/// Decodes base64url without padding, appending to `out`.
+fn b64_decode_into(s: &str, out: &mut Vec<u8>) -> bool {
     let b = s.as_bytes();
     if b.len() % 4 == 1 {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(b.len() * 3 / 4);
+    let val = |c: u8| b64_value(c);
     for chunk in b.chunks(4) {
         let mut n = 0u32;
         for (i, &c) in chunk.iter().enumerate() {
-            n |= b64_value(c)? << (18 - 6 * i);
+            let Some(v) = val(c) else {
+                return false;
+            };
+            n |= v << (18 - 6 * i);
         }
         out.push((n >> 16) as u8);
         if chunk.len() > 2 {
@@ -98,6 +107,25 @@ pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
         if chunk.len() > 3 {
             out.push(n as u8);
         }
+    }
+    true
+}
+
+/// Decodes 64 lowercase or uppercase hex digits.
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (nib(b[2 * i])? << 4) | nib(b[2 * i + 1])?;
     }
     Some(out)
 }
@@ -121,12 +149,15 @@ pub fn open<T: DeserializeOwned>(
     }
     let rest = token.strip_prefix(prefix).ok_or(TokenError::Malformed)?;
     let (body, mac) = rest.rsplit_once('.').ok_or(TokenError::Malformed)?;
-    let tag = hex::decode(mac).ok_or(TokenError::Malformed)?;
+    let tag = hex32(mac).ok_or(TokenError::Malformed)?;
     key.mac(prefix, body)
         .verify_slice(&tag)
         .map_err(|_| TokenError::BadSignature)?;
-    serde_json::from_slice(&b64_decode(body).ok_or(TokenError::Malformed)?)
-        .map_err(|_| TokenError::Malformed)
+    let mut json = Vec::with_capacity(body.len() * 3 / 4 + 3);
+    if !b64_decode_into(body, &mut json) {
+        return Err(TokenError::Malformed);
+    }
+    serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
 }
 
 #[cfg(test)]

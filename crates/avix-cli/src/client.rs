@@ -63,11 +63,14 @@ enum ClientCommand {
 
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
-    /// Running (and recently ended) agents.
+    /// Agents in /proc: running ones and those that ended in the last minutes.
     List {
         /// Operators: only your own.
         #[arg(long)]
         mine: bool,
+        /// Only running ones.
+        #[arg(long)]
+        live: bool,
     },
     /// Start an agent.
     Spawn {
@@ -334,8 +337,10 @@ async fn connect(c: &Client, config: &Config, out: &Out) -> anyhow::Result<i32> 
 
 async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> {
     match cmd {
-        AgentCommand::List { mine } => {
-            let v: Vec<ProcessStatus> = c.call_as("proc", "list", json!({"all": !mine})).await?;
+        AgentCommand::List { mine, live } => {
+            let v: Vec<ProcessStatus> = c
+                .call_as("proc", "list", json!({"mine": mine, "live": live}))
+                .await?;
             if out.json {
                 return out.json(&serde_json::to_value(&v)?).map(|()| 0);
             }

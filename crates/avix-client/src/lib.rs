@@ -372,19 +372,33 @@ impl Client {
         }
     }
 
-    fn register(&self) -> (String, oneshot::Receiver<Reply>) {
+    fn register(&self) -> Result<(String, oneshot::Receiver<Reply>), ClientError> {
         let id = format!("c{}", self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id.clone(), tx);
-        (id, rx)
+        // The reader marks the connection closed before it drops the waiters: checked after
+        // registering, a closed connection is never waited on.
+        if self
+            .closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+        {
+            self.pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+            return Err(self.closed_error());
+        }
+        Ok((id, rx))
     }
 
     /// Sends a command and waits for its reply's body.
     pub async fn call(&self, domain: &str, op: &str, body: Value) -> Result<Value, ClientError> {
-        let (id, rx) = self.register();
+        let (id, rx) = self.register()?;
         let frame = ClientFrame::Cmd(Cmd {
             id: id.clone(),
             token: self.token(),
@@ -432,7 +446,7 @@ impl Client {
         events: &[&str],
         since: Option<u64>,
     ) -> Result<Value, ClientError> {
-        let (id, rx) = self.register();
+        let (id, rx) = self.register()?;
         let frame = ClientFrame::Subscribe(Subscribe {
             events: events.iter().map(|s| (*s).to_owned()).collect(),
             since_seq: since,

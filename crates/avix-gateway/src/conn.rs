@@ -34,6 +34,9 @@ struct State {
     subs: Vec<String>,
     // The highest event sequence handled (delivered or filtered out).
     last_seq: u64,
+    // The kernel bus, joined at the first subscription: a connection that only sends
+    // commands costs the bus nothing.
+    rx: Option<tokio::sync::broadcast::Receiver<Arc<Event>>>,
 }
 
 fn wire(e: &Event) -> &str {
@@ -58,6 +61,18 @@ fn direct(event: &str, body: Value) -> String {
         body,
     }))
     .unwrap_or_default()
+}
+
+/// A success reply around an already serialized body.
+fn reply_ok(id: &str, body: &str) -> String {
+    let id = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
+    let mut s = String::with_capacity(body.len() + id.len() + 40);
+    s.push_str(r#"{"type":"reply","id":"#);
+    s.push_str(&id);
+    s.push_str(r#","ok":true,"body":"#);
+    s.push_str(body);
+    s.push('}');
+    s
 }
 
 fn reply(r: Reply) -> String {
@@ -138,12 +153,12 @@ impl Gateway {
     ) {
         let _guard = self.connection_opened();
         let bus = self.kernel.events();
-        let mut rx = bus.subscribe();
         let mut st = State {
             claims,
             token,
             subs: Vec::new(),
             last_seq: bus.last_seq(),
+            rx: None,
         };
         let ready = direct(
             "session.ready",
@@ -194,7 +209,12 @@ impl Gateway {
                         break;
                     }
                 }
-                ev = rx.recv() => {
+                ev = async {
+                    match st.rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     let frames = match ev {
                         Ok(e) => {
                             if e.seq <= st.last_seq { continue }
@@ -260,13 +280,25 @@ impl Gateway {
             ));
         }
         st.subs = s.events;
+        // Joined before the ring is read: nothing falls between the two.
+        let joined_at = match &st.rx {
+            Some(_) => None,
+            None => {
+                let (rx, at) = self.kernel.events().subscribe_at();
+                st.rx = Some(rx);
+                Some(at)
+            }
+        };
         let mut out = Vec::new();
-        match s.since_seq {
-            Some(since) => {
+        match (s.since_seq, joined_at) {
+            (Some(since), _) => {
                 st.last_seq = since;
                 out = self.catch_up(st);
             }
-            None => st.last_seq = st.last_seq.max(self.kernel.events().last_seq()),
+            // From now on: everything the new receiver gets.
+            (None, Some(at)) => st.last_seq = at,
+            // Already joined: the receiver continues where it is.
+            (None, None) => {}
         }
         if let Some(id) = s.id {
             out.insert(
@@ -363,7 +395,7 @@ impl Gateway {
                         if let Some(t) = effects.token {
                             st.token = t;
                         }
-                        (vec![reply(Reply::ok(Some(c.id), body))], effects.close)
+                        (vec![reply_ok(&c.id, &body.0)], effects.close)
                     }
                     Err(e) => (vec![reply(Reply::err(Some(c.id), e))], false),
                 }

@@ -133,8 +133,20 @@ fn hil_error(e: HilError) -> AtpError {
     AtpError::new(code, e.to_string())
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, AtpError> {
-    serde_json::to_value(v).map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))
+/// A reply body, already serialized (replies are written without building a JSON tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body(pub String);
+
+impl From<Value> for Body {
+    fn from(v: Value) -> Self {
+        Self(v.to_string())
+    }
+}
+
+fn to_body<T: serde::Serialize>(v: &T) -> Result<Body, AtpError> {
+    serde_json::to_string(v)
+        .map(Body)
+        .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))
 }
 
 /// A process `a` may see (its own, or any for operators); others do not exist for them.
@@ -169,9 +181,12 @@ struct ShowArg {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ListArg {
-    /// Operators: everyone's (default) or only their own (`false`).
+    /// Operators: only their own (they see everyone's by default).
     #[serde(default)]
-    all: Option<bool>,
+    mine: bool,
+    /// Only processes still running (not those ended and still listed in /proc).
+    #[serde(default)]
+    live: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -338,7 +353,7 @@ impl Gateway {
         domain: &str,
         op: &str,
         body: Value,
-    ) -> Result<(Value, Effects), AtpError> {
+    ) -> Result<(Body, Effects), AtpError> {
         let k = &self.kernel;
         let none = Effects::default;
         match domain {
@@ -353,20 +368,21 @@ impl Gateway {
                         invocation: p.journal.id().to_owned(),
                         session: p.session.clone(),
                     };
-                    Ok((to_value(&reply)?, none()))
+                    Ok((to_body(&reply)?, none()))
                 }
                 "list" => {
                     let arg: ListArg = args(domain, op, body)?;
-                    let all = a.privileged() && arg.all.unwrap_or(true);
+                    let everyone = a.privileged() && !arg.mine;
                     let mut v: Vec<_> = k
                         .procs()
                         .all()
                         .into_iter()
-                        .filter(|p| all || p.user == a.user)
+                        .filter(|p| everyone || p.user == a.user)
+                        .filter(|p| !arg.live || !p.state().is_terminal())
                         .map(|p| p.status())
                         .collect();
                     v.sort_by_key(|s| s.pid);
-                    Ok((to_value(&v)?, none()))
+                    Ok((to_body(&v)?, none()))
                 }
                 "kill" => {
                     a.at_least(Role::User, "proc kill")?;
@@ -374,14 +390,14 @@ impl Gateway {
                     let p = visible(k, a, pid)?;
                     k.signal(&a.caller, &p, Signal::Kill)
                         .map_err(|e| AtpError::new(ErrorCode::ECONFLICT, e))?;
-                    Ok((json!({"pid": pid, "signal": "SIGKILL"}), none()))
+                    Ok((Body::from(json!({"pid": pid, "signal": "SIGKILL"})), none()))
                 }
                 "show" => {
                     let arg: ShowArg = args(domain, op, body)?;
                     match (arg.pid, arg.invocation) {
                         (Some(pid), None) => {
                             let p = visible(k, a, pid)?;
-                            Ok((to_value(&p.status())?, none()))
+                            Ok((to_body(&p.status())?, none()))
                         }
                         (None, Some(id)) => {
                             let rec = users_visible(k, a, None)?
@@ -395,7 +411,10 @@ impl Gateway {
                                     )
                                 })?;
                             let conv = conversation(k, &rec);
-                            Ok((json!({"record": rec, "conversation": conv}), none()))
+                            Ok((
+                                Body::from(json!({"record": rec, "conversation": conv})),
+                                none(),
+                            ))
                         }
                         _ => Err(AtpError::new(
                             ErrorCode::EINVAL,
@@ -409,7 +428,7 @@ impl Gateway {
                         Some(u) => users_visible(k, a, Some(&u))?.remove(0),
                         None => a.user.clone(),
                     };
-                    Ok((to_value(&avix_kernel::catalog::list(k.vfs(), &u))?, none()))
+                    Ok((to_body(&avix_kernel::catalog::list(k.vfs(), &u))?, none()))
                 }
                 "history" => {
                     let arg: HistoryArg = args(domain, op, body)?;
@@ -419,7 +438,7 @@ impl Gateway {
                         .collect();
                     v.sort_by(|x, y| y.spawned_at.cmp(&x.spawned_at).then(y.pid.cmp(&x.pid)));
                     v.truncate(arg.limit.unwrap_or(200).min(10_000));
-                    Ok((to_value(&v)?, none()))
+                    Ok((to_body(&v)?, none()))
                 }
                 _ => Err(unknown(
                     domain,
@@ -437,7 +456,7 @@ impl Gateway {
                     let p = visible(k, a, arg.pid)?;
                     k.signal(&a.caller, &p, sig)
                         .map_err(|e| AtpError::new(ErrorCode::ECONFLICT, e))?;
-                    Ok((json!({"pid": arg.pid, "signal": name}), none()))
+                    Ok((Body::from(json!({"pid": arg.pid, "signal": name})), none()))
                 }
                 _ => Err(unknown(domain, op, &["send"])),
             },
@@ -451,7 +470,7 @@ impl Gateway {
                         .into_iter()
                         .filter(|h| visible(k, a, h.pid).is_ok())
                         .collect();
-                    Ok((to_value(&v)?, none()))
+                    Ok((to_body(&v)?, none()))
                 }
                 "approve" | "deny" => {
                     a.at_least(Role::User, "answering an approval")?;
@@ -470,20 +489,20 @@ impl Gateway {
                         .hil()
                         .answer(&arg.id, op == "approve", scope, arg.note, &a.caller)
                         .map_err(hil_error)?;
-                    Ok((to_value(&r)?, none()))
+                    Ok((to_body(&r)?, none()))
                 }
                 _ => Err(unknown(domain, op, &["list", "approve", "deny"])),
             },
             "fs" => self.fs_op(a, op, body).await,
             "sys" => match op {
-                "info" => Ok((to_value(&avix_kernel::system::status(k))?, none())),
-                "tools" => Ok((to_value(&k.tools().descriptors())?, none())),
-                "services" => Ok((self.services(a), none())),
+                "info" => Ok((to_body(&avix_kernel::system::status(k))?, none())),
+                "tools" => Ok((to_body(&k.tools().descriptors())?, none())),
+                "services" => Ok((Body::from(self.services(a)), none())),
                 "logs" => {
                     a.at_least(Role::Operator, "sys logs")?;
                     let LogsArg { lines } = args(domain, op, body)?;
                     let lines = self.logs.recent(lines.unwrap_or(200).min(5000));
-                    Ok((json!({"lines": lines}), none()))
+                    Ok((Body::from(json!({"lines": lines})), none()))
                 }
                 _ => Err(unknown(domain, op, &["info", "tools", "services", "logs"])),
             },
@@ -496,10 +515,10 @@ impl Gateway {
         }
     }
 
-    fn auth_op(&self, a: &Asker, op: &str) -> Result<(Value, Effects), AtpError> {
+    fn auth_op(&self, a: &Asker, op: &str) -> Result<(Body, Effects), AtpError> {
         match op {
             "whoami" => Ok((
-                to_value(&WhoAmI {
+                to_body(&WhoAmI {
                     user: a.user.to_string(),
                     role: a.role,
                     session_id: a.sid.clone(),
@@ -518,7 +537,7 @@ impl Gateway {
                 let r = self.auth.refresh(&claims);
                 let token = r.token.clone();
                 Ok((
-                    to_value(&r)?,
+                    to_body(&r)?,
                     Effects {
                         token: Some(token),
                         close: false,
@@ -528,7 +547,7 @@ impl Gateway {
             "logout" => {
                 self.auth.logout(&a.sid);
                 Ok((
-                    json!({"loggedOut": a.sid}),
+                    Body::from(json!({"loggedOut": a.sid})),
                     Effects {
                         token: None,
                         close: true,
@@ -544,7 +563,7 @@ impl Gateway {
         a: &Asker,
         op: &str,
         body: Value,
-    ) -> Result<(Value, Effects), AtpError> {
+    ) -> Result<(Body, Effects), AtpError> {
         let k = &self.kernel;
         let none = Effects::default;
         match op {
@@ -553,7 +572,7 @@ impl Gateway {
                 let v = k
                     .session_list(&a.caller, user.as_deref())
                     .map_err(session_error)?;
-                Ok((to_value(&v)?, none()))
+                Ok((to_body(&v)?, none()))
             }
             "show" => {
                 let IdArg { id } = args("session", op, body)?;
@@ -566,7 +585,10 @@ impl Gateway {
                     .into_iter()
                     .filter(|r| ids.contains(&r.id.as_str()))
                     .collect();
-                Ok((json!({"session": rec, "invocations": invocations}), none()))
+                Ok((
+                    Body::from(json!({"session": rec, "invocations": invocations})),
+                    none(),
+                ))
             }
             "resume" => {
                 a.at_least(Role::User, "session resume")?;
@@ -598,7 +620,7 @@ impl Gateway {
                         invocation: p.journal.id().to_owned(),
                         session: id,
                     };
-                    return Ok((to_value(&reply)?, none()));
+                    return Ok((to_body(&reply)?, none()));
                 }
                 if rec.user != a.user.as_str() {
                     return Err(AtpError::new(
@@ -622,14 +644,14 @@ impl Gateway {
                     invocation: p.journal.id().to_owned(),
                     session: id,
                 };
-                Ok((to_value(&reply)?, none()))
+                Ok((to_body(&reply)?, none()))
             }
             "delete" => {
                 a.at_least(Role::User, "session delete")?;
                 let DeleteArg { id, force } = args("session", op, body)?;
                 k.session_delete(&a.caller, &id, force)
                     .map_err(session_error)?;
-                Ok((json!({"deleted": id}), none()))
+                Ok((Body::from(json!({"deleted": id})), none()))
             }
             _ => Err(unknown(
                 "session",
@@ -639,7 +661,7 @@ impl Gateway {
         }
     }
 
-    async fn fs_op(&self, a: &Asker, op: &str, body: Value) -> Result<(Value, Effects), AtpError> {
+    async fn fs_op(&self, a: &Asker, op: &str, body: Value) -> Result<(Body, Effects), AtpError> {
         let arg: FsArg = args("fs", op, body)?;
         let p = path(&arg.path)?;
         let vfs = self.kernel.vfs().clone();
@@ -727,7 +749,7 @@ impl Gateway {
         })
         .await
         .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))??;
-        Ok((result, Effects::default()))
+        Ok((Body::from(result), Effects::default()))
     }
 
     fn services(&self, a: &Asker) -> Value {

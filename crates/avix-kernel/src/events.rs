@@ -121,6 +121,16 @@ impl EventBus {
         self.tx.subscribe()
     }
 
+    /// Subscribes, and says the last sequence number before the subscription: the receiver
+    /// gets every event after it.
+    pub fn subscribe_at(&self) -> (broadcast::Receiver<Arc<Event>>, u64) {
+        let _ring = self
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.tx.subscribe(), self.seq.load(Ordering::Relaxed))
+    }
+
     /// The last sequence number handed out.
     pub fn last_seq(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)

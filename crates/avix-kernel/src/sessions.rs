@@ -166,52 +166,43 @@ impl Kernel {
             .map(|r| r.state)
     }
 
-    /// Starts a session for a new root invocation.
-    pub(crate) fn session_create(
-        &self,
-        user: &UserName,
-        agent: &str,
-        goal: &str,
-    ) -> Result<SessionRecord, SessionError> {
-        let now = Timestamp::now();
-        let rec = SessionRecord {
-            id: crate::spawn::invocation_id(),
-            user: user.to_string(),
-            agent: agent.to_owned(),
-            title: goal.chars().take(120).collect(),
-            created_at: now,
-            updated_at: now,
-            invocations: Vec::new(),
-            state: None,
-        };
-        let _g = self.sessions_lock().0.lock();
-        self.session_store(&rec)?;
-        self.events().emit(
-            "session.created",
-            None,
-            Some(user.to_string()),
-            serde_json::json!({"session": rec.id, "agent": agent, "title": rec.title}),
-        );
-        Ok(rec)
-    }
-
-    /// Records an invocation in its session.
-    pub(crate) fn session_add(
+    /// Records an invocation in its session, creating the session for a new root spawn
+    /// (one durable write per spawn). Blocking: call it off the async threads.
+    pub(crate) fn session_record(
         &self,
         user: &UserName,
         id: &str,
+        create: Option<(&str, &str)>,
         inv: SessionInvocation,
     ) -> Result<(), SessionError> {
         let _g = self.sessions_lock().0.lock();
-        let mut rec = self.session_read(user.as_str(), id)?;
-        rec.updated_at = Timestamp::now();
+        let now = Timestamp::now();
+        let mut rec = match create {
+            Some((agent, goal)) => SessionRecord {
+                id: id.to_owned(),
+                user: user.to_string(),
+                agent: agent.to_owned(),
+                title: goal.chars().take(120).collect(),
+                created_at: now,
+                updated_at: now,
+                invocations: Vec::new(),
+                state: None,
+            },
+            None => self.session_read(user.as_str(), id)?,
+        };
+        rec.updated_at = now;
         rec.invocations.push(inv);
         self.session_store(&rec)?;
+        let event = if create.is_some() {
+            "session.created"
+        } else {
+            "session.updated"
+        };
         self.events().emit(
-            "session.updated",
+            event,
             None,
             Some(user.to_string()),
-            serde_json::json!({"session": id, "invocations": rec.invocations.len()}),
+            serde_json::json!({"session": id, "agent": rec.agent, "title": rec.title, "invocations": rec.invocations.len()}),
         );
         Ok(())
     }

@@ -448,14 +448,10 @@ impl Kernel {
             .allocate()
             .map_err(|e| SpawnError::Io(format!("cannot allocate a PID: {e}")))?;
         let id = invocation_id();
-        let session = match (&parent, &req.session) {
-            (Some(p), _) => p.session.clone(),
-            (None, Some(sid)) => sid.clone(),
-            (None, None) => {
-                self.session_create(user, name.as_str(), &req.goal)
-                    .map_err(|e| SpawnError::Io(e.to_string()))?
-                    .id
-            }
+        let (session, new_session) = match (&parent, &req.session) {
+            (Some(p), _) => (p.session.clone(), false),
+            (None, Some(sid)) => (sid.clone(), false),
+            (None, None) => (invocation_id(), true),
         };
         let dir = self
             .layout()
@@ -529,17 +525,28 @@ impl Kernel {
             .map_err(|e| SpawnError::Io(e.to_string()))?;
         self.mint_token(&process, false);
         self.procs().insert(process.clone());
-        if let Err(e) = self.session_add(
-            user,
-            &session,
-            avix_proto::agent::SessionInvocation {
-                id: id.clone(),
-                agent: name.to_string(),
-                pid,
-                parent: process.parent,
-                spawned_at: process.started_at,
-            },
-        ) {
+        let inv = avix_proto::agent::SessionInvocation {
+            id: id.clone(),
+            agent: name.to_string(),
+            pid,
+            parent: process.parent,
+            spawned_at: process.started_at,
+        };
+        let (k, u, sid, agent_name, goal) = (
+            self.clone(),
+            user.clone(),
+            session.clone(),
+            name.to_string(),
+            req.goal.clone(),
+        );
+        let recorded = tokio::task::spawn_blocking(move || {
+            let create = new_session.then_some((agent_name.as_str(), goal.as_str()));
+            k.session_record(&u, &sid, create, inv)
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) =
+            recorded.map_err(|e| crate::sessions::SessionError::Io(e.to_string()))
+        {
             tracing::warn!(pid, session = %session, error = %e, "cannot record the invocation in its session");
         }
         if let Some(p) = &parent {
