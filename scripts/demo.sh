@@ -26,7 +26,10 @@ PORT="${AVIX_PORT:-9142}"
 if [ ! -f "$ROOT/etc/auth.conf" ]; then
   echo "== avix server config init --root $ROOT --user demo"
   "$AVIX" server config init --root "$ROOT" --user demo --role admin --non-interactive \
-    --host-uid "$(id -u)"
+    --host-uid "$(id -u)" | tee "$ROOT.init.txt"
+  # The key is shown once; the demo keeps it only for this run's ATP tour.
+  DEMO_KEY=$(grep -o 'sk-avix-[A-Za-z0-9]*' "$ROOT.init.txt" | head -1)
+  rm -f "$ROOT.init.txt"
 elif ! grep -q -- '- "\*"' "$ROOT/etc/users.yaml" 2>/dev/null; then
   # A demo root from an older version: refresh its configuration (data is kept).
   echo "== avix server config init --root $ROOT --user demo --force"
@@ -92,6 +95,16 @@ sed -E 's/^[{]"seq":([0-9]+),"ts":"[^"]*","type":"([a-z_]+)".*/\1:\2/' "$MNT/pro
 run "cat $MNT/users/demo/workspace/notes.md"
 run "grep -E '^  - name:|^    health:|^    problem:' $MNT/proc/services/llm/status.yaml; sed -n '/^  totals:/,/^  users:/p' $MNT/proc/services/llm/status.yaml"
 run "ls $MNT/tools/fs $MNT/tools/agent"
+
+if [ -n "${DEMO_KEY:-${AVIX_API_KEY:-}}" ]; then
+  echo
+  echo "== the same system over ATP (avix client; the key init printed)"
+  export AVIX_API_KEY="${DEMO_KEY:-$AVIX_API_KEY}" AVIX_SERVER="http://127.0.0.1:$PORT"
+  run "$AVIX client connect"
+  run "$AVIX client agent history --limit 3"
+  run "$AVIX client agent spawn researcher --goal 'Summarise notes.md' --follow"
+  run "$AVIX client session list"
+fi
 echo
 if [ "$keep" = 1 ]; then
   echo "The daemon keeps running (pid $pid). Stop it with: kill $pid"
