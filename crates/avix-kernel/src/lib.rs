@@ -34,12 +34,13 @@ pub mod pipes;
 pub mod process;
 pub mod procfs;
 pub mod router;
+pub mod services;
 pub mod sessions;
 pub mod spawn;
 pub mod system;
 pub mod tools;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use avix_auth::{MasterKey, Purpose, SubKey};
@@ -165,6 +166,7 @@ pub struct Kernel {
     events: EventBus,
     pipes: Pipes,
     jobs: Jobs,
+    services: OnceLock<Arc<dyn services::ServiceControl>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -255,6 +257,7 @@ impl Kernel {
             events: EventBus::default(),
             pipes: Pipes::default(),
             jobs: Jobs::default(),
+            services: OnceLock::new(),
         });
         system::publish(&kernel);
         tools::register_builtins(&kernel);
@@ -266,6 +269,16 @@ impl Kernel {
             "boot phase 2: VFS ready"
         );
         Ok(kernel)
+    }
+
+    /// Attaches the service supervisor (once, by the daemon).
+    pub fn set_services(&self, s: Arc<dyn services::ServiceControl>) {
+        let _ = self.services.set(s);
+    }
+
+    /// The service supervisor, when the daemon runs one.
+    pub fn services(&self) -> Option<&Arc<dyn services::ServiceControl>> {
+        self.services.get()
     }
 
     /// The VFS.

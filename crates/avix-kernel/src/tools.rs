@@ -217,6 +217,34 @@ impl ToolRegistry {
             .insert(name, entry);
     }
 
+    /// Changes a tool's state (and its published descriptor); false if there is no such tool.
+    pub fn set_state(&self, vfs: &Vfs, name: &str, state: ToolState) -> bool {
+        let Some(e) = self.get(name) else {
+            return false;
+        };
+        if e.descriptor.state == state {
+            return true;
+        }
+        let mut d = e.descriptor.clone();
+        d.state = state;
+        self.register(vfs, d, e.handler.clone());
+        true
+    }
+
+    /// The names of the tools `owner` serves.
+    pub fn owned_by(&self, owner: &str) -> Vec<ToolName> {
+        let mut v: Vec<_> = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|e| e.descriptor.owner == owner)
+            .map(|e| e.descriptor.name.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Removes a tool and its descriptor file.
     pub fn remove(&self, vfs: &Vfs, name: &str) -> bool {
         let removed = self

@@ -12,6 +12,8 @@
 //! - [`llm`]: the Avix-native LLM request, response and stream types.
 //! - [`tool`]: tool names and their provider wire form.
 //! - [`status`]: documents the daemon publishes under `/proc`.
+//! - [`rpc`]: JSON-RPC 2.0 messages of the internal IPC.
+//! - [`service`]: service units and their status documents.
 //!
 //! Every document uses camelCase keys (see `docs/decisions.md`).
 
@@ -23,6 +25,8 @@ pub mod kernel_files;
 pub mod llm;
 pub mod name;
 pub mod role;
+pub mod rpc;
+pub mod service;
 pub mod status;
 pub mod time;
 pub mod tool;

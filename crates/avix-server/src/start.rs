@@ -397,6 +397,10 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
             None
         }
     };
+    let ipc = avix_ipc::Ipc::start(&kernel).map_err(|source| StartError::Io {
+        what: "cannot bind the router socket in ROOT/run",
+        source,
+    })?;
     let shutdown = CancellationToken::new();
     log_ring().attach(Arc::downgrade(&kernel));
     let gateway = avix_gateway::Gateway::new(kernel.clone(), log_ring().clone(), shutdown.clone());
@@ -440,6 +444,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
     if let Ok(Err(e)) = server.await {
         tracing::warn!(error = %e, "ATP listener ended with an error");
     }
+    ipc.shutdown().await;
     let lost = kernel.vfs().flush_all();
     if let Some(m) = mounted
         && let Err(e) = m.unmount()

@@ -8,4 +8,5 @@ mod agents;
 mod atp;
 mod common;
 mod providers;
+mod services;
 mod sessions;

@@ -1,0 +1,58 @@
+//! Avix's internal IPC and the services that use it.
+//!
+//! - [`frame`]: length-prefixed JSON frames.
+//! - [`server`] and [`client`]: JSON-RPC 2.0 over Unix sockets, one call per connection.
+//!
+//! The wire types live in `avix_proto::rpc`; `docs/ipc.md` describes the protocol.
+
+pub mod client;
+pub mod frame;
+pub mod remote;
+pub mod router;
+pub mod server;
+pub mod supervisor;
+
+pub use client::{CallOptions, call, call_streaming};
+pub use server::{Handler, Notifier, Peer, ServerConfig};
+
+use std::sync::Arc;
+
+use avix_kernel::Kernel;
+use tokio_util::sync::CancellationToken;
+
+/// The daemon's IPC side, running.
+#[derive(Debug)]
+pub struct Ipc {
+    /// The service supervisor.
+    pub supervisor: Arc<supervisor::Supervisor>,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Ipc {
+    /// Binds `ROOT/run/router.sock`, loads and starts the installed services and attaches
+    /// the supervisor to the kernel.
+    pub fn start(kernel: &Arc<Kernel>) -> std::io::Result<Self> {
+        let sup = supervisor::Supervisor::new(kernel.clone());
+        kernel.set_services(sup.clone());
+        let path = kernel.layout().run().join("router.sock");
+        let listener = server::bind(&path)?;
+        let cfg = ServerConfig::same_user(sup.max_frame(), sup.read_timeout());
+        let stop = CancellationToken::new();
+        let handler = Arc::new(router::Router::new(kernel.clone(), sup.clone(), None));
+        let server = tokio::spawn(server::serve(listener, handler, cfg, stop.clone()));
+        sup.boot();
+        Ok(Self {
+            supervisor: sup,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops every service and the router socket.
+    pub async fn shutdown(self) {
+        self.supervisor.shutdown().await;
+        self.stop.cancel();
+        let _ = self.server.await;
+    }
+}

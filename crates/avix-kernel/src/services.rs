@@ -1,0 +1,45 @@
+//! The kernel's view of supervised services. The supervisor lives outside the kernel (it
+//! spawns host processes and speaks sockets); the doors reach it through this trait.
+
+use std::path::Path;
+
+use avix_llm::BoxFuture;
+use avix_proto::service::ServiceStatus;
+
+/// A failed service operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    /// `ENOTFOUND`, `EINVAL`, `ECONFLICT`, `EPERM`, `EIO`.
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl ServiceError {
+    /// An error.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Controls installed and built-in services.
+pub trait ServiceControl: Send + Sync + 'static {
+    /// Every service, sorted by name.
+    fn list(&self) -> Vec<ServiceStatus>;
+    /// One service.
+    fn status(&self, name: &str) -> Result<ServiceStatus, ServiceError>;
+    /// Starts a stopped or failed service; resolves once it registered (or failed to).
+    fn start(&self, name: &str) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>>;
+    /// Stops a service (SIGTERM, then SIGKILL after a grace period).
+    fn stop(&self, name: &str) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>>;
+    /// Stops and starts again.
+    fn restart(&self, name: &str) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>>;
+    /// Installs the unit in host directory `dir` (it holds `service.yaml`).
+    fn install(&self, dir: &Path) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>>;
+    /// Removes an installed service; a running one only with `force` (it is stopped first).
+    fn uninstall(&self, name: &str, force: bool) -> BoxFuture<'static, Result<(), ServiceError>>;
+}
