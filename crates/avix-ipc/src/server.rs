@@ -222,6 +222,25 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, (Option<Id>, RpcError)> {
     }
 }
 
+/// After an early error reply: lets the caller read it. Closing a Unix socket with unread
+/// input resets the connection, which can discard the reply, so the rest of the request is
+/// read and dropped (briefly, up to 16 MiB).
+async fn linger(mut stream: UnixStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 8192];
+    let mut left = avix_proto::rpc::MAX_FRAME_CEILING;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 async fn connection(
     mut stream: UnixStream,
     handler: Arc<dyn Handler>,
@@ -236,7 +255,9 @@ async fn connection(
     if let Err(why) = (cfg.peers)(&peer) {
         tracing::warn!(uid = peer.uid, pid = ?peer.pid, "IPC peer refused: {why}");
         let resp = Response::err(None, RpcError::new(code::EAUTH, why));
-        return reply(&mut stream, &resp, cfg.max_frame).await;
+        reply(&mut stream, &resp, cfg.max_frame).await?;
+        linger(stream).await;
+        return Ok(());
     }
     let mut buf = Vec::new();
     let read = tokio::time::timeout(
@@ -259,9 +280,18 @@ async fn connection(
         Ok(Err(FrameError::Closed)) => return Ok(()),
         Ok(Err(e @ FrameError::TooBig { .. })) => {
             let e = RpcError::new(code::ETOOBIG, e.to_string());
+            reply(&mut stream, &err(e), cfg.max_frame).await?;
+            linger(stream).await;
+            return Ok(());
+        }
+        Ok(Err(e @ FrameError::Truncated { .. })) => {
+            // The caller may have only half-closed: tell it.
+            let e = RpcError::new(
+                code::PARSE,
+                format!("{e}; send a 4-byte little-endian length, then the JSON"),
+            );
             return reply(&mut stream, &err(e), cfg.max_frame).await;
         }
-        Ok(Err(e @ FrameError::Truncated { .. })) => return Err(e),
         Ok(Err(e)) => return Err(e),
         Ok(Ok(())) => {}
     }

@@ -144,3 +144,129 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
     assert!(svc.list().is_empty());
     ipc.shutdown().await;
 }
+
+const HANG_PY: &str = r#"
+import json, os, socket, struct, time
+path = os.environ["AVIX_SVC_SOCK"]
+srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen(16)
+def call(method, params):
+    s = socket.socket(socket.AF_UNIX); s.connect(os.environ["AVIX_ROUTER_SOCK"])
+    b = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    s.sendall(struct.pack("<I", len(b)) + b)
+    n = struct.unpack("<I", s.recv(4))[0]; d = b""
+    while len(d) < n: d += s.recv(n - len(d))
+    return json.loads(d)
+print(call("ipc.register", {"token": os.environ["AVIX_SVC_TOKEN"], "name": "hang",
+      "tools": [{"name": "hang/wait", "description": "never answers"}]}), flush=True)
+held = []
+while True:
+    c, _ = srv.accept(); held.append(c)   # read nothing, answer nothing
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_never_answers_times_out_and_the_agent_goes_on() {
+    let t = TestKernel::boot();
+    let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hang.py"), HANG_PY).unwrap();
+    std::fs::write(
+        dir.path().join("service.yaml"),
+        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: hang, version: 1.0.0}\nspec:\n  command: [/usr/bin/python3, hang.py]\n  tools: [hang]\n  callTimeout: 1s\n",
+    )
+    .unwrap();
+    let svc = t.kernel.services().unwrap().clone();
+    let st = svc.install(dir.path()).await.unwrap();
+    assert_eq!(st.state, ServiceState::Running, "{st:?}");
+    agent(&t, "waiter", "hang/wait");
+    t.script(
+        "wait",
+        "  turns:\n    - toolCalls: [{name: hang/wait}]\n    - text: \"after {last}\"\n",
+    );
+    let started = std::time::Instant::now();
+    let proc = t.spawn("waiter", "wait", Some("wait")).await;
+    let exit = wait_exit(&proc).await;
+    assert_eq!(exit.state, ProcState::Completed, "{}", exit.reason);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let r = tool_results(&t, &proc);
+    assert!(!r[0].0);
+    assert!(
+        r[0].1.contains("ETIMEOUT") && r[0].1.contains("1000 ms"),
+        "{}",
+        r[0].1
+    );
+    ipc.shutdown().await;
+}
+
+/// One call on the daemon's router socket, raw.
+fn rpc(path: &Path, body: serde_json::Value) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    let b = body.to_string();
+    s.write_all(&(b.len() as u32).to_le_bytes()).unwrap();
+    s.write_all(b.as_bytes()).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    serde_json::from_slice(&all[4..]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_socket_refuses_bad_requests_clearly_and_calls_tools_by_token() {
+    let t = TestKernel::boot();
+    let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
+    let sock = t.kernel.layout().run().join("router.sock");
+    // An agent waiting for input holds a capability token a local tool can use.
+    let mut req = TestKernel::req("assistant", "hello", None);
+    req.interactive = Some(true);
+    let proc = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    crate::common::wait_state(&proc, ProcState::Waiting, Some("input")).await;
+    let token = proc.token().0;
+    let s = sock.clone();
+    let pid = proc.pid;
+    let tok = token.clone();
+    tokio::task::spawn_blocking(move || {
+        let token = tok;
+        let err = |body: serde_json::Value, code: i64, says: &str| {
+            let r = rpc(&s, body);
+            assert_eq!(r["error"]["code"], code, "{r}");
+            let m = r["error"]["message"].as_str().unwrap();
+            assert!(m.contains(says), "{m:?} should say {says:?}");
+        };
+        err(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"ipc.nope"}), -32601, "unknown method ipc.nope");
+        err(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"ipc.register","params":{"token":"x","name":"echo"}}), -32001, "unknown service token");
+        err(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"ipc.register","params":{"name":"echo"}}), -32602, "missing field `token`");
+        err(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"ipc.verify","params":{"token":"avixcap1.forged.00"}}), -32001, "");
+        err(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"fs/read","params":{"path":"/etc/avix/users.yaml"}}), -32001, "needs params._caller.token");
+        err(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"no/such","params":{"_caller":{"token": token}}}), -32601, "there is no tool no/such");
+        // A granted tool through the agent's token: the same policy as the agent's own call.
+        let r = rpc(&s, serde_json::json!({"jsonrpc":"2.0","id":"w","method":"fs/write","params":{"path":"via-ipc.txt","content":"hi","_caller":{"token": token}}}));
+        assert!(r.get("result").is_some(), "{r}");
+        let r = rpc(&s, serde_json::json!({"jsonrpc":"2.0","id":"r","method":"fs/read","params":{"path":"via-ipc.txt","_caller":{"token": token}}}));
+        assert_eq!(r["id"], "r");
+        assert!(r["result"].to_string().contains("hi"), "{r}");
+        // Not granted: refused by the policy.
+        err(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"kernel/proc/list","params":{"_caller":{"token": token}}}), -32002, "not granted");
+        let r = rpc(&s, serde_json::json!({"jsonrpc":"2.0","id":1,"method":"ipc.verify","params":{"token": token}}));
+        assert_eq!(r["result"]["pid"], pid);
+        assert_eq!(r["result"]["user"], "alice");
+    })
+    .await
+    .unwrap();
+    assert_eq!(t.read("/users/alice/workspace/via-ipc.txt"), "hi");
+    // Once the agent ends, its token is dead.
+    t.kernel
+        .signal(
+            &avix_vfs::Caller::kernel(),
+            &proc,
+            avix_kernel::process::Signal::Kill,
+        )
+        .unwrap();
+    wait_exit(&proc).await;
+    let s = sock.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        rpc(&s, serde_json::json!({"jsonrpc":"2.0","id":1,"method":"ipc.verify","params":{"token": token}}))
+    })
+    .await
+    .unwrap();
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    ipc.shutdown().await;
+}
