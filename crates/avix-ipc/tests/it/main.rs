@@ -1,6 +1,8 @@
 //! The IPC transport against raw sockets: every malformed input gets a clear error and
 //! nothing hangs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream as StdStream;
