@@ -56,6 +56,9 @@ enum ClientCommand {
         #[arg(long, default_value_t = 50)]
         lines: usize,
     },
+    /// Installed services: list, control, install, remove.
+    #[command(subcommand)]
+    Service(crate::client_service::ServiceCommand),
     /// Raw ATP.
     #[command(subcommand)]
     Atp(AtpCommand),
@@ -220,6 +223,7 @@ pub(crate) fn run(a: ClientArgs) -> anyhow::Result<i32> {
             ClientCommand::Session(c) => session(&client, c, &out).await,
             ClientCommand::Hil(c) => hil(&client, c, &out).await,
             ClientCommand::Logs { follow, lines } => logs(&client, follow, lines, &out).await,
+            ClientCommand::Service(c) => crate::client_service::service(&client, c, &out).await,
             ClientCommand::Atp(AtpCommand::Shell) => shell(&client).await,
         }
     })
@@ -254,12 +258,12 @@ async fn with_progress<T>(
     }
 }
 
-struct Out {
-    json: bool,
+pub(crate) struct Out {
+    pub(crate) json: bool,
 }
 
 impl Out {
-    fn json(&self, v: &Value) -> anyhow::Result<()> {
+    pub(crate) fn json(&self, v: &Value) -> anyhow::Result<()> {
         let mut o = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut o, v)?;
         writeln!(o)?;
@@ -268,7 +272,7 @@ impl Out {
 }
 
 /// Prints rows as an aligned table.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

@@ -279,6 +279,37 @@ struct LogsArg {
     lines: Option<usize>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceArg {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceInstallArg {
+    path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceUninstallArg {
+    name: String,
+    #[serde(default)]
+    force: bool,
+}
+
+fn service_error(e: avix_kernel::services::ServiceError) -> AtpError {
+    let code = match e.code {
+        "ENOTFOUND" => ErrorCode::ENOTFOUND,
+        "EINVAL" => ErrorCode::EINVAL,
+        "ECONFLICT" => ErrorCode::ECONFLICT,
+        "EPERM" => ErrorCode::EPERM,
+        _ => ErrorCode::EINTERNAL,
+    };
+    AtpError::new(code, e.message)
+}
+
 /// Largest `fs read` reply.
 pub const MAX_FS_READ: u64 = 512 * 1024;
 
@@ -504,7 +535,24 @@ impl Gateway {
                     let lines = self.logs.recent(lines.unwrap_or(200).min(5000));
                     Ok((Body::from(json!({"lines": lines})), none()))
                 }
-                _ => Err(unknown(domain, op, &["info", "tools", "services", "logs"])),
+                op if op.starts_with("service-") => self.service_op(a, op, body).await,
+                _ => Err(unknown(
+                    domain,
+                    op,
+                    &[
+                        "info",
+                        "tools",
+                        "services",
+                        "logs",
+                        "service-list",
+                        "service-status",
+                        "service-start",
+                        "service-stop",
+                        "service-restart",
+                        "service-install",
+                        "service-uninstall",
+                    ],
+                )),
             },
             _ => Err(AtpError::new(
                 ErrorCode::ENOSYS,
@@ -752,6 +800,72 @@ impl Gateway {
         Ok((Body::from(result), Effects::default()))
     }
 
+    async fn service_op(
+        &self,
+        a: &Asker,
+        op: &str,
+        body: Value,
+    ) -> Result<(Body, Effects), AtpError> {
+        let none = Effects::default;
+        let sup = self.kernel.services().cloned().ok_or_else(|| {
+            AtpError::new(
+                ErrorCode::EUNAVAIL,
+                "this daemon runs no service supervisor",
+            )
+        })?;
+        let d = "sys";
+        match op {
+            "service-list" => Ok((to_body(&sup.list())?, none())),
+            "service-status" => {
+                let ServiceArg { name } = args(d, op, body)?;
+                Ok((to_body(&sup.status(&name).map_err(service_error)?)?, none()))
+            }
+            "service-start" | "service-stop" | "service-restart" => {
+                a.at_least(Role::Operator, "controlling services")?;
+                let ServiceArg { name } = args(d, op, body)?;
+                let st = match op {
+                    "service-start" => sup.start(&name).await,
+                    "service-stop" => sup.stop(&name).await,
+                    _ => sup.restart(&name).await,
+                }
+                .map_err(service_error)?;
+                Ok((to_body(&st)?, none()))
+            }
+            "service-install" => {
+                a.at_least(Role::Admin, "installing services")?;
+                let ServiceInstallArg { path } = args(d, op, body)?;
+                let path = std::path::PathBuf::from(path);
+                if !path.is_absolute() {
+                    return Err(AtpError::new(
+                        ErrorCode::EINVAL,
+                        "path must be an absolute directory on the daemon's host holding service.yaml",
+                    ));
+                }
+                let st = sup.install(&path).await.map_err(service_error)?;
+                Ok((to_body(&st)?, none()))
+            }
+            "service-uninstall" => {
+                a.at_least(Role::Admin, "uninstalling services")?;
+                let ServiceUninstallArg { name, force } = args(d, op, body)?;
+                sup.uninstall(&name, force).await.map_err(service_error)?;
+                Ok((Body::from(json!({"uninstalled": name})), none()))
+            }
+            _ => Err(unknown(
+                d,
+                op,
+                &[
+                    "service-list",
+                    "service-status",
+                    "service-start",
+                    "service-stop",
+                    "service-restart",
+                    "service-install",
+                    "service-uninstall",
+                ],
+            )),
+        }
+    }
+
     fn services(&self, a: &Asker) -> Value {
         let k = &self.kernel;
         let mut v = vec![json!({
@@ -785,6 +899,17 @@ impl Gateway {
             "state": "running",
             "connections": self.connections(),
         }));
+        if let Some(sup) = k.services() {
+            for s in sup.list() {
+                v.push(json!({
+                    "name": s.name,
+                    "state": s.state,
+                    "version": s.version,
+                    "tools": s.tools.len(),
+                    "status": format!("/proc/services/{}/status.yaml", s.name),
+                }));
+            }
+        }
         let info = k.runtime_info();
         v.push(json!({
             "name": "fuse",

@@ -455,10 +455,14 @@ impl Supervisor {
         ) else {
             return;
         };
-        let (w, p) = (Arc::downgrade(slot), status_p.clone());
+        let (w, p, sup) = (Arc::downgrade(slot), status_p.clone(), self.me.clone());
         let status = SynthFile::computed(move |_| {
             let s = w.upgrade().ok_or_else(|| VfsError::NotFound(p.clone()))?;
-            Ok(Document::new(status_of(&s))
+            let mut st = status_of(&s);
+            if let Some(sup) = sup.upgrade() {
+                st.tools = sup.tools_of(&s);
+            }
+            Ok(Document::new(st)
                 .to_yaml()
                 .map(Bytes::from)
                 .unwrap_or_default())

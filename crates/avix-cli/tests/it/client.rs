@@ -211,3 +211,60 @@ fn the_atp_shell_sends_commands_and_raw_frames() {
     );
     assert!(text.contains("error ENOSYS"), "{text}");
 }
+
+#[test]
+fn services_are_installed_controlled_and_seen_through_the_client_and_the_mount() {
+    let Some(mut d) = running() else { return };
+    let dir = repo().join("examples/services/echo");
+    let out = ok(&d, &["service", "install", dir.to_str().unwrap()]);
+    assert!(
+        out.contains("state     running") && out.contains("echo/say"),
+        "{out}"
+    );
+    let list = ok(&d, &["service", "list"]);
+    assert!(
+        list.starts_with("NAME") && list.contains("echo") && list.contains("running"),
+        "{list}"
+    );
+    // The same service through the mount: status, log, tools, and the installed files.
+    let st = d.ok("cat $M/proc/services/echo/status.yaml");
+    assert!(
+        st.contains("kind: ServiceStatus") && st.contains("state: running"),
+        "{st}"
+    );
+    assert!(d.ok("ls $M/tools/echo").contains("say.yaml"));
+    assert!(d.ok("ls $M/services").contains("echo@0.1.0"));
+    let log = d.ok("cat $M/proc/services/echo/log");
+    assert!(log.contains("registered"), "{log}");
+    // Restart through the ctl file, then through the client.
+    d.ok("echo restart > $M/proc/services/echo/ctl");
+    let json = ok(&d, &["--json", "service", "restart", "echo"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["state"], "running", "{v}");
+    assert!(v["restarts"].as_u64().unwrap() >= 1, "{v}");
+    let bad = d.fails("echo reboot > $M/proc/services/echo/ctl");
+    assert!(bad.contains("Invalid argument"), "{bad}");
+    // Errors say what to do.
+    let o = client(&d, &["service", "uninstall", "echo"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("stop it first or pass --force"),
+        "{}",
+        stderr(&o)
+    );
+    let o = client(&d, &["service", "status", "nope"]);
+    assert!(
+        stderr(&o).contains("there is no service nope"),
+        "{}",
+        stderr(&o)
+    );
+    ok(&d, &["service", "stop", "echo"]);
+    assert!(
+        d.ok("cat $M/proc/services/echo/status.yaml")
+            .contains("state: stopped")
+    );
+    assert!(d.sh("test -e $M/tools/echo/say.yaml").status.code() != Some(0));
+    ok(&d, &["service", "uninstall", "echo"]);
+    assert!(ok(&d, &["service", "list"]).contains("(none)"));
+    d.stop();
+}
