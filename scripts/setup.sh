@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Avix needs on a Debian machine: fuse3 (for fusermount3 and the FUSE module's
-# user tools), a C toolchain, the pinned Rust toolchain, and for the tests curl, openssl and
-# Python's websockets. Safe to run again.
+# user tools), bubblewrap (the exec sandbox), a C toolchain, the pinned Rust toolchain, and for
+# the tests curl, openssl, Python's websockets and Node.js (a real MCP server from npm).
+# Safe to run again.
 set -euo pipefail
 
 need_apt=()
@@ -10,6 +11,7 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 # The ATP manual-session test speaks WebSocket from Python, as the reference README does.
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need_apt+=(python3-websockets)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -6,6 +6,7 @@
 //! The wire types live in `avix_proto::rpc`; `docs/ipc.md` describes the protocol.
 
 pub mod client;
+pub mod exec;
 pub mod frame;
 pub mod remote;
 pub mod router;
@@ -33,6 +34,7 @@ impl Ipc {
     /// Binds `ROOT/run/router.sock`, loads and starts the installed services and attaches
     /// the supervisor to the kernel.
     pub fn start(kernel: &Arc<Kernel>) -> std::io::Result<Self> {
+        exec::ExecService::new(kernel.clone()).register();
         let sup = supervisor::Supervisor::new(kernel.clone());
         kernel.set_services(sup.clone());
         let path = kernel.layout().run().join("router.sock");

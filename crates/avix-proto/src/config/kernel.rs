@@ -62,6 +62,9 @@ pub struct KernelConfig {
     /// Internal IPC (restart required to change).
     #[serde(default)]
     pub ipc: Ipc,
+    /// exec.svc: the sandbox for exec/python and exec/shell.
+    #[serde(default)]
+    pub exec: Exec,
     /// Logging.
     #[serde(default)]
     pub observability: Observability,
@@ -231,6 +234,88 @@ impl Default for Ipc {
     }
 }
 
+/// Sandbox limits for exec/python and exec/shell (see docs/services.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Exec {
+    /// The bubblewrap binary.
+    #[serde(default = "default_bwrap")]
+    pub bwrap: String,
+    /// Python inside the sandbox.
+    #[serde(default = "default_python")]
+    pub python: String,
+    /// Shell inside the sandbox.
+    #[serde(default = "default_shell")]
+    pub shell: String,
+    /// Wall-clock limit per run (a call may ask for less).
+    #[serde(default = "d60")]
+    pub timeout_secs: u64,
+    /// CPU seconds per run (RLIMIT_CPU).
+    #[serde(default = "d30")]
+    pub cpu_secs: u64,
+    /// Address space per process (RLIMIT_AS), MiB.
+    #[serde(default = "d1024")]
+    pub memory_mb: u64,
+    /// Processes and threads per run (pids cgroup; RLIMIT_NPROC without one).
+    #[serde(default = "d64")]
+    pub processes: u64,
+    /// Largest file a run may write (RLIMIT_FSIZE), MiB.
+    #[serde(default = "d64")]
+    pub file_size_mb: u64,
+    /// Room in the sandbox's /tmp (tmpfs), MiB.
+    #[serde(default = "d64")]
+    pub tmp_mb: u64,
+    /// Output kept per stream; the rest is counted and dropped.
+    #[serde(default = "d65536")]
+    pub output_bytes: u64,
+    /// A run is refused while the workspace holds more than this, MiB.
+    #[serde(default = "d1024")]
+    pub workspace_quota_mb: u64,
+}
+
+fn default_bwrap() -> String {
+    "bwrap".into()
+}
+fn default_python() -> String {
+    "python3".into()
+}
+fn default_shell() -> String {
+    "/bin/sh".into()
+}
+fn d30() -> u64 {
+    30
+}
+fn d60() -> u64 {
+    60
+}
+fn d64() -> u64 {
+    64
+}
+fn d1024() -> u64 {
+    1024
+}
+fn d65536() -> u64 {
+    65536
+}
+
+impl Default for Exec {
+    fn default() -> Self {
+        Self {
+            bwrap: default_bwrap(),
+            python: default_python(),
+            shell: default_shell(),
+            timeout_secs: d60(),
+            cpu_secs: d30(),
+            memory_mb: d1024(),
+            processes: d64(),
+            file_size_mb: d64(),
+            tmp_mb: d64(),
+            output_bytes: d65536(),
+            workspace_quota_mb: d1024(),
+        }
+    }
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -323,6 +408,23 @@ impl Kind for KernelConfig {
             problems.push(format!(
                 "secrets.masterKey.keyFile {kf:?} must be a plain file name"
             ));
+        }
+        let e = &self.exec;
+        for (name, v) in [
+            ("timeoutSecs", e.timeout_secs),
+            ("cpuSecs", e.cpu_secs),
+            ("memoryMb", e.memory_mb),
+            ("processes", e.processes),
+            ("fileSizeMb", e.file_size_mb),
+            ("outputBytes", e.output_bytes),
+        ] {
+            if v == 0 {
+                problems.push(format!("exec.{name} must be more than 0"));
+            }
+        }
+        if e.memory_mb < 64 {
+            problems
+                .push("exec.memoryMb must be at least 64 (interpreters need it to start)".into());
         }
         if self.ipc.max_message_bytes < 1024 {
             problems.push("ipc.maxMessageBytes must be at least 1024".to_owned());

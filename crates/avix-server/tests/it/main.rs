@@ -7,6 +7,7 @@
 mod agents;
 mod atp;
 mod common;
+mod exec;
 mod providers;
 mod services;
 mod sessions;

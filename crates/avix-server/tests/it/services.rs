@@ -16,7 +16,7 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn agent(t: &TestKernel, name: &str, tools: &str) {
+pub fn agent(t: &TestKernel, name: &str, tools: &str) {
     for d in [
         "/users/alice/bin".to_owned(),
         format!("/users/alice/bin/{name}@1.0.0"),
