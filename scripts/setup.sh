@@ -12,6 +12,7 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The ATP manual-session test speaks WebSocket from Python, as the reference README does.
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need_apt+=(python3-websockets)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -19,6 +20,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The MCP bridge is tested against the reference MCP server, from the npm registry.
+MCP_DIR="$HOME/.cache/avix/mcp"
+if [ ! -e "$MCP_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]; then
+  echo "setup: installing @modelcontextprotocol/server-everything into $MCP_DIR" >&2
+  npm install --silent --no-audit --no-fund --prefix "$MCP_DIR" @modelcontextprotocol/server-everything@2026.8.31 >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

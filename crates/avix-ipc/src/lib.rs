@@ -2,12 +2,18 @@
 //!
 //! - [`frame`]: length-prefixed JSON frames.
 //! - [`server`] and [`client`]: JSON-RPC 2.0 over Unix sockets, one call per connection.
+//! - [`router`]: the router's socket (registration, token checks, tool calls by token).
+//! - [`remote`]: tools served by external processes.
+//! - [`supervisor`]: installed services as supervised host processes.
+//! - [`exec`]: exec.svc, code in a bubblewrap sandbox.
+//! - [`mcp`]: the MCP bridge (rmcp).
 //!
 //! The wire types live in `avix_proto::rpc`; `docs/ipc.md` describes the protocol.
 
 pub mod client;
 pub mod exec;
 pub mod frame;
+pub mod mcp;
 pub mod remote;
 pub mod router;
 pub mod server;
@@ -26,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Ipc {
     /// The service supervisor.
     pub supervisor: Arc<supervisor::Supervisor>,
+    /// The MCP bridge.
+    pub mcp: Arc<mcp::McpBridge>,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
 }
@@ -44,8 +52,10 @@ impl Ipc {
         let handler = Arc::new(router::Router::new(kernel.clone(), sup.clone(), None));
         let server = tokio::spawn(server::serve(listener, handler, cfg, stop.clone()));
         sup.boot();
+        let mcp = mcp::McpBridge::start(kernel.clone(), stop.clone());
         Ok(Self {
             supervisor: sup,
+            mcp,
             stop,
             server,
         })
@@ -55,6 +65,7 @@ impl Ipc {
     pub async fn shutdown(self) {
         self.supervisor.shutdown().await;
         self.stop.cancel();
+        self.mcp.wait_stopped().await;
         let _ = self.server.await;
     }
 }

@@ -71,6 +71,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// llm.yaml, if present.
     pub llm: Option<LlmConfig>,
+    /// mcp.yaml, if present.
+    pub mcp: Option<avix_proto::config::mcp::McpConfig>,
 }
 
 fn read_doc<S: Kind>(layout: &RootLayout, file: EtcFile) -> Result<S, ConfigError> {
@@ -163,6 +165,11 @@ impl Config {
             crews: read_doc(layout, EtcFile::Crews)?,
             kernel: read_doc(layout, EtcFile::Kernel)?,
             llm: match read_doc(layout, EtcFile::Llm) {
+                Ok(l) => Some(l),
+                Err(ConfigError::Missing { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            mcp: match read_doc(layout, EtcFile::Mcp) {
                 Ok(l) => Some(l),
                 Err(ConfigError::Missing { .. }) => None,
                 Err(e) => return Err(e),
@@ -329,6 +336,13 @@ impl ConfigStore {
             EtcFile::Kernel => next.kernel = read_doc(&self.layout, file)?,
             EtcFile::Llm => {
                 next.llm = match read_doc(&self.layout, file) {
+                    Ok(l) => Some(l),
+                    Err(ConfigError::Missing { .. }) => None,
+                    Err(e) => return Err(e),
+                }
+            }
+            EtcFile::Mcp => {
+                next.mcp = match read_doc(&self.layout, file) {
                     Ok(l) => Some(l),
                     Err(ConfigError::Missing { .. }) => None,
                     Err(e) => return Err(e),

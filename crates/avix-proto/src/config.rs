@@ -7,6 +7,7 @@ pub mod auth;
 pub mod crews;
 pub mod kernel;
 pub mod llm;
+pub mod mcp;
 pub mod users;
 
 use crate::envelope::{Document, DocumentError, Kind};
@@ -54,17 +55,20 @@ pub enum EtcFile {
     Kernel,
     /// `llm.yaml`
     Llm,
+    /// `mcp.yaml`
+    Mcp,
     /// `auth.conf`
     Auth,
 }
 
 impl EtcFile {
     /// Every known file.
-    pub const ALL: [EtcFile; 5] = [
+    pub const ALL: [EtcFile; 6] = [
         EtcFile::Users,
         EtcFile::Crews,
         EtcFile::Kernel,
         EtcFile::Llm,
+        EtcFile::Mcp,
         EtcFile::Auth,
     ];
 
@@ -75,6 +79,7 @@ impl EtcFile {
             EtcFile::Crews => "crews.yaml",
             EtcFile::Kernel => "kernel.yaml",
             EtcFile::Llm => "llm.yaml",
+            EtcFile::Mcp => "mcp.yaml",
             EtcFile::Auth => "auth.conf",
         }
     }
@@ -86,7 +91,7 @@ impl EtcFile {
 
     /// Whether the daemon cannot run without this file (it may not be deleted or renamed away).
     pub fn required(self) -> bool {
-        !matches!(self, EtcFile::Llm)
+        !matches!(self, EtcFile::Llm | EtcFile::Mcp)
     }
 
     /// Checks that `bytes` is a valid document for this file.
@@ -99,6 +104,7 @@ impl EtcFile {
             EtcFile::Crews => check::<crews::Crews>(bytes),
             EtcFile::Kernel => check::<kernel::KernelConfig>(bytes),
             EtcFile::Llm => check::<llm::LlmConfig>(bytes),
+            EtcFile::Mcp => check::<mcp::McpConfig>(bytes),
             EtcFile::Auth => check::<auth::AuthConfig>(bytes),
         }
     }

@@ -8,6 +8,7 @@ mod agents;
 mod atp;
 mod common;
 mod exec;
+mod mcp;
 mod providers;
 mod services;
 mod sessions;

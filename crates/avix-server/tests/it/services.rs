@@ -36,7 +36,7 @@ pub fn agent(t: &TestKernel, name: &str, tools: &str) {
         .unwrap();
 }
 
-fn tool_results(t: &TestKernel, proc: &avix_kernel::process::Process) -> Vec<(bool, String)> {
+pub fn tool_results(t: &TestKernel, proc: &avix_kernel::process::Process) -> Vec<(bool, String)> {
     t.journal(proc)
         .into_iter()
         .filter_map(|e| match e.event {
