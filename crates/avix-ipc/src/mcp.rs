@@ -502,7 +502,7 @@ impl McpBridge {
                     .await;
                     match listed {
                         Err(_) | Ok(Err(_)) => {
-                            let _ = running.cancellation_token().cancel();
+                            running.cancellation_token().cancel();
                             kill_group(pid);
                             Some(match listed {
                                 Ok(Err(e)) => format!("tools/list failed: {e}"),
@@ -530,11 +530,11 @@ impl McpBridge {
                             let why = tokio::select! {
                                 _ = running.waiting() => "the connection closed (the server exited?)".to_owned(),
                                 _ = s.restart.notified() => {
-                                    let _ = ct.cancel();
+                                    ct.cancel();
                                     "restarted after calls timed out".to_owned()
                                 }
                                 _ = s.stop.cancelled() => {
-                                    let _ = ct.cancel();
+                                    ct.cancel();
                                     String::new()
                                 }
                             };
