@@ -964,3 +964,76 @@ async fn atp_over_tls_with_a_private_certificate() {
     assert!(avix_client::login(&plain).await.is_err());
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_operations_check_the_role() {
+    let a = start().await;
+    let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
+    let bob = a
+        .client("bob", &add_user(&a.t, "bob", Role::User, 1101))
+        .await;
+    let olga = a
+        .client("olga", &add_user(&a.t, "olga", Role::Operator, 1103))
+        .await;
+    let admin = a
+        .client("ada", &add_user(&a.t, "ada", Role::Admin, 1105))
+        .await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/services/echo");
+    // Installing is for admins.
+    let e = olga
+        .call("sys", "service-install", json!({"path": dir}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+    let e = admin
+        .call("sys", "service-install", json!({"path": "relative/dir"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
+    let st = admin
+        .call("sys", "service-install", json!({"path": dir}))
+        .await
+        .unwrap();
+    assert_eq!(st["state"], "running", "{st}");
+    // Everyone sees them; users cannot control them, operators can.
+    let list = bob.call("sys", "service-list", json!({})).await.unwrap();
+    assert_eq!(list[0]["name"], "echo", "{list}");
+    let e = bob
+        .call("sys", "service-stop", json!({"name": "echo"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+    let st = olga
+        .call("sys", "service-restart", json!({"name": "echo"}))
+        .await
+        .unwrap();
+    assert_eq!(st["restarts"], 1, "{st}");
+    let e = olga
+        .call("sys", "service-status", json!({"name": "nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ENOTFOUND, "{e}");
+    let e = olga
+        .call(
+            "sys",
+            "service-uninstall",
+            json!({"name": "echo", "force": true}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+    let e = admin
+        .call("sys", "service-uninstall", json!({"name": "echo"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ECONFLICT, "{e}");
+    admin
+        .call(
+            "sys",
+            "service-uninstall",
+            json!({"name": "echo", "force": true}),
+        )
+        .await
+        .unwrap();
+    ipc.shutdown().await;
+}
