@@ -104,6 +104,13 @@ if [ -n "${DEMO_KEY:-${AVIX_API_KEY:-}}" ]; then
   run "$AVIX client agent history --limit 3"
   run "$AVIX client agent spawn researcher --goal 'Summarise notes.md' --follow"
   run "$AVIX client session list"
+
+  echo
+  echo "== a service in Python (standard library only) serves a tool over JSON-RPC"
+  run "$AVIX client service install $PWD/examples/services/echo"
+  run "cat $MNT/proc/services/echo/status.yaml"
+  run "ls $MNT/tools/echo $MNT/tools/exec"
+  run "$AVIX client service list"
 fi
 echo
 if [ "$keep" = 1 ]; then
