@@ -299,6 +299,21 @@ struct ServiceUninstallArg {
     force: bool,
 }
 
+/// The `sys` operations; the `service-*` ones start at index 4.
+const SYS_OPS: [&str; 11] = [
+    "info",
+    "tools",
+    "services",
+    "logs",
+    "service-list",
+    "service-status",
+    "service-start",
+    "service-stop",
+    "service-restart",
+    "service-install",
+    "service-uninstall",
+];
+
 fn service_error(e: avix_kernel::services::ServiceError) -> AtpError {
     let code = match e.code {
         "ENOTFOUND" => ErrorCode::ENOTFOUND,
@@ -536,23 +551,7 @@ impl Gateway {
                     Ok((Body::from(json!({"lines": lines})), none()))
                 }
                 op if op.starts_with("service-") => self.service_op(a, op, body).await,
-                _ => Err(unknown(
-                    domain,
-                    op,
-                    &[
-                        "info",
-                        "tools",
-                        "services",
-                        "logs",
-                        "service-list",
-                        "service-status",
-                        "service-start",
-                        "service-stop",
-                        "service-restart",
-                        "service-install",
-                        "service-uninstall",
-                    ],
-                )),
+                _ => Err(unknown(domain, op, &SYS_OPS)),
             },
             _ => Err(AtpError::new(
                 ErrorCode::ENOSYS,
@@ -850,19 +849,7 @@ impl Gateway {
                 sup.uninstall(&name, force).await.map_err(service_error)?;
                 Ok((Body::from(json!({"uninstalled": name})), none()))
             }
-            _ => Err(unknown(
-                d,
-                op,
-                &[
-                    "service-list",
-                    "service-status",
-                    "service-start",
-                    "service-stop",
-                    "service-restart",
-                    "service-install",
-                    "service-uninstall",
-                ],
-            )),
+            _ => Err(unknown(d, op, &SYS_OPS[4..])),
         }
     }
 

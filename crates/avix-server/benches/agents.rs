@@ -23,11 +23,10 @@ use avix_kernel::tools::{
 use avix_kernel::{BootOptions, Kernel};
 use avix_llm::{BoxFuture, LlmClient, LlmError, StreamSink};
 use avix_proto::agent::{ProcState, SpawnRequest};
-use avix_proto::config::kernel::Mode;
 use avix_proto::llm::{ContentBlock, LlmRequest, LlmResponse, MessageRole, StopReason, Usage};
 use avix_proto::tool::ToolName;
-use avix_proto::{AgentName, Role, UserName};
-use avix_server::init::{CredentialType, InitOptions};
+use avix_proto::{AgentName, UserName};
+use avix_server::init::InitOptions;
 use avix_vfs::{Caller, VfsPath};
 
 /// Answers instantly: a `bench/noop` call until turn `turns`, then a final answer.
@@ -112,20 +111,7 @@ fn setup(turns: usize) -> (tempfile::TempDir, Arc<Kernel>, Arc<MockLlm>, UserNam
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let alice = UserName::new("alice").unwrap();
-    avix_server::init::run(&InitOptions {
-        root: root.clone(),
-        user: alice.clone(),
-        role: Role::Admin,
-        credential_type: CredentialType::ApiKey,
-        mode: Mode::Cli,
-        api_key: None,
-        password: None,
-        master_key_source: None,
-        host_uid: 0,
-        non_interactive: true,
-        force: false,
-    })
-    .unwrap();
+    avix_server::init::run(&InitOptions::admin(root.clone(), alice.clone())).unwrap();
     // Room for 1,000 agents.
     let kpath = root.join("etc/kernel.yaml");
     let k = std::fs::read_to_string(&kpath)

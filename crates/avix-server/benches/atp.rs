@@ -18,8 +18,7 @@ use avix_gateway::logs::LogRing;
 use avix_kernel::layout::RootLayout;
 use avix_kernel::{BootOptions, Kernel};
 use avix_proto::Role;
-use avix_proto::config::kernel::Mode;
-use avix_server::init::{CredentialType, InitOptions};
+use avix_server::init::InitOptions;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
@@ -44,19 +43,10 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let report = avix_server::init::run(&InitOptions {
-        root: root.clone(),
-        user: avix_proto::UserName::new("alice").unwrap(),
-        role: Role::Admin,
-        credential_type: CredentialType::ApiKey,
-        mode: Mode::Cli,
-        api_key: None,
-        password: None,
-        master_key_source: None,
-        host_uid: 0,
-        non_interactive: true,
-        force: false,
-    })
+    let report = avix_server::init::run(&InitOptions::admin(
+        root.clone(),
+        avix_proto::UserName::new("alice").unwrap(),
+    ))
     .unwrap();
     let key = report.api_key.unwrap().expose().to_owned();
     let layout = RootLayout::new(&root);

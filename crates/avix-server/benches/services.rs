@@ -20,10 +20,9 @@ use avix_ipc::{CallOptions, call};
 use avix_kernel::layout::RootLayout;
 use avix_kernel::{BootOptions, Kernel};
 use avix_proto::agent::{ProcState, SpawnRequest};
-use avix_proto::config::kernel::Mode;
 use avix_proto::rpc::{Request, RpcError};
-use avix_proto::{AgentName, Role, UserName};
-use avix_server::init::{CredentialType, InitOptions};
+use avix_proto::{AgentName, UserName};
+use avix_server::init::InitOptions;
 use avix_vfs::{Caller, VfsPath};
 use serde_json::value::RawValue;
 
@@ -110,20 +109,7 @@ fn boot() -> (tempfile::TempDir, Arc<Kernel>, UserName) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let alice = UserName::new("alice").unwrap();
-    avix_server::init::run(&InitOptions {
-        root: root.clone(),
-        user: alice.clone(),
-        role: Role::Admin,
-        credential_type: CredentialType::ApiKey,
-        mode: Mode::Cli,
-        api_key: None,
-        password: None,
-        master_key_source: None,
-        host_uid: 0,
-        non_interactive: true,
-        force: false,
-    })
-    .unwrap();
+    avix_server::init::run(&InitOptions::admin(root.clone(), alice.clone())).unwrap();
     let layout = RootLayout::new(&root);
     let master = MasterKey::from_file(&layout.etc_file("master.key")).unwrap();
     let kernel = Kernel::boot(

@@ -67,6 +67,26 @@ pub struct InitOptions {
     pub force: bool,
 }
 
+impl InitOptions {
+    /// Non-interactive defaults: `user` is an admin with a generated API key, `cli` mode,
+    /// mapped to host uid 0 (tests, benchmarks, scripts).
+    pub fn admin(root: impl Into<PathBuf>, user: UserName) -> Self {
+        Self {
+            root: root.into(),
+            user,
+            role: Role::Admin,
+            credential_type: CredentialType::ApiKey,
+            mode: Mode::Cli,
+            api_key: None,
+            password: None,
+            master_key_source: None,
+            host_uid: 0,
+            non_interactive: true,
+            force: false,
+        }
+    }
+}
+
 /// Why init failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -591,19 +611,7 @@ mod tests {
     use avix_proto::config::llm::LlmConfig;
 
     fn opts(root: &Path) -> InitOptions {
-        InitOptions {
-            root: root.to_path_buf(),
-            user: UserName::new("alice").unwrap(),
-            role: Role::Admin,
-            credential_type: CredentialType::ApiKey,
-            mode: Mode::Cli,
-            api_key: None,
-            password: None,
-            master_key_source: None,
-            host_uid: 0,
-            non_interactive: true,
-            force: false,
-        }
+        InitOptions::admin(root, UserName::new("alice").unwrap())
     }
 
     #[test]

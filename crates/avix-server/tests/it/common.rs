@@ -8,9 +8,8 @@ use avix_kernel::layout::RootLayout;
 use avix_kernel::process::{ExitInfo, Process};
 use avix_kernel::{BootOptions, Kernel};
 use avix_proto::agent::{ProcState, SpawnRequest};
-use avix_proto::config::kernel::Mode;
 use avix_proto::{AgentName, Role, UserName};
-use avix_server::init::{CredentialType, InitOptions};
+use avix_server::init::InitOptions;
 use avix_vfs::{Caller, Door, VfsPath};
 
 pub struct TestKernel {
@@ -27,19 +26,7 @@ impl TestKernel {
     pub fn boot() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        let opts = InitOptions {
-            root: root.clone(),
-            user: UserName::new("alice").unwrap(),
-            role: Role::Admin,
-            credential_type: CredentialType::ApiKey,
-            mode: Mode::Cli,
-            api_key: None,
-            password: None,
-            master_key_source: None,
-            host_uid: 0,
-            non_interactive: true,
-            force: false,
-        };
+        let opts = InitOptions::admin(root.clone(), UserName::new("alice").unwrap());
         avix_server::init::run(&opts).unwrap();
         let layout = RootLayout::new(&root);
         let master = MasterKey::from_file(&layout.etc_file("master.key")).unwrap();
