@@ -803,9 +803,19 @@ impl Supervisor {
     }
 
     /// Sends `c` and waits until the service settles (running, stopped, failed or in
-    /// backoff), at most 15 s.
+    /// backoff), at most 15 s. Starting a running service or stopping a stopped one changes
+    /// nothing.
     async fn control(&self, name: &str, c: Ctl) -> Result<ServiceStatus, ServiceError> {
         let slot = self.slot(name)?;
+        let before = slot.lock().state;
+        let noop = match c {
+            Ctl::Start => before == ServiceState::Running,
+            Ctl::Stop => matches!(before, ServiceState::Stopped | ServiceState::Failed),
+            _ => false,
+        };
+        if noop {
+            return self.status(name);
+        }
         let mut rx = slot.changed.subscribe();
         rx.mark_unchanged();
         let _ = slot.ctl.send(c);
@@ -813,27 +823,18 @@ impl Supervisor {
             Ctl::Stop => matches!(s, ServiceState::Stopped | ServiceState::Failed),
             _ => matches!(
                 s,
-                ServiceState::Running | ServiceState::Failed | ServiceState::Backoff
+                ServiceState::Running
+                    | ServiceState::Failed
+                    | ServiceState::Backoff
+                    | ServiceState::Stopped
             ),
         };
         let wait = async {
-            let mut saw_change = false;
-            loop {
-                let s = slot.lock().state;
-                // A restart passes through stopping before it settles.
-                if settled(s) && (saw_change || c != Ctl::Restart) {
-                    if c == Ctl::Start || c == Ctl::Restart {
-                        if s != ServiceState::Running || saw_change {
-                            return;
-                        }
-                    } else {
-                        return;
-                    }
-                }
-                if rx.changed().await.is_err() {
+            // Only states reached after the command count.
+            while rx.changed().await.is_ok() {
+                if settled(slot.lock().state) {
                     return;
                 }
-                saw_change = true;
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(15), wait).await;

@@ -130,6 +130,13 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
     let s = svc.start("echo").await.unwrap();
     assert_eq!(s.state, ServiceState::Running);
     assert_eq!(s.tools, ["echo/say"]);
+    // Starting a running service (or stopping a stopped one) answers at once.
+    let t0 = std::time::Instant::now();
+    assert_eq!(
+        svc.start("echo").await.unwrap().state,
+        ServiceState::Running
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     let e = svc.uninstall("echo", false).await.unwrap_err();
     assert_eq!(e.code, "ECONFLICT", "{e}");
     svc.uninstall("echo", true).await.unwrap();
