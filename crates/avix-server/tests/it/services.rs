@@ -277,3 +277,66 @@ async fn the_router_socket_refuses_bad_requests_clearly_and_calls_tools_by_token
     assert_eq!(r["error"]["code"], -32001, "{r}");
     ipc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_services_fail_or_back_off_with_a_reason() {
+    let t = TestKernel::boot();
+    let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
+    let svc = t.kernel.services().unwrap().clone();
+    let unit = |name: &str, cmd: &str, restart: &str| {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("service.yaml"),
+            format!("apiVersion: avix/v1\nkind: Service\nmetadata: {{name: {name}, version: 1.0.0}}\nspec:\n  command: {cmd}\n  tools: [{name}]\n  restart: {restart}\n"),
+        )
+        .unwrap();
+        d
+    };
+    // A program that does not exist: failed, and it says why.
+    let d = unit("ghost", "[/nonexistent/prog]", "on-failure");
+    let st = svc.install(d.path()).await.unwrap();
+    assert_eq!(st.state, ServiceState::Failed, "{st:?}");
+    assert!(
+        st.problem
+            .unwrap()
+            .contains("cannot start /nonexistent/prog")
+    );
+    // One that exits at once with an error: backoff, restarts counted, stop ends it.
+    let d = unit(
+        "crashy",
+        "[/bin/sh, -c, 'echo dying >&2; exit 3']",
+        "on-failure",
+    );
+    let st = svc.install(d.path()).await.unwrap();
+    assert_eq!(st.state, ServiceState::Backoff, "{st:?}");
+    assert_eq!(st.last_exit.as_deref(), Some("exit 3"));
+    until("a few restarts", || {
+        svc.status("crashy").unwrap().restarts >= 2
+    })
+    .await;
+    assert!(
+        t.read("/proc/services/crashy/log")
+            .contains("stderr: dying")
+    );
+    let st = svc.stop("crashy").await.unwrap();
+    assert_eq!(st.state, ServiceState::Stopped, "{st:?}");
+    // restart: never leaves it failed after one exit.
+    let d = unit("once", "[/bin/sh, -c, 'exit 1']", "never");
+    let st = svc.install(d.path()).await.unwrap();
+    assert_eq!(st.state, ServiceState::Failed, "{st:?}");
+    assert!(st.problem.unwrap().contains("does not restart it"));
+    // A bad unit is refused with every problem named, and nothing is installed.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("service.yaml"),
+        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: Bad, version: x}\nspec:\n  command: []\n",
+    )
+    .unwrap();
+    let e = svc.install(d.path()).await.unwrap_err();
+    assert_eq!(e.code, "EINVAL");
+    assert!(
+        e.message.contains("metadata.name") && e.message.contains("command is empty"),
+        "{e}"
+    );
+    ipc.shutdown().await;
+}
