@@ -218,3 +218,55 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
     .await;
     ipc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_everything_server_over_streamable_http() {
+    let port = avix_testkit::free_port();
+    let mut node = tokio::process::Command::new("node")
+        .arg(everything())
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    until("the HTTP server", 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let t = TestKernel::boot();
+    let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
+    write_mcp(
+        &t,
+        &format!(
+            "    - name: web\n      url: http://127.0.0.1:{port}/mcp\n      callTimeout: 10s\n"
+        ),
+    );
+    until("the HTTP server's tools", 30, || {
+        t.kernel.tools().get("mcp/web/get-sum").is_some()
+    })
+    .await;
+    agent(&t, "webuser", "mcp/web/get-sum");
+    let mut req = TestKernel::req("webuser", "idle", None);
+    req.interactive = Some(true);
+    let p = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    wait_state(&p, ProcState::Waiting, Some("input")).await;
+    let sum = t.kernel.tools().get("mcp/web/get-sum").unwrap();
+    let v = t
+        .kernel
+        .invoke(&p, "s1", &sum, serde_json::json!({"a": 20, "b": 22}))
+        .await
+        .unwrap();
+    assert!(v.to_string().contains("42"), "{v}");
+    // The server goes away: its tools become unavailable, and calls say so at once.
+    node.kill().await.unwrap();
+    let _ = node.wait().await;
+    let e = t
+        .kernel
+        .invoke(&p, "s2", &sum, serde_json::json!({"a": 1, "b": 2}))
+        .await
+        .unwrap_err();
+    assert!(["EUNAVAIL", "ETIMEOUT"].contains(&e.code), "{e}");
+    ipc.shutdown().await;
+}
