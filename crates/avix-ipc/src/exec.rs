@@ -228,6 +228,44 @@ impl ExecService {
         })
     }
 
+    /// Its line in `service list`.
+    pub fn status(&self) -> avix_proto::service::ServiceStatus {
+        use avix_proto::service::{ServiceState, ServiceStatus};
+        let tools = ["exec/network", "exec/python", "exec/shell"]
+            .map(str::to_owned)
+            .to_vec();
+        let cfg = self.kernel.config().get().kernel.exec.clone();
+        let (state, problem) = match (&self.bwrap, &self.limit) {
+            (None, _) => (
+                ServiceState::Failed,
+                Some(format!(
+                    "{} not found: apt-get install bubblewrap, then restart the daemon",
+                    cfg.bwrap
+                )),
+            ),
+            (Some(_), ProcessLimit::Rlimit) if nix::unistd::geteuid().is_root() => (
+                ServiceState::Running,
+                Some("no pids cgroup: the process limit is not enforced for root".into()),
+            ),
+            _ => (ServiceState::Running, None),
+        };
+        ServiceStatus {
+            name: "exec".into(),
+            version: avix_kernel::system::VERSION.into(),
+            builtin: true,
+            state,
+            pid: None,
+            since: avix_proto::time::Timestamp::from_unix(0),
+            restarts: 0,
+            last_exit: None,
+            next_start: None,
+            tools,
+            socket: None,
+            log: None,
+            problem,
+        }
+    }
+
     /// How the process limit is enforced.
     pub fn process_limit(&self) -> &ProcessLimit {
         &self.limit

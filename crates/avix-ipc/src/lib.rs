@@ -42,7 +42,8 @@ impl Ipc {
     /// Binds `ROOT/run/router.sock`, loads and starts the installed services and attaches
     /// the supervisor to the kernel.
     pub fn start(kernel: &Arc<Kernel>) -> std::io::Result<Self> {
-        exec::ExecService::new(kernel.clone()).register();
+        let exec = exec::ExecService::new(kernel.clone());
+        exec.register();
         let sup = supervisor::Supervisor::new(kernel.clone());
         kernel.set_services(sup.clone());
         let path = kernel.layout().run().join("router.sock");
@@ -53,6 +54,10 @@ impl Ipc {
         let server = tokio::spawn(server::serve(listener, handler, cfg, stop.clone()));
         sup.boot();
         let mcp = mcp::McpBridge::start(kernel.clone(), stop.clone());
+        sup.set_builtins(supervisor::Builtins {
+            exec,
+            mcp: mcp.clone(),
+        });
         Ok(Self {
             supervisor: sup,
             mcp,

@@ -134,6 +134,24 @@ pub struct Supervisor {
     read_timeout: Duration,
     daemon_uid: u32,
     me: std::sync::Weak<Supervisor>,
+    builtins: std::sync::OnceLock<Builtins>,
+}
+
+/// The built-in services, listed with the installed ones.
+#[derive(Debug, Clone)]
+pub struct Builtins {
+    /// exec.svc.
+    pub exec: Arc<crate::exec::ExecService>,
+    /// The MCP bridge (one line per server).
+    pub mcp: Arc<crate::mcp::McpBridge>,
+}
+
+impl Builtins {
+    fn statuses(&self) -> Vec<ServiceStatus> {
+        let mut v = vec![self.exec.status()];
+        v.extend(self.mcp.statuses());
+        v
+    }
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -255,6 +273,7 @@ impl Supervisor {
             read_timeout: Duration::from_millis(ipc.timeout_ms.max(1)),
             daemon_uid: nix::unistd::geteuid().as_raw(),
             me: me.clone(),
+            builtins: std::sync::OnceLock::new(),
         })
     }
 
@@ -262,6 +281,19 @@ impl Supervisor {
         self.me
             .upgrade()
             .expect("the supervisor is alive while used")
+    }
+
+    /// Lists the built-in services with the installed ones (once, at start).
+    pub fn set_builtins(&self, b: Builtins) {
+        let _ = self.builtins.set(b);
+    }
+
+    fn builtin(&self, name: &str) -> Option<ServiceStatus> {
+        self.builtins
+            .get()?
+            .statuses()
+            .into_iter()
+            .find(|s| s.name == name)
     }
 
     /// Largest IPC frame.
@@ -794,6 +826,14 @@ impl Supervisor {
     }
 
     fn slot(&self, name: &str) -> Result<Arc<Slot>, ServiceError> {
+        if self.builtin(name).is_some() {
+            return Err(err(
+                "EPERM",
+                format!(
+                    "{name} is built into the daemon: configure it in /etc/avix (kernel.yaml exec, mcp.yaml), it follows the file"
+                ),
+            ));
+        }
         self.read_slots().get(name).cloned().ok_or_else(|| {
             err(
                 "ENOTFOUND",
@@ -976,17 +1016,26 @@ fn status_of(slot: &Slot) -> ServiceStatus {
 
 impl ServiceControl for Supervisor {
     fn list(&self) -> Vec<ServiceStatus> {
-        self.read_slots()
+        let mut v: Vec<ServiceStatus> = self
+            .read_slots()
             .values()
             .map(|s| {
                 let mut st = status_of(s);
                 st.tools = self.tools_of(s);
                 st
             })
-            .collect()
+            .collect();
+        if let Some(b) = self.builtins.get() {
+            v.extend(b.statuses());
+        }
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     fn status(&self, name: &str) -> Result<ServiceStatus, ServiceError> {
+        if let Some(b) = self.builtin(name) {
+            return Ok(b);
+        }
         let s = self.slot(name)?;
         let mut st = status_of(&s);
         st.tools = self.tools_of(&s);

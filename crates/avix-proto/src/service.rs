@@ -115,6 +115,14 @@ impl ServiceUnit {
                 u.metadata.name
             ));
         }
+        if ["exec", "mcp", "llm", "kernel", "router", "gateway", "fuse"]
+            .contains(&u.metadata.name.as_str())
+        {
+            problems.push(format!(
+                "metadata.name {:?} is the name of a built-in service",
+                u.metadata.name
+            ));
+        }
         if parse_version(&u.metadata.version).is_none() {
             problems.push(format!(
                 "metadata.version {:?} must be MAJOR.MINOR.PATCH",

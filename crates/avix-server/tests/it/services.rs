@@ -148,7 +148,13 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
             .join("services/echo@0.1.0")
             .exists()
     );
-    assert!(svc.list().is_empty());
+    // Only the built-in services are left.
+    let names: Vec<String> = svc.list().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["exec"]);
+    assert!(svc.status("exec").unwrap().builtin);
+    let e = svc.stop("exec").await.unwrap_err();
+    assert_eq!(e.code, "EPERM");
+    assert!(e.message.contains("built into the daemon"), "{e}");
     ipc.shutdown().await;
 }
 
