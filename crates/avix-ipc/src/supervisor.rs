@@ -396,6 +396,14 @@ impl Supervisor {
         };
         let io = |what: &str, e: std::io::Error| err("EIO", format!("{what}: {e}"));
         std::fs::create_dir_all(&run_dir).map_err(|e| io("cannot create the run directory", e))?;
+        if run_as.is_some() {
+            // Another user must reach its own directory: traverse, not list.
+            for d in [layout.run(), layout.run().join("services")] {
+                let mode = std::fs::metadata(&d).map_or(0o700, |m| m.permissions().mode());
+                std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode | 0o111))
+                    .map_err(|e| io("cannot open the run directory for traversal", e))?;
+            }
+        }
         std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| io("cannot set the run directory's mode", e))?;
         chown(&run_dir, run_as).map_err(|e| io("cannot hand the run directory over", e))?;

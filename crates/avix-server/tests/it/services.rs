@@ -346,3 +346,44 @@ async fn broken_services_fail_or_back_off_with_a_reason() {
     );
     ipc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_runs_as_the_user_its_unit_names() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: runAs needs a daemon running as root");
+        return;
+    }
+    let t = TestKernel::boot();
+    // The root's parent is a private temporary directory; open it like /var/lib would be.
+    use std::os::unix::fs::PermissionsExt;
+    let root = t.kernel.layout().root().to_owned();
+    std::fs::set_permissions(
+        root.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    for f in ["echo_service.py", "service.yaml"] {
+        std::fs::copy(example("echo").join(f), d.path().join(f)).unwrap();
+    }
+    let unit = std::fs::read_to_string(d.path().join("service.yaml"))
+        .unwrap()
+        .replace(
+            "restart: on-failure",
+            "restart: on-failure\n  runAs: nobody",
+        );
+    std::fs::write(d.path().join("service.yaml"), unit).unwrap();
+    let svc = t.kernel.services().unwrap().clone();
+    let st = svc.install(d.path()).await.unwrap();
+    assert_eq!(
+        st.state,
+        ServiceState::Running,
+        "{st:?}\n{}",
+        t.read("/proc/services/echo/log")
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", st.pid.unwrap())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.contains("65534"), "{uid}");
+    ipc.shutdown().await;
+}
