@@ -135,6 +135,9 @@ impl RunCgroup {
 
 impl Drop for RunCgroup {
     fn drop(&mut self) {
+        if std::fs::remove_dir(&self.dir).is_ok() {
+            return;
+        }
         let dir = self.dir.clone();
         // The sandbox's processes die with bubblewrap; the directory can go once they have.
         std::thread::spawn(move || {
@@ -209,6 +212,22 @@ impl ExecService {
         let cfg = kernel.config().get().kernel.exec.clone();
         let bwrap = which(&cfg.bwrap);
         let limit = find_pids_cgroup().map_or(ProcessLimit::Rlimit, ProcessLimit::Cgroup);
+        if let ProcessLimit::Cgroup(base) = &limit {
+            // Run groups of daemons that are gone (`run-<daemon pid>-<n>`); one still holding
+            // processes stays.
+            for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let owner = name
+                    .strip_prefix("run-")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|p| p.parse::<u32>().ok());
+                if let Some(pid) = owner
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
         if bwrap.is_none() {
             tracing::warn!(
                 "exec.svc: {} not found; exec/python and exec/shell are unavailable (apt-get install bubblewrap)",
