@@ -387,3 +387,101 @@ async fn a_service_runs_as_the_user_its_unit_names() {
     assert!(uid.contains("65534"), "{uid}");
     ipc.shutdown().await;
 }
+
+/// Registers drain/slow; a call of it asks the router to remove the tool 200 ms in, then
+/// answers after 1 s. The removal's answer is written to removed.json.
+const DRAIN_PY: &str = r#"
+import json, os, socket, struct, threading, time
+def rpc(method, params):
+    s = socket.socket(socket.AF_UNIX); s.connect(os.environ["AVIX_ROUTER_SOCK"])
+    b = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    s.sendall(struct.pack("<I", len(b)) + b)
+    n = struct.unpack("<I", s.recv(4))[0]; d = b""
+    while len(d) < n: d += s.recv(n - len(d))
+    return json.loads(d)
+tok = os.environ["AVIX_SVC_TOKEN"]
+srv = socket.socket(socket.AF_UNIX); srv.bind(os.environ["AVIX_SVC_SOCK"]); srv.listen(8)
+rpc("ipc.register", {"token": tok, "name": "drain", "tools": [{"name": "drain/slow"}]})
+def remove():
+    time.sleep(0.2)
+    t0 = time.time()
+    r = rpc("ipc.tool-remove", {"token": tok, "tools": ["drain/slow"], "reason": "upgrade"})
+    r["waitedMs"] = int((time.time() - t0) * 1000)
+    open("removed.json", "w").write(json.dumps(r))
+while True:
+    c, _ = srv.accept()
+    n = struct.unpack("<I", c.recv(4))[0]; d = b""
+    while len(d) < n: d += c.recv(n - len(d))
+    req = json.loads(d)
+    threading.Thread(target=remove).start()
+    time.sleep(1)
+    b = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": {"done": True}}).encode()
+    c.sendall(struct.pack("<I", len(b)) + b); c.close()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_tool_drains_the_calls_in_flight() {
+    let t = TestKernel::boot();
+    let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("drain.py"), DRAIN_PY).unwrap();
+    std::fs::write(
+        dir.path().join("service.yaml"),
+        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: drain, version: 1.0.0}\nspec:\n  command: [/usr/bin/python3, drain.py]\n  tools: [drain]\n  callTimeout: 5s\n",
+    )
+    .unwrap();
+    let svc = t.kernel.services().unwrap().clone();
+    let st = svc.install(dir.path()).await.unwrap();
+    assert_eq!(st.state, ServiceState::Running, "{st:?}");
+    agent(&t, "drainer", "drain/slow");
+    let mut req = TestKernel::req("drainer", "idle", None);
+    req.interactive = Some(true);
+    let p = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    crate::common::wait_state(&p, ProcState::Waiting, Some("input")).await;
+    let slow = t.kernel.tools().get("drain/slow").unwrap();
+    let k = t.kernel.clone();
+    let (p2, slow2) = (p.clone(), slow.clone());
+    let call =
+        tokio::spawn(async move { k.invoke(&p2, "d1", &slow2, serde_json::json!({})).await });
+    // While the removal waits for that call: listed as unavailable, new calls refused.
+    until("the drain to start", || {
+        t.kernel
+            .tools()
+            .get("drain/slow")
+            .is_some_and(|e| e.descriptor.state == avix_kernel::tools::ToolState::Unavailable)
+    })
+    .await;
+    assert!(
+        t.read("/tools/drain/slow.yaml")
+            .contains("state: unavailable")
+    );
+    let e = t.kernel.check_call(&p, "drain/slow");
+    assert!(
+        matches!(
+            e,
+            avix_kernel::router::Check::Deny {
+                code: "EUNAVAIL",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The call in flight completes; then the tool is gone.
+    let r = call.await.unwrap().unwrap();
+    assert_eq!(r["done"], true);
+    let installed = t
+        .kernel
+        .layout()
+        .data()
+        .join("services/drain@1.0.0/removed.json");
+    until("the removal's answer", || installed.exists()).await;
+    let removed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&installed).unwrap()).unwrap();
+    assert_eq!(removed["result"]["drained"], true, "{removed}");
+    assert!(
+        removed["waitedMs"].as_u64().unwrap() >= 500,
+        "{removed}"
+    );
+    assert!(t.kernel.tools().get("drain/slow").is_none());
+    ipc.shutdown().await;
+}
