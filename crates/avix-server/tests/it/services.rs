@@ -478,10 +478,7 @@ async fn removing_a_tool_drains_the_calls_in_flight() {
     let removed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&installed).unwrap()).unwrap();
     assert_eq!(removed["result"]["drained"], true, "{removed}");
-    assert!(
-        removed["waitedMs"].as_u64().unwrap() >= 500,
-        "{removed}"
-    );
+    assert!(removed["waitedMs"].as_u64().unwrap() >= 500, "{removed}");
     assert!(t.kernel.tools().get("drain/slow").is_none());
     ipc.shutdown().await;
 }
