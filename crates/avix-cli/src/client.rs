@@ -59,6 +59,9 @@ enum ClientCommand {
     /// Installed services: list, control, install, remove.
     #[command(subcommand)]
     Service(crate::client_service::ServiceCommand),
+    /// Secrets: stored sealed, injected into services and MCP servers, never shown.
+    #[command(subcommand)]
+    Secret(crate::client_secret::SecretCommand),
     /// Raw ATP.
     #[command(subcommand)]
     Atp(AtpCommand),
@@ -224,6 +227,7 @@ pub(crate) fn run(a: ClientArgs) -> anyhow::Result<i32> {
             ClientCommand::Hil(c) => hil(&client, c, &out).await,
             ClientCommand::Logs { follow, lines } => logs(&client, follow, lines, &out).await,
             ClientCommand::Service(c) => crate::client_service::service(&client, c, &out).await,
+            ClientCommand::Secret(c) => crate::client_secret::secret(&client, c, &out).await,
             ClientCommand::Atp(AtpCommand::Shell) => shell(&client).await,
         }
     })

@@ -299,6 +299,40 @@ struct ServiceUninstallArg {
     force: bool,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretSetArg {
+    name: String,
+    value: String,
+    #[serde(default)]
+    system: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretNameArg {
+    name: String,
+    #[serde(default)]
+    system: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecretListArg {
+    #[serde(default)]
+    system: bool,
+}
+
+fn secret_error(e: avix_kernel::secrets::SecretStoreError) -> AtpError {
+    use avix_kernel::secrets::SecretStoreError as E;
+    let code = match &e {
+        E::BadName(_) => ErrorCode::EINVAL,
+        E::NotFound(_) => ErrorCode::ENOTFOUND,
+        E::Crypto { .. } | E::Io(_) => ErrorCode::EINTERNAL,
+    };
+    AtpError::new(code, e.to_string())
+}
+
 /// The `sys` operations; the `service-*` ones start at index 4.
 const SYS_OPS: [&str; 11] = [
     "info",
@@ -540,6 +574,7 @@ impl Gateway {
                 _ => Err(unknown(domain, op, &["list", "approve", "deny"])),
             },
             "fs" => self.fs_op(a, op, body).await,
+            "secret" => self.secret_op(a, op, body),
             "sys" => match op {
                 "info" => Ok((to_body(&avix_kernel::system::status(k))?, none())),
                 "tools" => Ok((to_body(&k.tools().descriptors())?, none())),
@@ -556,7 +591,7 @@ impl Gateway {
             _ => Err(AtpError::new(
                 ErrorCode::ENOSYS,
                 format!(
-                    "unknown domain {domain:?}: use auth, proc, signal, session, hil, fs or sys"
+                    "unknown domain {domain:?}: use auth, proc, signal, session, hil, fs, secret or sys"
                 ),
             )),
         }
@@ -797,6 +832,61 @@ impl Gateway {
         .await
         .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))??;
         Ok((Body::from(result), Effects::default()))
+    }
+
+    /// Secrets: a user's own, or (admins) the system's. Values go in, never out.
+    fn secret_op(&self, a: &Asker, op: &str, body: Value) -> Result<(Body, Effects), AtpError> {
+        use avix_kernel::secrets::SecretOwner;
+        let owner = |system: bool| -> Result<SecretOwner, AtpError> {
+            if system {
+                a.at_least(Role::Admin, "system secrets")?;
+                Ok(SecretOwner::System)
+            } else {
+                a.at_least(Role::User, "secrets")?;
+                Ok(SecretOwner::User(a.user.clone()))
+            }
+        };
+        let store = self.kernel.secrets();
+        let d = "secret";
+        match op {
+            "set" => {
+                let arg: SecretSetArg = args(d, op, body)?;
+                let value = zeroize::Zeroizing::new(arg.value);
+                store
+                    .set(&owner(arg.system)?, &arg.name, value.as_bytes())
+                    .map_err(secret_error)?;
+                tracing::info!(user = %a.user, name = %arg.name, system = arg.system, "secret set");
+                Ok((
+                    Body::from(json!({"name": arg.name, "system": arg.system, "set": true})),
+                    Effects::default(),
+                ))
+            }
+            "list" => {
+                let arg: SecretListArg = args(d, op, body)?;
+                Ok((
+                    to_body(&store.list(&owner(arg.system)?))?,
+                    Effects::default(),
+                ))
+            }
+            "delete" => {
+                let arg: SecretNameArg = args(d, op, body)?;
+                if !store
+                    .delete(&owner(arg.system)?, &arg.name)
+                    .map_err(secret_error)?
+                {
+                    return Err(AtpError::new(
+                        ErrorCode::ENOTFOUND,
+                        format!("secret {} is not set", arg.name),
+                    ));
+                }
+                tracing::info!(user = %a.user, name = %arg.name, system = arg.system, "secret deleted");
+                Ok((
+                    Body::from(json!({"name": arg.name, "deleted": true})),
+                    Effects::default(),
+                ))
+            }
+            _ => Err(unknown(d, op, &["set", "list", "delete"])),
+        }
     }
 
     async fn service_op(

@@ -375,6 +375,7 @@ impl McpBridge {
         let limit = c.start_timeout.0;
         let fut = async {
             if let Some(cmd) = &c.command {
+                let env = self.kernel.secrets().resolve_env(&c.environment)?;
                 let mut command = tokio::process::Command::new(&cmd[0]);
                 command
                     .args(&cmd[1..])
@@ -389,7 +390,7 @@ impl McpBridge {
                         std::env::var_os("HOME").unwrap_or_else(|| "/".into()),
                     )
                     .env("LANG", "C.UTF-8")
-                    .envs(&c.environment)
+                    .envs(env.iter().map(|(k, v)| (k, v.as_str())))
                     .process_group(0)
                     .kill_on_drop(true);
                 let _ = std::fs::create_dir_all(&self.log_dir);

@@ -622,6 +622,7 @@ impl Supervisor {
             let bytes: [u8; 32] = rand::random();
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         };
+        let env = self.kernel.secrets().resolve_env(&spec.environment)?;
         let _ = std::fs::remove_file(slot.svc_socket());
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&spec.command[1..])
@@ -638,7 +639,7 @@ impl Supervisor {
             .env("AVIX_SVC_TOKEN", &token)
             .env("AVIX_SVC_NAME", &slot.name)
             .env("AVIX_SVC_VERSION", &slot.unit.metadata.version)
-            .envs(&spec.environment)
+            .envs(env.iter().map(|(k, v)| (k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -851,7 +852,7 @@ impl Supervisor {
     }
 
     /// Sends `c` and waits until the service settles (running, stopped, failed or in
-    /// backoff), at most 15 s. Starting a running service or stopping a stopped one changes
+    /// backoff), at most 10 s. Starting a running service or stopping a stopped one changes
     /// nothing.
     async fn control(&self, name: &str, c: Ctl) -> Result<ServiceStatus, ServiceError> {
         let slot = self.slot(name)?;
@@ -885,8 +886,15 @@ impl Supervisor {
                 }
             }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(15), wait).await;
-        self.status(name)
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+        let mut st = self.status(name)?;
+        if st.state == ServiceState::Starting && st.problem.is_none() {
+            st.problem = Some(
+                "running but not registered after 10 s: a service calls ipc.register on AVIX_ROUTER_SOCK once it listens on AVIX_SVC_SOCK (see its log)"
+                    .into(),
+            );
+        }
+        Ok(st)
     }
 
     /// Stops every service (daemon shutdown).

@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod config;
 pub mod events;
 pub mod executor;
+pub mod fsutil;
 pub mod hil;
 pub mod journal;
 pub mod layout;
@@ -34,6 +35,7 @@ pub mod pipes;
 pub mod process;
 pub mod procfs;
 pub mod router;
+pub mod secrets;
 pub mod services;
 pub mod sessions;
 pub mod spawn;
@@ -167,6 +169,7 @@ pub struct Kernel {
     pipes: Pipes,
     jobs: Jobs,
     services: OnceLock<Arc<dyn services::ServiceControl>>,
+    secrets: secrets::SecretStore,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -237,6 +240,7 @@ impl Kernel {
                 (svc.clone() as Arc<dyn LlmClient>, Some(svc))
             }
         };
+        let secrets_store = secrets::SecretStore::new(layout.secrets(), &keys.secrets);
         let kernel = Arc::new(Self {
             layout,
             vfs,
@@ -258,6 +262,7 @@ impl Kernel {
             pipes: Pipes::default(),
             jobs: Jobs::default(),
             services: OnceLock::new(),
+            secrets: secrets_store,
         });
         system::publish(&kernel);
         tools::register_builtins(&kernel);
@@ -274,6 +279,11 @@ impl Kernel {
     /// Attaches the service supervisor (once, by the daemon).
     pub fn set_services(&self, s: Arc<dyn services::ServiceControl>) {
         let _ = self.services.set(s);
+    }
+
+    /// The secret store.
+    pub fn secrets(&self) -> &secrets::SecretStore {
+        &self.secrets
     }
 
     /// The service supervisor, when the daemon runs one.

@@ -305,6 +305,18 @@ pub fn event_matches(pattern: &str, event: &str) -> bool {
     }
 }
 
+/// A secret as `secret list` shows it: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretInfo {
+    /// Its name.
+    pub name: String,
+    /// `system` or the user.
+    pub owner: String,
+    /// Last written.
+    pub updated_at: crate::time::Timestamp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

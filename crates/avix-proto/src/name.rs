@@ -111,6 +111,14 @@ name_type!(
     "agent name"
 );
 
+/// Whether `name` is a valid secret name: 1-64 characters of A-Z, a-z, 0-9 and `_`, not
+/// starting with a digit (an environment-variable-like word).
+pub fn valid_secret_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

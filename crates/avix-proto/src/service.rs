@@ -152,6 +152,15 @@ impl ServiceUnit {
                 problems.push(format!("spec.tools namespace {ns:?} is reserved for Avix"));
             }
         }
+        for (k, v) in &u.spec.environment {
+            if let Some(name) = v.strip_prefix("secret:")
+                && !crate::name::valid_secret_name(name)
+            {
+                problems.push(format!(
+                    "spec.environment {k}: {v:?} does not name a secret (secret:NAME, NAME of A-Z, a-z, 0-9, '_')"
+                ));
+            }
+        }
         for k in u.spec.environment.keys() {
             if k.is_empty() || k.contains('=') || k.starts_with("AVIX_") {
                 problems.push(format!(

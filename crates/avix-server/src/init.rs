@@ -26,7 +26,7 @@ use avix_proto::time::Timestamp;
 use avix_proto::{Role, UserName};
 use zeroize::Zeroizing;
 
-use crate::fsutil::{ensure_dir, write_atomic};
+use avix_kernel::fsutil::{ensure_dir, write_atomic};
 
 /// The uid the first user gets.
 pub const FIRST_UID: u32 = 1001;

@@ -6,11 +6,10 @@
 //! - [`run`]: one agent without a daemon.
 //! - [`pidfile`]: one daemon per root.
 //! - [`watch`]: picks up edits made on the host disk.
-//! - [`fsutil`]: atomic, durable file writes with exact modes.
+//! - `avix_kernel::fsutil`: atomic, durable file writes with exact modes.
 //!
 //! This crate composes the kernel with its doors; it is the only one that knows them all.
 
-pub mod fsutil;
 pub mod init;
 pub mod pidfile;
 pub mod run;

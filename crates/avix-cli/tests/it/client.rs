@@ -267,5 +267,40 @@ fn services_are_installed_controlled_and_seen_through_the_client_and_the_mount()
     ok(&d, &["service", "uninstall", "echo"]);
     let list = ok(&d, &["service", "list"]);
     assert!(!list.contains("echo") && list.contains("exec"), "{list}");
+
+    // Secrets: the value goes in on stdin, and only the name ever comes back.
+    let value = "s3cr3t-value-for-the-cli-test";
+    let mut child = Command::new(bin())
+        .args(["client", "secret", "set", "API_TOKEN", "--system"])
+        .env("HOME", d.dir.path())
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .env("AVIX_API_KEY", &d.api_key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("system secret API_TOKEN set"));
+    let list = ok(&d, &["secret", "list", "--system"]);
+    assert!(
+        list.starts_with("NAME") && list.contains("API_TOKEN") && !list.contains(value),
+        "{list}"
+    );
+    let o = client(&d, &["secret", "set", "X"]);
+    assert!(!o.status.success(), "an empty value is refused");
+    assert!(stderr(&o).contains("empty value"), "{}", stderr(&o));
+    ok(&d, &["secret", "delete", "API_TOKEN", "--system"]);
+    assert!(!d.log_text().contains(value));
     d.stop();
 }

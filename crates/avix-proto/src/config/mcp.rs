@@ -98,6 +98,15 @@ impl Kind for McpConfig {
                     "server {n}: give exactly one of command (stdio) and url (streamable HTTP)"
                 )),
             }
+            for (k, v) in &s.environment {
+                if let Some(name) = v.strip_prefix("secret:")
+                    && !crate::name::valid_secret_name(name)
+                {
+                    problems.push(format!(
+                        "server {n}: environment {k}: {v:?} does not name a secret (secret:NAME)"
+                    ));
+                }
+            }
             if s.call_timeout.0.is_zero() || s.start_timeout.0.is_zero() {
                 problems.push(format!("server {n}: timeouts must be more than 0"));
             }

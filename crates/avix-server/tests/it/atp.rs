@@ -1037,3 +1037,141 @@ async fn service_operations_check_the_role() {
         .unwrap();
     ipc.shutdown().await;
 }
+
+/// Every file under `dir`, read as bytes, must not contain `needle`.
+fn assert_nowhere(dir: &std::path::Path, needle: &str) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            assert_nowhere(&p, needle);
+        } else if let Ok(b) = std::fs::read(&p) {
+            assert!(
+                !b.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds the secret in clear",
+                p.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_go_in_and_never_come_out() {
+    let a = start().await;
+    let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
+    let bob = a
+        .client("bob", &add_user(&a.t, "bob", Role::User, 1101))
+        .await;
+    let admin = a
+        .client("ada", &add_user(&a.t, "ada", Role::Admin, 1105))
+        .await;
+    let value = "ghp_Zq8v3TOPSECRETvalue42";
+    let r = bob
+        .call(
+            "secret",
+            "set",
+            json!({"name": "GITHUB_TOKEN", "value": value}),
+        )
+        .await
+        .unwrap();
+    assert!(!r.to_string().contains(value));
+    let list = bob.call("secret", "list", json!({})).await.unwrap();
+    assert_eq!(list[0]["name"], "GITHUB_TOKEN", "{list}");
+    assert_eq!(list[0]["owner"], "bob");
+    assert!(!list.to_string().contains(value));
+    // Users keep to their own; the system's are for admins.
+    let e = bob
+        .call(
+            "secret",
+            "set",
+            json!({"name": "X", "value": "v", "system": true}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+    assert_eq!(
+        admin.call("secret", "list", json!({})).await.unwrap(),
+        json!([])
+    );
+    let e = bob
+        .call("secret", "set", json!({"name": "no-dashes", "value": "v"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
+    // A system secret reaches a service's environment, and nothing else.
+    admin
+        .call(
+            "secret",
+            "set",
+            json!({"name": "SVC_TOKEN", "value": value, "system": true}),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("svc.py"),
+        "import hashlib, json, os, socket, struct, time\nprint(hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest(), flush=True)\ns = socket.socket(socket.AF_UNIX); s.connect(os.environ['AVIX_ROUTER_SOCK'])\nb = json.dumps({'jsonrpc': '2.0', 'id': 1, 'method': 'ipc.register', 'params': {'token': os.environ['AVIX_SVC_TOKEN'], 'name': 'sec'}}).encode()\ns.sendall(struct.pack('<I', len(b)) + b); s.recv(4096)\ntime.sleep(60)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("service.yaml"),
+        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: sec, version: 1.0.0}\nspec:\n  command: [/usr/bin/python3, svc.py]\n  environment: {TOKEN: \"secret:SVC_TOKEN\"}\n",
+    )
+    .unwrap();
+    admin
+        .call("sys", "service-install", json!({"path": dir.path()}))
+        .await
+        .unwrap();
+    let digest = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(value.as_bytes());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let log = a.t.kernel.layout().root().join("logs/services/sec.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(&digest)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never saw its secret"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A missing secret stops the start, and says which.
+    let dir2 = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir2.path().join("service.yaml"),
+        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: nosec, version: 1.0.0}\nspec:\n  command: [/bin/true]\n  environment: {T: \"secret:MISSING\"}\n",
+    )
+    .unwrap();
+    let st = admin
+        .call("sys", "service-install", json!({"path": dir2.path()}))
+        .await
+        .unwrap();
+    assert_eq!(st["state"], "failed", "{st}");
+    assert!(
+        st["problem"]
+            .as_str()
+            .unwrap()
+            .contains("system secret MISSING is not set"),
+        "{st}"
+    );
+    // Not in any file of the root, not through the VFS.
+    assert_nowhere(a.t.kernel.layout().root(), value);
+    let e =
+        a.t.kernel
+            .vfs()
+            .read(&Caller::kernel(), &p("/secrets/system/SVC_TOKEN"))
+            .unwrap_err();
+    assert!(e.to_string().contains("never readable"), "{e}");
+    bob.call("secret", "delete", json!({"name": "GITHUB_TOKEN"}))
+        .await
+        .unwrap();
+    let e = bob
+        .call("secret", "delete", json!({"name": "GITHUB_TOKEN"}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ENOTFOUND, "{e}");
+    ipc.shutdown().await;
+}
