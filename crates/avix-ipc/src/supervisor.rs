@@ -897,6 +897,22 @@ impl Supervisor {
         Ok(st)
     }
 
+    /// Waits until no service or MCP server is still starting, at most `limit`, so that
+    /// work resumed at start finds their tools.
+    pub async fn wait_settled(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if !self
+                .list()
+                .iter()
+                .any(|s| s.state == ServiceState::Starting)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops every service (daemon shutdown).
     pub async fn shutdown(&self) {
         let slots: Vec<_> = self.read_slots().values().cloned().collect();

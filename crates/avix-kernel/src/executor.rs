@@ -34,15 +34,54 @@ use crate::tools::ALWAYS_PRESENT;
 /// `Err` ends the run with this exit.
 type Flow<T> = Result<T, ExitInfo>;
 
+/// How a run begins.
+#[derive(Debug)]
+pub(crate) enum Begin {
+    /// A new run: the conversation carried over from a session (journaled before the goal),
+    /// then the goal.
+    Fresh(Vec<Message>),
+    /// A run a restart interrupted: its conversation (already in the journal) and the calls of
+    /// its last turn, which had no results yet.
+    Resume {
+        /// The conversation so far.
+        messages: Vec<Message>,
+        /// The last turn's calls.
+        pending: Vec<PendingCall>,
+    },
+}
+
+/// A call of the last turn of an interrupted run.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingCall {
+    /// Call id.
+    pub id: String,
+    /// Tool.
+    pub name: String,
+    /// Arguments.
+    pub input: serde_json::Value,
+    /// How far it got.
+    pub outcome: PendingOutcome,
+}
+
+/// How far a call got before the restart.
+#[derive(Debug, Clone)]
+pub(crate) enum PendingOutcome {
+    /// It finished; its result is in the journal.
+    Done {
+        /// Succeeded.
+        ok: bool,
+        /// The result text.
+        content: String,
+    },
+    /// It was dispatched and had no result: it may have had effects, so it is not run again.
+    Interrupted,
+    /// It was never dispatched (waiting for approval, or not reached): it goes through the
+    /// policy and, if gated, asks again.
+    NotStarted,
+}
+
 /// Starts the executor of `process` on the kernel's runtime.
-/// Starts the executor of `process`; `history` is the conversation it continues (a resumed
-/// session), empty for a fresh one.
-pub(crate) fn start(
-    kernel: Arc<Kernel>,
-    process: Arc<Process>,
-    ends: ProcessEnds,
-    history: Vec<Message>,
-) {
+pub(crate) fn start(kernel: Arc<Kernel>, process: Arc<Process>, ends: ProcessEnds, begin: Begin) {
     let rt = kernel.runtime().clone();
     rt.spawn(async move {
         let mut ex = Executor {
@@ -51,7 +90,7 @@ pub(crate) fn start(
             p: process,
             signals: ends.signals,
             messages: Vec::new(),
-            history,
+            begin: Some(begin),
             paused: false,
             stop_requested: false,
             save_requested: false,
@@ -69,8 +108,8 @@ struct Executor {
     signals: mpsc::Receiver<Signal>,
     kill: CancellationToken,
     messages: Vec<Message>,
-    /// The conversation carried over from the session, journaled before the goal.
-    history: Vec<Message>,
+    /// How the run begins (taken when it does).
+    begin: Option<Begin>,
     paused: bool,
     stop_requested: bool,
     save_requested: bool,
@@ -126,11 +165,21 @@ impl Executor {
 
     async fn main(&mut self) -> Flow<ExitInfo> {
         self.state(ProcState::Running, None);
-        for m in std::mem::take(&mut self.history) {
-            self.push_message(m).await?;
+        match self.begin.take() {
+            Some(Begin::Fresh(history)) => {
+                for m in history {
+                    self.push_message(m).await?;
+                }
+                self.push_message(Message::user_text(self.p.goal.clone()))
+                    .await?;
+            }
+            Some(Begin::Resume { messages, pending }) => {
+                if let Some(exit) = self.resume(messages, pending).await? {
+                    return Ok(exit);
+                }
+            }
+            None => {}
         }
-        self.push_message(Message::user_text(self.p.goal.clone()))
-            .await?;
         loop {
             self.boundary().await?;
             self.check_budgets()?;
@@ -537,6 +586,62 @@ impl Executor {
             reason: "paused; the turn is retried after SIGRESUME".into(),
         });
         self.wait_resumed().await?;
+        Ok(None)
+    }
+
+    /// Picks up a run a restart interrupted: the last turn's calls get their results (from
+    /// the journal, an "interrupted" error, or by running them now if they never started), or
+    /// an answer given just before the restart ends the run as it would have.
+    async fn resume(
+        &mut self,
+        messages: Vec<Message>,
+        pending: Vec<PendingCall>,
+    ) -> Flow<Option<ExitInfo>> {
+        self.messages = messages;
+        if pending.is_empty() {
+            let answered = self
+                .messages
+                .last()
+                .filter(|m| m.role == MessageRole::Assistant)
+                .map(Message::text);
+            if let Some(text) = answered {
+                if self.p.interactive {
+                    self.wait_input().await?;
+                    return Ok(None);
+                }
+                let mut exit = ExitInfo::new(ProcState::Completed, "the agent answered");
+                exit.output = Some(text);
+                return Ok(Some(exit));
+            }
+            return Ok(None);
+        }
+        let mut results = Vec::new();
+        let mut notes = Vec::new();
+        for c in pending {
+            match c.outcome {
+                PendingOutcome::Done { ok, content } => results.push(ContentBlock::ToolResult {
+                    tool_use_id: c.id,
+                    content,
+                    is_error: !ok,
+                }),
+                PendingOutcome::Interrupted => results.push(error_result(
+                    &c.id,
+                    "EINTERRUPTED",
+                    "the daemon stopped while this call ran and it was not run again: check what it did before you retry it",
+                )),
+                PendingOutcome::NotStarted => {
+                    let (block, note) = self.run_tool(&c.id, &c.name, c.input).await?;
+                    results.push(block);
+                    notes.extend(note);
+                }
+            }
+        }
+        results.extend(notes);
+        self.push_message(Message {
+            role: MessageRole::User,
+            content: results,
+        })
+        .await?;
         Ok(None)
     }
 

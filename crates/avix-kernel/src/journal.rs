@@ -427,6 +427,7 @@ pub fn record_from_journal(path: &Path) -> Option<InvocationRecord> {
                 rec.tokens.output_tokens += usage.output_tokens;
             }
             JournalEvent::ToolCall { .. } => rec.tool_calls += 1,
+            JournalEvent::Resumed { pid, .. } => rec.pid = *pid,
             JournalEvent::Exit {
                 state,
                 code,

@@ -34,6 +34,7 @@ pub mod pid;
 pub mod pipes;
 pub mod process;
 pub mod procfs;
+pub mod recovery;
 pub mod router;
 pub mod secrets;
 pub mod services;

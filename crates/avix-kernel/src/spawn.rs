@@ -352,6 +352,25 @@ pub fn invocation_id() -> String {
     )
 }
 
+/// A run a restart interrupted, to continue under a new PID (see `recovery.rs`).
+#[derive(Debug)]
+pub(crate) struct Adopt {
+    /// Its invocation id.
+    pub id: String,
+    /// Its journal's directory.
+    pub dir: std::path::PathBuf,
+    /// Its session.
+    pub session: String,
+    /// The PID it had.
+    pub previous_pid: u64,
+    /// What it held.
+    pub grants: Grants,
+    /// The conversation so far.
+    pub messages: Vec<avix_proto::llm::Message>,
+    /// The last turn's calls without results.
+    pub pending: Vec<crate::executor::PendingCall>,
+}
+
 impl Kernel {
     /// Spawns `req` for `user`; `parent` is set when an agent spawns a child (whose grants
     /// are then a subset of the parent's). Returns once the spawn is durable in the journal.
@@ -360,6 +379,17 @@ impl Kernel {
         user: &UserName,
         req: SpawnRequest,
         parent: Option<Arc<Process>>,
+    ) -> Result<Arc<Process>, SpawnError> {
+        self.spawn_with(user, req, parent, None).await
+    }
+
+    /// [`Kernel::spawn`], or with `adopt` the continuation of an interrupted run.
+    pub(crate) async fn spawn_with(
+        self: &Arc<Self>,
+        user: &UserName,
+        req: SpawnRequest,
+        parent: Option<Arc<Process>>,
+        adopt: Option<Adopt>,
     ) -> Result<Arc<Process>, SpawnError> {
         let config = self.config().get();
         let role = config.role_of(user);
@@ -401,7 +431,16 @@ impl Kernel {
             }
         }
         let resolution = resolve_params(self, user, &manifest_params)?;
-        let (grants, denied) = compute_grants(self, user, &agent, &req, parent.as_deref())?;
+        let (grants, denied) = match &adopt {
+            // What it held, as far as the user may still use it.
+            Some(a) => {
+                let mut g = a.grants.clone();
+                g.tools.retain(|t| permitted(self, user, t).is_ok());
+                g.once.retain(|t, _| permitted(self, user, t).is_ok());
+                (g, Vec::new())
+            }
+            None => compute_grants(self, user, &agent, &req, parent.as_deref())?,
+        };
         let (model, model_source) = match (
             &req.model,
             &agent.manifest.spec.model,
@@ -435,6 +474,7 @@ impl Kernel {
         // allocated, so a bad session id costs nothing).
         let name = agent.manifest.metadata.name.clone();
         let history = match (&parent, &req.session) {
+            _ if adopt.is_some() => Vec::new(),
             (None, Some(sid)) => self
                 .session_conversation(user, sid, name.as_str())
                 .map_err(|e| match e {
@@ -447,20 +487,26 @@ impl Kernel {
             .pids()
             .allocate()
             .map_err(|e| SpawnError::Io(format!("cannot allocate a PID: {e}")))?;
-        let id = invocation_id();
-        let (session, new_session) = match (&parent, &req.session) {
-            (Some(p), _) => (p.session.clone(), false),
-            (None, Some(sid)) => (sid.clone(), false),
-            (None, None) => (invocation_id(), true),
+        let (id, dir, session, new_session) = match &adopt {
+            Some(a) => (a.id.clone(), a.dir.clone(), a.session.clone(), false),
+            None => {
+                let id = invocation_id();
+                let (session, new_session) = match (&parent, &req.session) {
+                    (Some(p), _) => (p.session.clone(), false),
+                    (None, Some(sid)) => (sid.clone(), false),
+                    (None, None) => (invocation_id(), true),
+                };
+                let dir = self
+                    .layout()
+                    .data()
+                    .join("users")
+                    .join(user.as_str())
+                    .join("agents")
+                    .join(name.as_str())
+                    .join(&id);
+                (id, dir, session, new_session)
+            }
         };
-        let dir = self
-            .layout()
-            .data()
-            .join("users")
-            .join(user.as_str())
-            .join("agents")
-            .join(name.as_str())
-            .join(&id);
         let journal = self.journals().open(&dir, &id).map_err(|e| {
             SpawnError::Io(format!("cannot open the journal in {}: {e}", dir.display()))
         })?;
@@ -508,9 +554,12 @@ impl Kernel {
             hil_required,
             grants,
         });
-        process
-            .journal
-            .append_durable(JournalEvent::Spawned {
+        let first = match &adopt {
+            Some(a) => JournalEvent::Resumed {
+                pid,
+                previous_pid: a.previous_pid,
+            },
+            None => JournalEvent::Spawned {
                 pid,
                 agent: name.to_string(),
                 version: process.version.clone(),
@@ -520,7 +569,11 @@ impl Kernel {
                 model,
                 granted,
                 session: Some(session.clone()),
-            })
+            },
+        };
+        process
+            .journal
+            .append_durable(first)
             .await
             .map_err(|e| SpawnError::Io(e.to_string()))?;
         self.mint_token(&process, false);
@@ -539,7 +592,12 @@ impl Kernel {
             name.to_string(),
             req.goal.clone(),
         );
+        let adopted = adopt.is_some();
         let recorded = tokio::task::spawn_blocking(move || {
+            if adopted {
+                // The session lists this invocation already.
+                return Ok(());
+            }
             let create = new_session.then_some((agent_name.as_str(), goal.as_str()));
             k.session_record(&u, &sid, create, inv)
         })
@@ -553,13 +611,28 @@ impl Kernel {
             p.inner().children.push(pid);
         }
         crate::procfs::publish_process(self, &process);
+        let (event, begin) = match adopt {
+            Some(a) => {
+                tracing::info!(pid, previous = a.previous_pid, agent = %name, user = %user, "resumed after a restart");
+                (
+                    "agent.resumed",
+                    crate::executor::Begin::Resume {
+                        messages: a.messages,
+                        pending: a.pending,
+                    },
+                )
+            }
+            None => {
+                tracing::info!(pid, agent = %name, user = %user, "spawned");
+                ("agent.spawned", crate::executor::Begin::Fresh(history))
+            }
+        };
         self.events().emit_process(
             &process,
-            "agent.spawned",
+            event,
             serde_json::json!({"agent": name.as_str(), "goal": req.goal, "session": session, "invocation": id}),
         );
-        crate::executor::start(self.clone(), process.clone(), ends, history);
-        tracing::info!(pid, agent = %name, user = %user, "spawned");
+        crate::executor::start(self.clone(), process.clone(), ends, begin);
         Ok(process)
     }
 }

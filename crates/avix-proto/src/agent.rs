@@ -856,6 +856,13 @@ pub enum JournalEvent {
         /// `session` or `once`.
         scope: String,
     },
+    /// The daemon restarted and the run continues under a new PID (PIDs are never reused).
+    Resumed {
+        /// The new PID.
+        pid: u64,
+        /// The PID it had before the restart.
+        previous_pid: u64,
+    },
     /// The process ended.
     Exit {
         /// Final state.

@@ -425,6 +425,17 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         "ready in {boot_ms} ms"
     );
 
+    // Runs a crash or a stop interrupted continue once the tools they use are back.
+    let (k, settle) = (kernel.clone(), ipc.supervisor.clone());
+    tokio::spawn(async move {
+        settle.wait_settled(std::time::Duration::from_secs(5)).await;
+        for r in k.resume_interrupted().await {
+            if let Ok(pid) = r.outcome {
+                tracing::info!(pid, previous = r.previous_pid, invocation = %r.invocation, "interrupted run resumed");
+            }
+        }
+    });
+
     let sweeper = kernel.clone();
     tokio::task::spawn_blocking(move || {
         let n = sweeper.sweep_temp_files();

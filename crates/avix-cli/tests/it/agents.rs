@@ -144,3 +144,41 @@ fn server_run_prints_progress_and_exits_with_the_agent_status() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown agent \"ghost\""));
 }
+
+#[test]
+fn runs_continue_after_the_daemon_is_killed_with_their_approvals_pending() {
+    let Some(mut d) = running() else { return };
+    let mount = d.mount.clone();
+    let script = |name: &str, args: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(repo().join("tests/shell").join(name))
+            .args(args)
+            .env("M", &mount)
+            .env("AVIX_USER", "alice")
+            .output()
+            .unwrap()
+    };
+    let out = script("agent_resume_before.sh", &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    let ids = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let ids: Vec<&str> = ids.split(' ').collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    d.signal(libc::SIGKILL);
+    assert!(d.wait_unmounted());
+    d.start();
+    let out = script("agent_resume_after.sh", &ids);
+    assert!(
+        out.status.success(),
+        "{}{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    assert!(d.log_text().contains("interrupted run resumed"));
+    d.stop();
+}

@@ -129,16 +129,25 @@ pub struct Scheduler {
     /// Agents running at once across all users.
     #[serde(default = "default_max_agents")]
     pub max_concurrent_agents: u32,
+    /// At start, continue the runs a crash or stop interrupted (from their journals, under
+    /// new PIDs), pending approvals included.
+    #[serde(default = "default_resume")]
+    pub resume_interrupted: bool,
 }
 
 fn default_max_agents() -> u32 {
     100
 }
 
+fn default_resume() -> bool {
+    true
+}
+
 impl Default for Scheduler {
     fn default() -> Self {
         Self {
             max_concurrent_agents: default_max_agents(),
+            resume_interrupted: default_resume(),
         }
     }
 }

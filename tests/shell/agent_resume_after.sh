@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Part two, after the daemon was killed and started again: both runs continue under new PIDs.
+# The approval is asked again and runs the call once; the slow call is reported interrupted,
+# not run again. Arguments: the two invocation ids.
+set -euo pipefail
+ws="$M/users/$AVIX_USER/workspace"
+pid_of() { # invocation -> its new pid
+  for _ in $(seq 1 200); do
+    for f in "$M"/proc/[0-9]*/status.yaml; do
+      grep -q "invocation: $1" "$f" 2>/dev/null && { basename "$(dirname "$f")"; return 0; }
+    done
+    sleep 0.05
+  done
+  echo "invocation $1 was not resumed" >&2; return 1
+}
+wait_for() {
+  for _ in $(seq 1 400); do grep -q "$2" "$1" && return 0; sleep 0.05; done
+  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
+}
+a=$(pid_of "$1")
+b=$(pid_of "$2")
+wait_for "$M/proc/$a/status.yaml" "waitingOn: human-approval"
+[ -e "$ws/old.txt" ]
+req=$(ls "$M/proc/$a/hil/")
+grep -q "tool: fs/delete" "$M/proc/$a/hil/$req"
+echo approve > "$M/proc/$a/hil/$req"
+wait_for "$M/proc/$a/status.yaml" "state: completed"
+[ ! -e "$ws/old.txt" ]
+grep -q '"type":"resumed"' "$M/proc/$a/journal.jsonl"
+[ "$(grep -c '"type":"tool_call".*"tool":"fs/delete"' "$M/proc/$a/journal.jsonl")" = 1 ]
+
+wait_for "$M/proc/$b/status.yaml" "state: completed"
+grep -q "EINTERRUPTED" "$M/proc/$b/journal.jsonl"
+[ "$(grep -c ran "$ws/runs.txt")" = 1 ]        # the interrupted call did not run again
+echo "agent resume: ok"
