@@ -11,23 +11,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::master_key::SubKey;
 pub use crate::signed::TokenError;
-use crate::signed::{TokenKey, open, seal};
+use crate::signed::{TokenKey, open_with, seal};
 
 const PREFIX: &str = "avixatp1.";
 
 /// What an ATP token says.
+///
+/// On the wire the keys are one letter (`u r s i e`): tokens are opaque to clients, and
+/// short claims keep the MAC to two SHA-256 blocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct AtpClaims {
     /// The user.
+    #[serde(rename = "u")]
     pub sub: String,
     /// The role the user logged in with.
+    #[serde(rename = "r")]
     pub role: Role,
     /// The login this token belongs to.
+    #[serde(rename = "s")]
     pub sid: String,
     /// Issue time (Unix seconds).
+    #[serde(rename = "i")]
     pub iat: i64,
     /// Expiry (Unix seconds).
+    #[serde(rename = "e")]
     pub exp: i64,
 }
 
@@ -49,12 +56,33 @@ impl AtpSigner {
 
     /// Checks a token's signature (constant time) and expiry at `now`.
     pub fn verify(&self, token: &str, now: i64) -> Result<AtpClaims, TokenError> {
-        let claims: AtpClaims = open(&self.0, PREFIX, token)?;
+        let claims: AtpClaims = open_with(&self.0, PREFIX, token, parse_canonical)?;
         if now >= claims.exp {
             return Err(TokenError::Expired);
         }
         Ok(claims)
     }
+}
+
+/// Reads claims in exactly the form `mint` writes them (`{"u":…,"r":…,"s":…,"i":…,"e":…}`,
+/// no escapes): a quarter of the cost of the JSON parser. Anything else is left to it.
+fn parse_canonical(b: &[u8]) -> Option<AtpClaims> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.contains('\\') {
+        return None;
+    }
+    let (u, s) = s.strip_prefix("{\"u\":\"")?.split_once('"')?;
+    let (r, s) = s.strip_prefix(",\"r\":\"")?.split_once('"')?;
+    let (sid, s) = s.strip_prefix(",\"s\":\"")?.split_once('"')?;
+    let (i, s) = s.strip_prefix(",\"i\":")?.split_once(',')?;
+    let e = s.strip_prefix("\"e\":")?.strip_suffix('}')?;
+    Some(AtpClaims {
+        sub: u.to_owned(),
+        role: r.parse().ok()?,
+        sid: sid.to_owned(),
+        iat: i.parse().ok()?,
+        exp: e.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -69,6 +97,24 @@ mod tests {
             iat: 100,
             exp: 200,
         }
+    }
+
+    #[test]
+    fn the_fast_parser_reads_what_mint_writes_and_leaves_the_rest_to_json() {
+        let json = serde_json::to_vec(&claims()).unwrap();
+        assert_eq!(parse_canonical(&json), Some(claims()));
+        let reordered = br#"{"r":"user","u":"alice","s":"s1","i":100,"e":200}"#;
+        assert_eq!(parse_canonical(reordered), None);
+        let parsed: AtpClaims = serde_json::from_slice(reordered).unwrap();
+        assert_eq!(parsed, claims());
+        assert_eq!(
+            parse_canonical(br#"{"u":"a\"b","r":"user","s":"s","i":1,"e":2}"#),
+            None
+        );
+        assert_eq!(
+            parse_canonical(br#"{"u":"a","r":"root","s":"s","i":1,"e":2}"#),
+            None
+        );
     }
 
     #[test]
