@@ -249,10 +249,10 @@ impl Router {
                 return Err(RpcError::new(rc, reason));
             }
         };
-        let id = format!("ipc-{}", rand::random::<u64>());
+        let id = format!("ipc-{:016x}", rand::random::<u64>());
         let out = self
             .kernel
-            .invoke(&p, &id, &entry, args)
+            .invoke_on_behalf(&p, &id, &entry, args)
             .await
             .map_err(|e| {
                 RpcError::new(code::ETOOL, e.message.clone())

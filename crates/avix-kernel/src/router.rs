@@ -124,4 +124,48 @@ impl Kernel {
         };
         entry.handler.call(cx, args).await
     }
+
+    /// A call made for `process` from outside its executor (a local program holding its
+    /// capability token): dispatched like the agent's own, and journaled the same way
+    /// (`tool_call` before it runs, `tool_result` after), counted against its budget.
+    pub async fn invoke_on_behalf(
+        self: &Arc<Self>,
+        process: &Arc<Process>,
+        call_id: &str,
+        entry: &Arc<ToolEntry>,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, ToolError> {
+        use avix_proto::agent::JournalEvent;
+        let name = entry.descriptor.name.to_string();
+        process
+            .journal
+            .append_durable(JournalEvent::ToolCall {
+                call_id: call_id.into(),
+                tool: name.clone(),
+                args: args.clone(),
+            })
+            .await
+            .map_err(|e| ToolError::new("EIO", format!("cannot write the journal: {e}")))?;
+        process.inner().tool_calls += 1;
+        let started = std::time::Instant::now();
+        let out = self.invoke(process, call_id, entry, args).await;
+        let (ok, content) = match &out {
+            Ok(v) => (true, v.to_string()),
+            Err(e) => (
+                false,
+                serde_json::json!({"error": {"code": e.code, "message": e.message}}).to_string(),
+            ),
+        };
+        process.journal.append(JournalEvent::ToolResult {
+            call_id: call_id.into(),
+            tool: name,
+            ok,
+            result: crate::journal::truncate_for_journal(
+                &content,
+                crate::journal::MAX_JOURNALED_RESULT,
+            ),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        out
+    }
 }

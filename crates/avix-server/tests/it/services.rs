@@ -265,6 +265,20 @@ async fn the_router_socket_refuses_bad_requests_clearly_and_calls_tools_by_token
     .await
     .unwrap();
     assert_eq!(t.read("/users/alice/workspace/via-ipc.txt"), "hi");
+    // The calls made with its token are in the agent's journal, like its own.
+    let journal = t.journal(&proc);
+    let calls: Vec<&str> = journal
+        .iter()
+        .filter_map(|e| match &e.event {
+            avix_proto::agent::JournalEvent::ToolCall { call_id, tool, .. }
+                if call_id.starts_with("ipc-") =>
+            {
+                Some(tool.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls, ["fs/write", "fs/read"]);
     // Once the agent ends, its token is dead.
     t.kernel
         .signal(
