@@ -19,6 +19,14 @@ pub(crate) enum ServiceCommand {
         /// Its name.
         name: String,
     },
+    /// The end of a service's output (stdout and stderr, timestamped).
+    Logs {
+        /// Its name.
+        name: String,
+        /// How many lines.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+    },
     /// Start a stopped or failed service (operators).
     Start {
         /// Its name.
@@ -117,6 +125,26 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCommand, out: &Out) -> anyho
             return Ok(0);
         }
         ServiceCommand::Status { name } => one("service-status", name),
+        ServiceCommand::Logs { name, lines } => {
+            // The same file the mount shows: /proc/services/<name>/log.
+            let v = c
+                .call(
+                    "fs",
+                    "read",
+                    json!({"path": format!("/proc/services/{name}/log")}),
+                )
+                .await?;
+            let text = v["content"].as_str().unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            let tail = &all[all.len().saturating_sub(lines)..];
+            if out.json {
+                return out.json(&json!({"name": name, "lines": tail})).map(|()| 0);
+            }
+            for l in tail {
+                println!("{l}");
+            }
+            return Ok(0);
+        }
         ServiceCommand::Start { name } => one("service-start", name),
         ServiceCommand::Stop { name } => one("service-stop", name),
         ServiceCommand::Restart { name } => one("service-restart", name),

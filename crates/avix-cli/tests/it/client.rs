@@ -236,6 +236,10 @@ fn services_are_installed_controlled_and_seen_through_the_client_and_the_mount()
     assert!(d.ok("ls $M/services").contains("echo@0.1.0"));
     let log = d.ok("cat $M/proc/services/echo/log");
     assert!(log.contains("registered"), "{log}");
+    let logs = ok(&d, &["service", "logs", "echo", "-n", "5"]);
+    assert!(logs.contains("stdout: registered: ['echo/say']"), "{logs}");
+    let o = client(&d, &["service", "logs", "nope"]);
+    assert!(!o.status.success());
     // Restart through the ctl file, then through the client.
     d.ok("echo restart > $M/proc/services/echo/ctl");
     let json = ok(&d, &["--json", "service", "restart", "echo"]);
