@@ -226,7 +226,10 @@ pub(crate) fn run(a: ClientArgs) -> anyhow::Result<i32> {
             ClientCommand::Session(c) => session(&client, c, &out).await,
             ClientCommand::Hil(c) => hil(&client, c, &out).await,
             ClientCommand::Logs { follow, lines } => logs(&client, follow, lines, &out).await,
-            ClientCommand::Service(c) => crate::client_service::service(&client, c, &out).await,
+            ClientCommand::Service(c) => {
+                let local = crate::client_service::is_local(&config.server);
+                crate::client_service::service(&client, c, &out, local).await
+            }
             ClientCommand::Secret(c) => crate::client_secret::secret(&client, c, &out).await,
             ClientCommand::Atp(AtpCommand::Shell) => shell(&client).await,
         }

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use avix_client::Client;
+use avix_proto::atp::UploadedFile;
 use avix_proto::service::ServiceStatus;
 use clap::Subcommand;
 use serde_json::json;
@@ -42,11 +43,15 @@ pub(crate) enum ServiceCommand {
         /// Its name.
         name: String,
     },
-    /// Install a service from a directory holding service.yaml (admins; the directory must
-    /// be on the daemon's host).
+    /// Install a service from a directory holding service.yaml (admins). The daemon reads
+    /// the directory itself when it runs on this machine; otherwise (or with --upload) the
+    /// files are sent over ATP (up to about 700 KiB in all).
     Install {
         /// The directory.
         dir: PathBuf,
+        /// Send the files even to a daemon on this machine.
+        #[arg(long)]
+        upload: bool,
     },
     /// Remove an installed service (admins).
     Uninstall {
@@ -56,6 +61,45 @@ pub(crate) enum ServiceCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// Largest upload, before base64 (the frame limit is 1 MiB).
+const MAX_UPLOAD: u64 = 700 * 1024;
+
+/// The regular files under `dir`, for an upload.
+fn pack(dir: &std::path::Path) -> anyhow::Result<Vec<UploadedFile>> {
+    use base64::Engine;
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+            let e = e?;
+            let ty = e.file_type()?;
+            if ty.is_dir() {
+                stack.push(e.path());
+            } else if ty.is_file() {
+                let meta = e.metadata()?;
+                total += meta.len();
+                if total > MAX_UPLOAD {
+                    bail!(
+                        "{} holds more than {} KiB: too large to upload; copy it to the daemon's host and install it from there",
+                        dir.display(),
+                        MAX_UPLOAD / 1024
+                    );
+                }
+                let rel = e.path().strip_prefix(dir)?.to_string_lossy().into_owned();
+                out.push(UploadedFile {
+                    path: rel,
+                    mode: Some(meta.permissions().mode() & 0o755),
+                    content_base64: base64::engine::general_purpose::STANDARD
+                        .encode(std::fs::read(e.path())?),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn state(s: &ServiceStatus) -> String {
@@ -94,7 +138,23 @@ fn print_status(s: &ServiceStatus) {
     }
 }
 
-pub(crate) async fn service(c: &Client, cmd: ServiceCommand, out: &Out) -> anyhow::Result<i32> {
+/// Whether the daemon at `server` (an http(s) URL) runs on this machine.
+pub(crate) fn is_local(server: &str) -> bool {
+    let rest = server.split("://").nth(1).unwrap_or(server);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.")
+}
+
+pub(crate) async fn service(
+    c: &Client,
+    cmd: ServiceCommand,
+    out: &Out,
+    local: bool,
+) -> anyhow::Result<i32> {
     let one = |op: &'static str, name: String| (op, json!({ "name": name }));
     let (op, body) = match cmd {
         ServiceCommand::List => {
@@ -148,10 +208,14 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCommand, out: &Out) -> anyho
         ServiceCommand::Start { name } => one("service-start", name),
         ServiceCommand::Stop { name } => one("service-stop", name),
         ServiceCommand::Restart { name } => one("service-restart", name),
-        ServiceCommand::Install { dir } => {
+        ServiceCommand::Install { dir, upload } => {
             let dir = std::fs::canonicalize(&dir)
                 .with_context(|| format!("cannot find {}", dir.display()))?;
-            ("service-install", json!({ "path": dir }))
+            if upload || !local {
+                ("service-install", json!({ "files": pack(&dir)? }))
+            } else {
+                ("service-install", json!({ "path": dir }))
+            }
         }
         ServiceCommand::Uninstall { name, force } => {
             let v = c
@@ -177,4 +241,28 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCommand, out: &Out) -> anyho
         avix_proto::service::ServiceState::Failed => 1,
         _ => 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local;
+
+    #[test]
+    fn loopback_servers_are_local() {
+        for s in [
+            "http://127.0.0.1:9142",
+            "https://localhost:9142/",
+            "http://[::1]:9142",
+            "127.0.0.2:1",
+        ] {
+            assert!(is_local(s), "{s}");
+        }
+        for s in [
+            "https://avix.example.com:9142",
+            "http://10.0.0.5:9142",
+            "http://[fe80::1]:9142",
+        ] {
+            assert!(!is_local(s), "{s}");
+        }
+    }
 }

@@ -288,7 +288,55 @@ struct ServiceArg {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceInstallArg {
-    path: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    files: Option<Vec<avix_proto::atp::UploadedFile>>,
+}
+
+/// Most files in one uploaded service.
+const MAX_UPLOADED_FILES: usize = 1000;
+
+/// Writes uploaded files under `dir`, refusing paths that leave it.
+fn unpack(dir: &std::path::Path, files: &[avix_proto::atp::UploadedFile]) -> Result<(), AtpError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |m: String| AtpError::new(ErrorCode::EINVAL, m);
+    if files.is_empty() || files.len() > MAX_UPLOADED_FILES {
+        return Err(bad(format!(
+            "files must hold 1 to {MAX_UPLOADED_FILES} entries"
+        )));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for f in files {
+        let rel = std::path::Path::new(&f.path);
+        let ok = !f.path.is_empty()
+            && rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !ok {
+            return Err(bad(format!(
+                "{:?}: a file path must be relative, without `..`",
+                f.path
+            )));
+        }
+        let data = b64
+            .decode(f.content_base64.as_bytes())
+            .map_err(|e| bad(format!("{}: contentBase64 is not base64: {e}", f.path)))?;
+        let dest = dir.join(rel);
+        let io = |e: std::io::Error| {
+            AtpError::new(
+                ErrorCode::EINTERNAL,
+                format!("cannot write {}: {e}", f.path),
+            )
+        };
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&dest, data).map_err(io)?;
+        let mode = f.mode.unwrap_or(0o644) & 0o755;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -922,15 +970,44 @@ impl Gateway {
             }
             "service-install" => {
                 a.at_least(Role::Admin, "installing services")?;
-                let ServiceInstallArg { path } = args(d, op, body)?;
-                let path = std::path::PathBuf::from(path);
-                if !path.is_absolute() {
-                    return Err(AtpError::new(
-                        ErrorCode::EINVAL,
-                        "path must be an absolute directory on the daemon's host holding service.yaml",
-                    ));
-                }
-                let st = sup.install(&path).await.map_err(service_error)?;
+                let arg: ServiceInstallArg = args(d, op, body)?;
+                let st = match (arg.path, arg.files) {
+                    (Some(path), None) => {
+                        let path = std::path::PathBuf::from(path);
+                        if !path.is_absolute() {
+                            return Err(AtpError::new(
+                                ErrorCode::EINVAL,
+                                "path must be an absolute directory on the daemon's host holding service.yaml",
+                            ));
+                        }
+                        sup.install(&path).await.map_err(service_error)?
+                    }
+                    (None, Some(files)) => {
+                        // Unpacked next to the installed services, installed from there.
+                        let dir = self
+                            .kernel
+                            .layout()
+                            .data()
+                            .join("services")
+                            .join(format!(".upload-{:016x}", rand::random::<u64>()));
+                        let d2 = dir.clone();
+                        let unpacked = tokio::task::spawn_blocking(move || unpack(&d2, &files))
+                            .await
+                            .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))?;
+                        let st = match unpacked {
+                            Ok(()) => sup.install(&dir).await.map_err(service_error),
+                            Err(e) => Err(e),
+                        };
+                        let _ = std::fs::remove_dir_all(&dir);
+                        st?
+                    }
+                    _ => {
+                        return Err(AtpError::new(
+                            ErrorCode::EINVAL,
+                            "service-install takes path (a directory on the daemon's host) or files (an upload), one of them",
+                        ));
+                    }
+                };
                 Ok((to_body(&st)?, none()))
             }
             "service-uninstall" => {

@@ -339,6 +339,11 @@ impl Supervisor {
         for e in entries.flatten() {
             let path = e.path();
             let fname = e.file_name().to_string_lossy().into_owned();
+            if fname.starts_with('.') {
+                // An upload or install a crash interrupted.
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
             let Some((name, version)) = fname.split_once('@') else {
                 continue;
             };

@@ -305,6 +305,19 @@ pub fn event_matches(pattern: &str, event: &str) -> bool {
     }
 }
 
+/// One file of a service uploaded with `sys service-install {files}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadedFile {
+    /// Relative path inside the service directory (`/`-separated, no `..`).
+    pub path: String,
+    /// Permission bits (e.g. 0o755 for a program); default 0o644.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// The content, base64.
+    pub content_base64: String,
+}
+
 /// A secret as `secret list` shows it: never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

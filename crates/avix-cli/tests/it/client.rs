@@ -271,6 +271,17 @@ fn services_are_installed_controlled_and_seen_through_the_client_and_the_mount()
     ok(&d, &["service", "uninstall", "echo"]);
     let list = ok(&d, &["service", "list"]);
     assert!(!list.contains("echo") && list.contains("exec"), "{list}");
+    // The same service sent over ATP, as a client on another machine does.
+    let out = ok(
+        &d,
+        &["service", "install", "--upload", dir.to_str().unwrap()],
+    );
+    assert!(out.contains("state     running"), "{out}");
+    assert!(
+        d.ok("ls $M/services/echo@0.1.0")
+            .contains("echo_service.py")
+    );
+    ok(&d, &["service", "uninstall", "--force", "echo"]);
 
     // Secrets: the value goes in on stdin, and only the name ever comes back.
     let value = "s3cr3t-value-for-the-cli-test";

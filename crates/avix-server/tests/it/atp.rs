@@ -990,6 +990,21 @@ async fn service_operations_check_the_role() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
+    let e = admin
+        .call(
+            "sys",
+            "service-install",
+            json!({"files": [{"path": "../escape.py", "contentBase64": "eA=="}]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
+    assert!(e.to_string().contains("without `..`"), "{e}");
+    let e = admin
+        .call("sys", "service-install", json!({"path": dir, "files": []}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
     let st = admin
         .call("sys", "service-install", json!({"path": dir}))
         .await
