@@ -132,6 +132,20 @@ impl Router {
                     ));
                 }
                 let added = self.add_tools(&slot, &r.tools)?;
+                // A registration starts afresh: tools of an earlier run it no longer offers go.
+                let stale: Vec<String> = self
+                    .kernel
+                    .tools()
+                    .owned_by(&slot.name)
+                    .into_iter()
+                    .map(|t| t.to_string())
+                    .filter(|t| !added.contains(t))
+                    .collect();
+                if !stale.is_empty() {
+                    self.sup
+                        .remove_tools(&slot, &stale, false, Some("not offered after a restart"))
+                        .await;
+                }
                 self.sup.registered(&slot, peer);
                 raw(&serde_json::json!({
                     "registered": true,

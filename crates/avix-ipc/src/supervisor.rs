@@ -743,9 +743,12 @@ impl Supervisor {
                         s.token.clear();
                         s.last_exit = st.map(describe);
                     });
-                    let names = self.tools_of(&slot);
-                    self.remove_tools(&slot, &names, false, Some("service stopped"))
-                        .await;
+                    if c != Some(Ctl::Restart) {
+                        // A restart keeps them listed (unavailable) until it registers again.
+                        let names = self.tools_of(&slot);
+                        self.remove_tools(&slot, &names, false, Some("service stopped"))
+                            .await;
+                    }
                     match c {
                         Some(Ctl::Restart) => {
                             slot.set(|s| s.restarts += 1);

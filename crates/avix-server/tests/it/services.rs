@@ -496,3 +496,39 @@ async fn removing_a_tool_drains_the_calls_in_flight() {
     assert!(t.kernel.tools().get("drain/slow").is_none());
     ipc.shutdown().await;
 }
+
+/// Offers multi/a and multi/b on its first run, only multi/a afterwards.
+const MULTI_PY: &str = r#"
+import json, os, socket, struct, time
+n = os.path.join(os.environ["HOME"], "runs")
+runs = int(open(n).read()) + 1 if os.path.exists(n) else 1
+open(n, "w").write(str(runs))
+srv = socket.socket(socket.AF_UNIX); srv.bind(os.environ["AVIX_SVC_SOCK"]); srv.listen(8)
+tools = [{"name": "multi/a"}] + ([{"name": "multi/b"}] if runs == 1 else [])
+s = socket.socket(socket.AF_UNIX); s.connect(os.environ["AVIX_ROUTER_SOCK"])
+b = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ipc.register",
+                "params": {"token": os.environ["AVIX_SVC_TOKEN"], "name": "multi", "tools": tools}}).encode()
+s.sendall(struct.pack("<I", len(b)) + b); s.recv(65536)
+time.sleep(3600)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_service_offers_what_it_registers_again() {
+    let t = TestKernel::boot();
+    let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("multi.py"), MULTI_PY).unwrap();
+    std::fs::write(
+        dir.path().join("service.yaml"),
+        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: multi, version: 1.0.0}\nspec:\n  command: [/usr/bin/python3, multi.py]\n  tools: [multi]\n",
+    )
+    .unwrap();
+    let svc = t.kernel.services().unwrap().clone();
+    let st = svc.install(dir.path()).await.unwrap();
+    assert_eq!(st.tools, ["multi/a", "multi/b"], "{st:?}");
+    let st = svc.restart("multi").await.unwrap();
+    assert_eq!(st.state, ServiceState::Running, "{st:?}");
+    assert_eq!(st.tools, ["multi/a"]);
+    assert!(t.kernel.tools().get("multi/b").is_none());
+    ipc.shutdown().await;
+}
