@@ -74,6 +74,8 @@ struct Server {
     live: Mutex<Live>,
     timeouts: AtomicU32,
     restart: Notify,
+    /// The pending restart was asked for by an operator (no backoff, another reason).
+    manual: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
 }
 
@@ -286,6 +288,36 @@ impl McpBridge {
         }
     }
 
+    /// Reconnects one server (it restarts a stdio server); false if there is no such server.
+    /// Resolves once it is running again or gave up for now, at most its start timeout.
+    pub async fn restart(&self, name: &str) -> bool {
+        let server = self
+            .servers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        let Some(s) = server else {
+            return false;
+        };
+        let before = s
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .restarts;
+        s.manual.store(true, Ordering::SeqCst);
+        s.restart.notify_one();
+        let deadline = Instant::now() + s.cfg.start_timeout.0 + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let st = s.status();
+            if st.restarts > before && st.state != ServiceState::Starting {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// Every server's status.
     pub fn statuses(&self) -> Vec<ServiceStatus> {
         let mut v: Vec<_> = self
@@ -352,6 +384,7 @@ impl McpBridge {
                 }),
                 timeouts: AtomicU32::new(0),
                 restart: Notify::new(),
+                manual: std::sync::atomic::AtomicBool::new(false),
                 stop: CancellationToken::new(),
             });
             servers.insert(name, s.clone());
@@ -532,7 +565,11 @@ impl McpBridge {
                                 _ = running.waiting() => "the connection closed (the server exited?)".to_owned(),
                                 _ = s.restart.notified() => {
                                     ct.cancel();
-                                    "restarted after calls timed out".to_owned()
+                                    if s.manual.load(Ordering::SeqCst) {
+                                        "restarted on request".to_owned()
+                                    } else {
+                                        "restarted after calls timed out".to_owned()
+                                    }
                                 }
                                 _ = s.stop.cancelled() => {
                                     ct.cancel();
@@ -555,6 +592,14 @@ impl McpBridge {
             let Some(why) = ended else { break };
             tracing::warn!(server = %name, "MCP server: {why}");
             self.mark(&s, ToolState::Unavailable);
+            if s.manual.swap(false, Ordering::SeqCst) {
+                failures = 0;
+                s.live
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .restarts += 1;
+                continue;
+            }
             if started.elapsed() > Duration::from_secs(60) {
                 failures = 0;
             }

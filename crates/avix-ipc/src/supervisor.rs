@@ -847,7 +847,7 @@ impl Supervisor {
             return Err(err(
                 "EPERM",
                 format!(
-                    "{name} is built into the daemon: configure it in /etc/avix (kernel.yaml exec, mcp.yaml), it follows the file"
+                    "{name} is built into the daemon and follows its configuration (kernel.yaml exec, mcp.yaml); an MCP server can be restarted"
                 ),
             ));
         }
@@ -1094,7 +1094,15 @@ impl ServiceControl for Supervisor {
 
     fn restart(&self, name: &str) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
         let (me, name) = (self.arc(), name.to_owned());
-        Box::pin(async move { me.control(&name, Ctl::Restart).await })
+        Box::pin(async move {
+            // An MCP server can be reconnected by hand; the rest follows its configuration.
+            if let (Some(server), Some(b)) = (name.strip_prefix("mcp/"), me.builtins.get())
+                && b.mcp.restart(server).await
+            {
+                return me.status(&name);
+            }
+            me.control(&name, Ctl::Restart).await
+        })
     }
 
     fn install(&self, dir: &Path) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {

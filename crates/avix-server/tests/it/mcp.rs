@@ -27,6 +27,10 @@ fn everything() -> PathBuf {
     p
 }
 
+fn a_services(t: &TestKernel) -> std::sync::Arc<dyn avix_kernel::services::ServiceControl> {
+    t.kernel.services().unwrap().clone()
+}
+
 fn fake() -> String {
     concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -216,6 +220,17 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
             .any(|s| s.name == "mcp/flaky" && s.restarts >= 2 && s.state == ServiceState::Running)
     })
     .await;
+
+    // An operator can reconnect a server by hand (no backoff), not stop it.
+    let svc = a_services(&t);
+    let before = svc.status("mcp/flaky").unwrap().restarts;
+    let st = svc.restart("mcp/flaky").await.unwrap();
+    assert_eq!(st.state, ServiceState::Running, "{st:?}");
+    assert_eq!(st.restarts, before + 1);
+    assert!(t.kernel.tools().get("mcp/flaky/ok").is_some());
+    let e = svc.stop("mcp/flaky").await.unwrap_err();
+    assert_eq!(e.code, "EPERM", "{e}");
+    assert!(e.message.contains("mcp.yaml"), "{e}");
     ipc.shutdown().await;
 }
 
