@@ -275,8 +275,28 @@ pub fn compute_grants(
     let mut grants = Grants::default();
     let mut denied = Vec::new();
     let required: HashSet<&str> = spec.tools.required.iter().map(|t| t.as_str()).collect();
-    for tool in spec.tools.required.iter().chain(&spec.tools.optional) {
-        let name = tool.as_str();
+    // Exact names as written; optional patterns expanded to the tools installed now (those a
+    // pattern brings in are granted when permitted and silently left out otherwise).
+    let mut candidates: Vec<(String, bool)> = spec
+        .tools
+        .required
+        .iter()
+        .map(|t| (t.to_string(), true))
+        .collect();
+    for p in &spec.tools.optional {
+        if p.is_exact() {
+            candidates.push((p.as_str().to_owned(), true));
+        } else {
+            for d in kernel.tools().descriptors() {
+                let n = d.name.as_str();
+                if p.matches(n) && !candidates.iter().any(|(c, _)| c == n) {
+                    candidates.push((n.to_owned(), false));
+                }
+            }
+        }
+    }
+    for (name, exact) in &candidates {
+        let name = name.as_str();
         let reason = if kernel.tools().get(name).is_none() {
             Some("no such tool is installed".to_owned())
         } else if deny.iter().any(|p| p.matches(name)) {
@@ -312,20 +332,17 @@ pub fn compute_grants(
                     reason: r,
                 });
             }
-            Some(r) => denied.push(DeniedTool {
+            Some(r) if *exact => denied.push(DeniedTool {
                 tool: name.to_owned(),
                 reason: r,
             }),
+            Some(_) => {}
         }
     }
     if let Some(n) = &narrowed {
         for t in n {
-            if !spec
-                .tools
-                .required
-                .iter()
-                .chain(&spec.tools.optional)
-                .any(|x| x.as_str() == *t)
+            if !spec.tools.required.iter().any(|x| x.as_str() == *t)
+                && !spec.tools.optional.iter().any(|p| p.matches(t))
             {
                 denied.push(DeniedTool {
                     tool: (*t).to_owned(),

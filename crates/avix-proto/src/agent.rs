@@ -10,7 +10,7 @@ use crate::envelope::{API_VERSION, Kind};
 use crate::llm::{ContentBlock, MessageRole, StopReason, Usage};
 use crate::name::AgentName;
 use crate::time::Timestamp;
-use crate::tool::ToolName;
+use crate::tool::{ToolName, ToolPattern};
 use crate::yaml::{self, YamlError};
 
 fn is_zero(v: &u64) -> bool {
@@ -189,9 +189,10 @@ pub struct ToolRequest {
     /// Without these the agent does not start.
     #[serde(default)]
     pub required: Vec<ToolName>,
-    /// Granted when permitted, dropped otherwise.
+    /// Granted when permitted, dropped otherwise. Entries may be patterns (`mcp/github/*`),
+    /// expanded at spawn to the matching tools installed then.
     #[serde(default)]
-    pub optional: Vec<ToolName>,
+    pub optional: Vec<ToolPattern>,
 }
 
 /// Manifest metadata.

@@ -182,7 +182,30 @@ impl<'de> Deserialize<'de> for ToolName {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolPattern(String);
 
+impl Serialize for ToolPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ToolPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl ToolPattern {
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it names one tool (no wildcard).
+    pub fn is_exact(&self) -> bool {
+        self.0 != "*" && !self.0.ends_with("/*")
+    }
+
     /// Parses a pattern.
     pub fn new(p: &str) -> Result<Self, ToolNameError> {
         if p == "*" {

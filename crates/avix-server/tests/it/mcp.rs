@@ -92,6 +92,36 @@ async fn the_reference_everything_server_serves_an_agent() {
             .contains("state: running")
     );
 
+    // A manifest may ask for a whole server's tools with a pattern.
+    let k = avix_vfs::Caller::kernel();
+    for d in ["/users/alice/bin", "/users/alice/bin/mcpall@1.0.0"] {
+        let _ = t.kernel.vfs().create_dir(&k, &p(d));
+    }
+    t.kernel
+        .vfs()
+        .write(
+            &k,
+            &p("/users/alice/bin/mcpall@1.0.0/agent.yaml"),
+            b"apiVersion: avix/v1\nkind: Agent\nmetadata: {name: mcpall, version: 1.0.0}\nspec:\n  interactive: true\n  tools: {optional: [\"mcp/everything/*\", fs/read]}\n",
+        )
+        .unwrap();
+    let all = t
+        .kernel
+        .spawn(&t.alice, TestKernel::req("mcpall", "idle", None), None)
+        .await
+        .unwrap();
+    for tool in ["mcp/everything/echo", "mcp/everything/get-sum", "fs/read"] {
+        assert!(all.allows(tool), "{tool} not granted");
+    }
+    assert!(!all.allows("fs/write"));
+    t.kernel
+        .signal(
+            &avix_vfs::Caller::kernel(),
+            &all,
+            avix_kernel::process::Signal::Kill,
+        )
+        .unwrap();
+
     agent(&t, "mcpuser", "mcp/everything/echo, mcp/everything/get-sum");
     t.script(
         "mcp",
