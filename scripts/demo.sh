@@ -96,6 +96,23 @@ run "cat $MNT/users/demo/workspace/notes.md"
 run "grep -E '^  - name:|^    health:|^    problem:' $MNT/proc/services/llm/status.yaml; sed -n '/^  totals:/,/^  users:/p' $MNT/proc/services/llm/status.yaml"
 run "ls $MNT/tools/fs $MNT/tools/agent"
 
+echo
+echo "== the assistant runs code in a sandbox (exec/python: workspace only, no network)"
+cat > "$MNT/etc/avix/scripts/compute.yaml" <<'YAML'
+apiVersion: avix/v1
+kind: LlmScript
+spec:
+  turns:
+    - toolCalls: [{name: exec/python, args: {code: "import os, socket\nprint('sum 1..100 =', sum(range(101)), '| cwd', os.getcwd())\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\nexcept OSError as e:\n    print('network:', e)"}}]
+    - text: "The sandbox answered: {last}"
+YAML
+exec 3<>"$MNT/proc/spawn"
+echo '{"agent": "assistant", "goal": "add up 1..100 in code", "model": "scripted/compute"}' >&3
+read -r cpid <&3
+exec 3>&-
+for _ in $(seq 1 400); do grep -q "state: completed\|state: failed" "$MNT/proc/$cpid/status.yaml" && break; sleep 0.05; done
+run "grep -E '^  (state|exitReason):' $MNT/proc/$cpid/status.yaml; grep -o '\"type\":\"tool_result\".*' $MNT/proc/$cpid/journal.jsonl | head -1 | cut -c1-300"
+
 if [ -n "${DEMO_KEY:-${AVIX_API_KEY:-}}" ]; then
   echo
   echo "== the same system over ATP (avix client; the key init printed)"

@@ -276,7 +276,7 @@ spec:
 pub const BUILTIN_AGENTS: [(&str, &str, &str); 3] = [
     (
         "assistant",
-        "1.0.0",
+        "1.1.0",
         include_str!("../assets/agents/assistant/agent.yaml"),
     ),
     (
