@@ -31,6 +31,10 @@ use crate::process::{ExitInfo, Process, ProcessEnds, Signal};
 use crate::router::Check;
 use crate::tools::ALWAYS_PRESENT;
 
+/// How long a resumed run waits for a tool of its last turn to come back (a service or MCP
+/// server restarting with the daemon) before the call goes through the policy anyway.
+const RESUME_TOOL_WAIT: Duration = Duration::from_secs(30);
+
 /// `Err` ends the run with this exit.
 type Flow<T> = Result<T, ExitInfo>;
 
@@ -630,6 +634,8 @@ impl Executor {
                     "the daemon stopped while this call ran and it was not run again: check what it did before you retry it",
                 )),
                 PendingOutcome::NotStarted => {
+                    // A service or MCP server may still be coming up after the restart.
+                    self.wait_for_tool(&c.name, RESUME_TOOL_WAIT).await?;
                     let (block, note) = self.run_tool(&c.id, &c.name, c.input).await?;
                     results.push(block);
                     notes.extend(note);
@@ -643,6 +649,25 @@ impl Executor {
         })
         .await?;
         Ok(None)
+    }
+
+    /// Waits (at most `limit`, killable) until `name` is registered and not unavailable.
+    async fn wait_for_tool(&mut self, name: &str, limit: Duration) -> Flow<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ready = self
+                .kernel
+                .tools()
+                .get(name)
+                .is_some_and(|e| e.descriptor.state != crate::tools::ToolState::Unavailable);
+            if ready || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::select! {
+                () = self.kill.cancelled() => return Err(killed()),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
     }
 
     /// One tool call: policy, approval, dispatch. Returns the result block and maybe a note.
