@@ -159,34 +159,46 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
 }
 
 const HANG_PY: &str = r#"
-import json, os, socket, struct, time
-path = os.environ["AVIX_SVC_SOCK"]
-srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen(16)
-def call(method, params):
-    s = socket.socket(socket.AF_UNIX); s.connect(os.environ["AVIX_ROUTER_SOCK"])
-    b = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    s.sendall(struct.pack("<I", len(b)) + b)
-    n = struct.unpack("<I", s.recv(4))[0]; d = b""
-    while len(d) < n: d += s.recv(n - len(d))
-    return json.loads(d)
-print(call("ipc.register", {"token": os.environ["AVIX_SVC_TOKEN"], "name": "hang",
+print(rpc("ipc.register", {"token": tok, "name": "hang",
       "tools": [{"name": "hang/wait", "description": "never answers"}]}), flush=True)
 held = []
 while True:
     c, _ = srv.accept(); held.append(c)   # read nothing, answer nothing
 "#;
 
+/// What every inline test service starts with: `rpc(method, params)` on its router socket,
+/// its token `tok`, and `srv` listening on its socket.
+const PY_PRELUDE: &str = r#"
+import json, os, socket, struct, threading, time
+def rpc(method, params):
+    s = socket.socket(socket.AF_UNIX); s.connect(os.environ["AVIX_ROUTER_SOCK"])
+    b = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    s.sendall(struct.pack("<I", len(b)) + b)
+    n = struct.unpack("<I", s.recv(4))[0]; d = b""
+    while len(d) < n: d += s.recv(n - len(d))
+    return json.loads(d)
+tok = os.environ["AVIX_SVC_TOKEN"]
+srv = socket.socket(socket.AF_UNIX); srv.bind(os.environ["AVIX_SVC_SOCK"]); srv.listen(16)
+"#;
+
+/// A service directory: `svc.py` (the prelude, then `body`) and a service.yaml for `name`
+/// with `spec` lines added.
+fn py_service(name: &str, spec: &str, body: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("svc.py"), format!("{PY_PRELUDE}{body}")).unwrap();
+    std::fs::write(
+        dir.path().join("service.yaml"),
+        format!("apiVersion: avix/v1\nkind: Service\nmetadata: {{name: {name}, version: 1.0.0}}\nspec:\n  command: [/usr/bin/python3, svc.py]\n  tools: [{name}]\n{spec}"),
+    )
+    .unwrap();
+    dir
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_never_answers_times_out_and_the_agent_goes_on() {
     let t = TestKernel::boot();
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hang.py"), HANG_PY).unwrap();
-    std::fs::write(
-        dir.path().join("service.yaml"),
-        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: hang, version: 1.0.0}\nspec:\n  command: [/usr/bin/python3, hang.py]\n  tools: [hang]\n  callTimeout: 1s\n",
-    )
-    .unwrap();
+    let dir = py_service("hang", "  callTimeout: 1s\n", HANG_PY);
     let svc = t.kernel.services().unwrap().clone();
     let st = svc.install(dir.path()).await.unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
@@ -405,16 +417,6 @@ async fn a_service_runs_as_the_user_its_unit_names() {
 /// Registers drain/slow; a call of it asks the router to remove the tool 200 ms in, then
 /// answers after 1 s. The removal's answer is written to removed.json.
 const DRAIN_PY: &str = r#"
-import json, os, socket, struct, threading, time
-def rpc(method, params):
-    s = socket.socket(socket.AF_UNIX); s.connect(os.environ["AVIX_ROUTER_SOCK"])
-    b = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    s.sendall(struct.pack("<I", len(b)) + b)
-    n = struct.unpack("<I", s.recv(4))[0]; d = b""
-    while len(d) < n: d += s.recv(n - len(d))
-    return json.loads(d)
-tok = os.environ["AVIX_SVC_TOKEN"]
-srv = socket.socket(socket.AF_UNIX); srv.bind(os.environ["AVIX_SVC_SOCK"]); srv.listen(8)
 rpc("ipc.register", {"token": tok, "name": "drain", "tools": [{"name": "drain/slow"}]})
 def remove():
     time.sleep(0.2)
@@ -437,13 +439,7 @@ while True:
 async fn removing_a_tool_drains_the_calls_in_flight() {
     let t = TestKernel::boot();
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("drain.py"), DRAIN_PY).unwrap();
-    std::fs::write(
-        dir.path().join("service.yaml"),
-        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: drain, version: 1.0.0}\nspec:\n  command: [/usr/bin/python3, drain.py]\n  tools: [drain]\n  callTimeout: 5s\n",
-    )
-    .unwrap();
+    let dir = py_service("drain", "  callTimeout: 5s\n", DRAIN_PY);
     let svc = t.kernel.services().unwrap().clone();
     let st = svc.install(dir.path()).await.unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
@@ -499,16 +495,11 @@ async fn removing_a_tool_drains_the_calls_in_flight() {
 
 /// Offers multi/a and multi/b on its first run, only multi/a afterwards.
 const MULTI_PY: &str = r#"
-import json, os, socket, struct, time
 n = os.path.join(os.environ["HOME"], "runs")
 runs = int(open(n).read()) + 1 if os.path.exists(n) else 1
 open(n, "w").write(str(runs))
-srv = socket.socket(socket.AF_UNIX); srv.bind(os.environ["AVIX_SVC_SOCK"]); srv.listen(8)
 tools = [{"name": "multi/a"}] + ([{"name": "multi/b"}] if runs == 1 else [])
-s = socket.socket(socket.AF_UNIX); s.connect(os.environ["AVIX_ROUTER_SOCK"])
-b = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ipc.register",
-                "params": {"token": os.environ["AVIX_SVC_TOKEN"], "name": "multi", "tools": tools}}).encode()
-s.sendall(struct.pack("<I", len(b)) + b); s.recv(65536)
+rpc("ipc.register", {"token": tok, "name": "multi", "tools": tools})
 time.sleep(3600)
 "#;
 
@@ -516,13 +507,7 @@ time.sleep(3600)
 async fn a_restarted_service_offers_what_it_registers_again() {
     let t = TestKernel::boot();
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("multi.py"), MULTI_PY).unwrap();
-    std::fs::write(
-        dir.path().join("service.yaml"),
-        "apiVersion: avix/v1\nkind: Service\nmetadata: {name: multi, version: 1.0.0}\nspec:\n  command: [/usr/bin/python3, multi.py]\n  tools: [multi]\n",
-    )
-    .unwrap();
+    let dir = py_service("multi", "", MULTI_PY);
     let svc = t.kernel.services().unwrap().clone();
     let st = svc.install(dir.path()).await.unwrap();
     assert_eq!(st.tools, ["multi/a", "multi/b"], "{st:?}");
