@@ -74,6 +74,8 @@ struct Server {
     live: Mutex<Live>,
     timeouts: AtomicU32,
     restart: Notify,
+    /// The server said its tools changed (`notifications/tools/list_changed`).
+    tools_changed: Arc<Notify>,
     /// The pending restart was asked for by an operator (no backoff, another reason).
     manual: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
@@ -120,6 +122,30 @@ impl Server {
             log: None,
             problem: l.problem.clone(),
         }
+    }
+}
+
+/// The bridge's MCP client: it listens for `notifications/tools/list_changed`.
+#[derive(Debug, Clone)]
+pub struct BridgeClient {
+    changed: Arc<Notify>,
+}
+
+impl BridgeClient {
+    fn new(changed: &Arc<Notify>) -> Self {
+        Self {
+            changed: changed.clone(),
+        }
+    }
+}
+
+impl rmcp::ClientHandler for BridgeClient {
+    fn on_tool_list_changed(
+        &self,
+        _cx: rmcp::service::NotificationContext<RoleClient>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        self.changed.notify_one();
+        std::future::ready(())
     }
 }
 
@@ -384,6 +410,7 @@ impl McpBridge {
                 }),
                 timeouts: AtomicU32::new(0),
                 restart: Notify::new(),
+                tools_changed: Arc::new(Notify::new()),
                 manual: std::sync::atomic::AtomicBool::new(false),
                 stop: CancellationToken::new(),
             });
@@ -403,7 +430,13 @@ impl McpBridge {
     async fn connect(
         &self,
         s: &Server,
-    ) -> Result<(rmcp::service::RunningService<RoleClient, ()>, Option<u32>), String> {
+    ) -> Result<
+        (
+            rmcp::service::RunningService<RoleClient, BridgeClient>,
+            Option<u32>,
+        ),
+        String,
+    > {
         let c = &s.cfg;
         let limit = c.start_timeout.0;
         let fut = async {
@@ -438,10 +471,10 @@ impl McpBridge {
                     .spawn()
                     .map_err(|e| format!("cannot start {}: {e}", cmd[0]))?;
                 let pid = transport.id();
-                let running =
-                    ().serve(transport)
-                        .await
-                        .map_err(|e| format!("the MCP handshake failed: {e}"));
+                let running = BridgeClient::new(&s.tools_changed)
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("the MCP handshake failed: {e}"));
                 match running {
                     Ok(r) => Ok((r, pid)),
                     Err(e) => {
@@ -453,7 +486,8 @@ impl McpBridge {
                 let url = c.url.clone().unwrap_or_default();
                 let transport =
                     rmcp::transport::StreamableHttpClientTransport::from_uri(url.as_str());
-                ().serve(transport)
+                BridgeClient::new(&s.tools_changed)
+                    .serve(transport)
                     .await
                     .map(|r| (r, None))
                     .map_err(|e| format!("cannot connect to {url}: {e}"))
@@ -561,19 +595,39 @@ impl McpBridge {
                             }
                             s.set(ServiceState::Running, None);
                             let ct = running.cancellation_token();
-                            let why = tokio::select! {
-                                _ = running.waiting() => "the connection closed (the server exited?)".to_owned(),
-                                _ = s.restart.notified() => {
-                                    ct.cancel();
-                                    if s.manual.load(Ordering::SeqCst) {
-                                        "restarted on request".to_owned()
-                                    } else {
-                                        "restarted after calls timed out".to_owned()
+                            let peer = running.peer().clone();
+                            let waiting = running.waiting();
+                            tokio::pin!(waiting);
+                            let why = loop {
+                                tokio::select! {
+                                    _ = &mut waiting => break "the connection closed (the server exited?)".to_owned(),
+                                    _ = s.restart.notified() => {
+                                        ct.cancel();
+                                        break if s.manual.load(Ordering::SeqCst) {
+                                            "restarted on request".to_owned()
+                                        } else {
+                                            "restarted after calls timed out".to_owned()
+                                        };
                                     }
-                                }
-                                _ = s.stop.cancelled() => {
-                                    ct.cancel();
-                                    String::new()
+                                    _ = s.stop.cancelled() => {
+                                        ct.cancel();
+                                        break String::new();
+                                    }
+                                    _ = s.tools_changed.notified() => {
+                                        let listed = tokio::time::timeout(
+                                            s.cfg.start_timeout.0,
+                                            peer.list_all_tools(),
+                                        )
+                                        .await;
+                                        if let Ok(Ok(tools)) = listed {
+                                            let names = self.register(&s, tools);
+                                            tracing::info!(server = %name, tools = names.len(), "MCP server's tools changed");
+                                            s.live
+                                                .lock()
+                                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                                .tools = names;
+                                        }
+                                    }
                                 }
                             };
                             *s.peer

@@ -186,7 +186,7 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
     agent(
         &t,
         "patient",
-        "mcp/flaky/ok, mcp/flaky/wait, mcp/flaky/crash",
+        "mcp/flaky/ok, mcp/flaky/wait, mcp/flaky/crash, mcp/flaky/grow",
     );
     t.script(
         "patient",
@@ -248,6 +248,17 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
             .statuses()
             .iter()
             .any(|s| s.name == "mcp/flaky" && s.restarts >= 2 && s.state == ServiceState::Running)
+    })
+    .await;
+
+    // A server that announces new tools gets them published.
+    let grow = t.kernel.tools().get("mcp/flaky/grow").unwrap();
+    t.kernel
+        .invoke(&idle, "g1", &grow, serde_json::json!({}))
+        .await
+        .unwrap();
+    until("the announced tool", 10, || {
+        t.kernel.tools().get("mcp/flaky/extra").is_some()
     })
     .await;
 
