@@ -211,38 +211,11 @@ pub struct ProcInner {
 /// Errors kept per process for `/proc/<pid>/errors`.
 pub const MAX_ERRORS: usize = 50;
 
-/// A process.
+/// A process. Its spawn-time facts ([`ProcessSpec`]) read as its own fields (`p.pid`,
+/// `p.user`…).
 pub struct Process {
-    /// PID.
-    pub pid: Pid,
-    /// Owner.
-    pub user: UserName,
-    /// Agent.
-    pub agent: AgentName,
-    /// Agent version.
-    pub version: String,
-    /// Goal.
-    pub goal: String,
-    /// Parent.
-    pub parent: Option<Pid>,
-    /// The session it belongs to.
-    pub session: String,
-    /// Model string.
-    pub model: String,
-    /// Waits for input after an answer instead of exiting.
-    pub interactive: bool,
-    /// The identity its tool calls act as.
-    pub caller: Caller,
-    /// Its journal.
-    pub journal: Journal,
-    /// Parameters and tools in force.
-    pub resolved: Resolved,
-    /// Numeric limits.
-    pub limits: RunLimits,
-    /// The manifest's system prompt.
-    pub system_prompt: String,
-    /// Tools that need approval on every call.
-    pub hil_required: HashSet<String>,
+    /// What it was spawned as.
+    pub spec: ProcessSpec,
     /// Spawn time.
     pub started_at: Timestamp,
     /// Spawn instant.
@@ -267,6 +240,14 @@ impl std::fmt::Debug for Process {
     }
 }
 
+impl std::ops::Deref for Process {
+    type Target = ProcessSpec;
+
+    fn deref(&self) -> &ProcessSpec {
+        &self.spec
+    }
+}
+
 /// The executor's end of a process.
 #[derive(Debug)]
 pub struct ProcessEnds {
@@ -274,9 +255,9 @@ pub struct ProcessEnds {
     pub signals: mpsc::Receiver<Signal>,
 }
 
-/// Everything needed to create a process.
+/// What a process is spawned as: fixed for its life.
 #[derive(Debug)]
-pub struct NewProcess {
+pub struct ProcessSpec {
     /// PID.
     pub pid: Pid,
     /// Owner.
@@ -307,32 +288,16 @@ pub struct NewProcess {
     pub system_prompt: String,
     /// HIL-required tools.
     pub hil_required: HashSet<String>,
-    /// Grants.
-    pub grants: Grants,
 }
 
 impl Process {
-    /// Creates a process and the executor's end of it.
-    pub fn new(n: NewProcess) -> (Arc<Self>, ProcessEnds) {
+    /// Creates a process holding `grants`, and the executor's end of it.
+    pub fn new(spec: ProcessSpec, grants: Grants) -> (Arc<Self>, ProcessEnds) {
         let (tx, rx) = mpsc::channel(64);
         let (exit_tx, _) = watch::channel(None);
         let now = Timestamp::now();
         let p = Arc::new(Self {
-            pid: n.pid,
-            user: n.user,
-            agent: n.agent,
-            version: n.version,
-            goal: n.goal,
-            parent: n.parent,
-            session: n.session,
-            model: n.model,
-            interactive: n.interactive,
-            caller: n.caller,
-            journal: n.journal,
-            resolved: n.resolved,
-            limits: n.limits,
-            system_prompt: n.system_prompt,
-            hil_required: n.hil_required,
+            spec,
             started_at: now,
             started: Instant::now(),
             inner: Mutex::new(ProcInner {
@@ -350,7 +315,7 @@ impl Process {
                 ended_at: None,
                 errors: VecDeque::new(),
             }),
-            grants: RwLock::new(n.grants),
+            grants: RwLock::new(grants),
             signals: tx,
             kill: CancellationToken::new(),
             exit_tx,

@@ -16,7 +16,7 @@ use avix_vfs::{Caller, Principal, VfsPath};
 
 use crate::Kernel;
 use crate::catalog::{self, InstalledAgent};
-use crate::process::{Grants, NewProcess, Process, RunLimits};
+use crate::process::{Grants, Process, ProcessSpec, RunLimits};
 
 /// Why a spawn failed. Each maps to an errno for the file door and a code for ATP.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -553,24 +553,26 @@ impl Kernel {
             door: avix_vfs::Door::Kernel,
         };
         let interactive = req.interactive.unwrap_or(agent.manifest.spec.interactive);
-        let (process, ends) = Process::new(NewProcess {
-            pid,
-            user: user.clone(),
-            agent: name.clone(),
-            version: agent.manifest.metadata.version.clone(),
-            goal: req.goal.clone(),
-            parent: parent.as_ref().map(|p| p.pid),
-            session: session.clone(),
-            model: model.clone(),
-            interactive,
-            caller,
-            journal,
-            resolved,
-            limits: resolution.limits,
-            system_prompt,
-            hil_required,
+        let (process, ends) = Process::new(
+            ProcessSpec {
+                pid,
+                user: user.clone(),
+                agent: name.clone(),
+                version: agent.manifest.metadata.version.clone(),
+                goal: req.goal.clone(),
+                parent: parent.as_ref().map(|p| p.pid),
+                session: session.clone(),
+                model: model.clone(),
+                interactive,
+                caller,
+                journal,
+                resolved,
+                limits: resolution.limits,
+                system_prompt,
+                hil_required,
+            },
             grants,
-        });
+        );
         let first = match &adopt {
             Some(a) => JournalEvent::Resumed {
                 pid,
