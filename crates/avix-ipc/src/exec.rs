@@ -282,6 +282,9 @@ impl ExecService {
             socket: None,
             log: None,
             problem,
+            calls: 0,
+            failed_calls: 0,
+            in_flight: 0,
         }
     }
 

@@ -73,6 +73,8 @@ struct Server {
     peer: RwLock<Option<Peer<RoleClient>>>,
     live: Mutex<Live>,
     timeouts: AtomicU32,
+    /// Calls made, failed and in flight.
+    stats: Arc<crate::remote::InFlight>,
     restart: Notify,
     /// The server said its tools changed (`notifications/tools/list_changed`).
     tools_changed: Arc<Notify>,
@@ -121,6 +123,9 @@ impl Server {
             socket: None,
             log: None,
             problem: l.problem.clone(),
+            calls: self.stats.totals().0,
+            failed_calls: self.stats.totals().1,
+            in_flight: self.stats.count() as u64,
         }
     }
 }
@@ -197,7 +202,12 @@ impl avix_kernel::tools::ToolHandler for McpTool {
             };
             let params = CallToolRequestParams::new(remote).with_arguments(arguments);
             let limit = server.cfg.call_timeout.0;
-            match tokio::time::timeout(limit, peer.call_tool(params)).await {
+            let _in_flight = server.stats.enter();
+            let answer = tokio::time::timeout(limit, peer.call_tool(params)).await;
+            server
+                .stats
+                .record(matches!(&answer, Ok(Ok(r)) if !r.is_error.unwrap_or(false)));
+            match answer {
                 Err(_) => {
                     let n = server.timeouts.fetch_add(1, Ordering::SeqCst) + 1;
                     server.set(
@@ -409,6 +419,7 @@ impl McpBridge {
                     tools: Vec::new(),
                 }),
                 timeouts: AtomicU32::new(0),
+                stats: Arc::default(),
                 restart: Notify::new(),
                 tools_changed: Arc::new(Notify::new()),
                 manual: std::sync::atomic::AtomicBool::new(false),

@@ -18,6 +18,8 @@ use crate::client::{self, CallOptions};
 pub struct InFlight {
     n: AtomicUsize,
     idle: Notify,
+    calls: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
 }
 
 /// Holds one call in flight.
@@ -34,6 +36,22 @@ impl InFlight {
     /// Calls in flight now.
     pub fn count(&self) -> usize {
         self.n.load(Ordering::SeqCst)
+    }
+
+    /// Calls made and calls failed so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.calls.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts a finished call.
+    pub fn record(&self, ok: bool) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Waits until no call is in flight, at most `limit`; false on timeout.
@@ -138,14 +156,15 @@ impl ToolHandler for RemoteTool {
             max_frame: self.max_frame,
         };
         let guard = self.inflight.enter();
+        let stats = self.inflight.clone();
         Box::pin(async move {
             let _guard = guard;
             let params = with_caller(args, &caller_of(&cx))?;
             let raw = client::params(&params).map_err(tool_error)?;
-            let out = client::call(&socket, &method, Some(raw), opts)
-                .await
-                .map_err(tool_error)?;
-            serde_json::from_str(out.get()).map_err(|e| ToolError::new("EIO", e.to_string()))
+            let out = client::call(&socket, &method, Some(raw), opts).await;
+            stats.record(out.is_ok());
+            serde_json::from_str(out.map_err(tool_error)?.get())
+                .map_err(|e| ToolError::new("EIO", e.to_string()))
         })
     }
 }

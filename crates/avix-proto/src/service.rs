@@ -233,6 +233,19 @@ pub struct ServiceStatus {
     /// What is wrong, when something is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Tool calls routed to it since the daemon started.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub calls: u64,
+    /// Of those, the ones that failed (an error answer, a timeout, no answer).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_calls: u64,
+    /// Calls in flight now.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_flight: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl crate::Kind for ServiceStatus {

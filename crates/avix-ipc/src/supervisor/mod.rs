@@ -408,6 +408,9 @@ fn status_of(slot: &Slot) -> ServiceStatus {
         socket: Some(slot.svc_socket().display().to_string()),
         log: Some(slot.log_path.display().to_string()),
         problem: s.problem.clone(),
+        calls: slot.inflight.totals().0,
+        failed_calls: slot.inflight.totals().1,
+        in_flight: slot.inflight.count() as u64,
     }
 }
 

@@ -262,6 +262,9 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
     })
     .await;
 
+    let st = a_services(&t).status("mcp/flaky").unwrap();
+    assert!(st.calls >= 5 && st.failed_calls >= 3, "{st:?}");
+
     // An operator can reconnect a server by hand (no backoff), not stop it.
     let svc = a_services(&t);
     let before = svc.status("mcp/flaky").unwrap().restarts;

@@ -98,6 +98,17 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
     assert_eq!(r["verified"]["pid"], proc.pid);
     assert_eq!(r["verified"]["user"], "alice");
 
+    let st = svc.status("echo").unwrap();
+    assert_eq!(
+        (st.calls, st.failed_calls, st.in_flight),
+        (1, 0, 0),
+        "{st:?}"
+    );
+    assert!(
+        t.read("/proc/services/echo/status.yaml")
+            .contains("calls: 1")
+    );
+
     // Kill the service's process: it is restarted and its tool comes back.
     let pid = st.pid.unwrap();
     nix::sys::signal::kill(
@@ -219,6 +230,8 @@ async fn a_service_that_never_answers_times_out_and_the_agent_goes_on() {
         "{}",
         r[0].1
     );
+    let st = t.kernel.services().unwrap().status("hang").unwrap();
+    assert_eq!((st.calls, st.failed_calls), (1, 1), "{st:?}");
     ipc.shutdown().await;
 }
 
