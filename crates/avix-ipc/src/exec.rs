@@ -45,6 +45,20 @@ pub struct ExecService {
     bwrap: Option<PathBuf>,
     limit: ProcessLimit,
     runs: AtomicU64,
+    /// `passwd` and `group` files naming only the sandbox user (the host's stay hidden).
+    identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// Writes the sandbox's own `/etc/passwd` and `/etc/group` under `dir`.
+fn write_identity(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let (passwd, group) = (dir.join("passwd"), dir.join("group"));
+    std::fs::write(
+        &passwd,
+        "sandbox:x:65534:65534:Avix sandbox:/workspace:/bin/sh\n",
+    )?;
+    std::fs::write(&group, "sandbox:x:65534:\n")?;
+    Ok((passwd, group))
 }
 
 fn which(prog: &str) -> Option<PathBuf> {
@@ -239,11 +253,15 @@ impl ExecService {
                 "exec.svc: no pids cgroup; the process limit is not enforced for a daemon running as root"
             );
         }
+        let identity = write_identity(&kernel.layout().run().join("exec"))
+            .map_err(|e| tracing::warn!(error = %e, "exec.svc: cannot write the sandbox's passwd"))
+            .ok();
         Arc::new(Self {
             kernel,
             bwrap,
             limit,
             runs: AtomicU64::new(0),
+            identity,
         })
     }
 
@@ -464,8 +482,6 @@ impl ExecService {
             "/etc/ld.so.conf",
             "/etc/ld.so.conf.d",
             "/etc/localtime",
-            "/etc/passwd",
-            "/etc/group",
         ];
         if network {
             etc.extend([
@@ -479,6 +495,10 @@ impl ExecService {
         }
         for f in etc {
             c.args(["--ro-bind-try", f, f]);
+        }
+        if let Some((passwd, group)) = &self.identity {
+            c.arg("--ro-bind").arg(passwd).arg("/etc/passwd");
+            c.arg("--ro-bind").arg(group).arg("/etc/group");
         }
         c.args(["--proc", "/proc", "--dev", "/dev"]);
         c.arg("--size")

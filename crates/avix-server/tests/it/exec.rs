@@ -111,6 +111,12 @@ async fn code_runs_in_the_workspace_and_cannot_read_outside_it() {
         .await
         .unwrap();
     assert_eq!(r["stdout"], "inside65534\n/workspace\n", "{r}");
+    // Its /etc/passwd names only the sandbox user, not the host's accounts.
+    let r = s.py("print(open('/etc/passwd').read(), end='')").await;
+    assert_eq!(
+        r["stdout"], "sandbox:x:65534:65534:Avix sandbox:/workspace:/bin/sh\n",
+        "{r}"
+    );
     let e = s
         .run("exec/shell", serde_json::json!({"code": "x"}))
         .await
