@@ -177,7 +177,7 @@ struct McpTool {
 impl avix_kernel::tools::ToolHandler for McpTool {
     fn call(
         &self,
-        _cx: ToolContext,
+        cx: ToolContext,
         args: serde_json::Value,
     ) -> avix_llm::BoxFuture<'static, Result<serde_json::Value, ToolError>> {
         let server = self.server.clone();
@@ -214,6 +214,7 @@ impl avix_kernel::tools::ToolHandler for McpTool {
                         ServiceState::Running,
                         Some(format!("degraded: {n} call(s) in a row timed out")),
                     );
+                    mark_tools(&cx.kernel, name, ToolState::Degraded);
                     if n >= TIMEOUTS_BEFORE_RESTART {
                         server.restart.notify_one();
                     }
@@ -230,7 +231,10 @@ impl avix_kernel::tools::ToolHandler for McpTool {
                     format!("MCP server {name}: {e}"),
                 )),
                 Ok(Ok(r)) => {
-                    server.timeouts.store(0, Ordering::SeqCst);
+                    if server.timeouts.swap(0, Ordering::SeqCst) > 0 {
+                        mark_tools(&cx.kernel, name, ToolState::Available);
+                        server.set(ServiceState::Running, None);
+                    }
                     let is_error = r.is_error.unwrap_or(false);
                     let mut v = serde_json::to_value(&r)
                         .map_err(|e| ToolError::new("EIO", e.to_string()))?;
@@ -254,6 +258,13 @@ impl avix_kernel::tools::ToolHandler for McpTool {
 
 fn tools_of_server(kernel: &Kernel, server: &str) -> Vec<ToolName> {
     kernel.tools().owned_by(&format!("mcp/{server}"))
+}
+
+/// Sets the state of every tool of `server`.
+fn mark_tools(kernel: &Kernel, server: &str, state: ToolState) {
+    for t in tools_of_server(kernel, server) {
+        kernel.tools().set_state(kernel.vfs(), t.as_str(), state);
+    }
 }
 
 impl McpBridge {
@@ -431,11 +442,7 @@ impl McpBridge {
     }
 
     fn mark(&self, server: &Server, state: ToolState) {
-        for t in tools_of_server(&self.kernel, &server.cfg.name) {
-            self.kernel
-                .tools()
-                .set_state(self.kernel.vfs(), t.as_str(), state);
-        }
+        mark_tools(&self.kernel, &server.cfg.name, state);
     }
 
     async fn connect(

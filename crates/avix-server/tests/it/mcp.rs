@@ -233,7 +233,7 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
         .unwrap();
     assert!(v.to_string().contains("fine"), "{v}");
 
-    // Two timeouts in a row restart the server.
+    // A timeout marks the server's tools degraded (still callable); two in a row restart it.
     let wait = t.kernel.tools().get("mcp/flaky/wait").unwrap();
     for i in 0..2 {
         let e = t
@@ -242,6 +242,12 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
             .await
             .unwrap_err();
         assert_eq!(e.code, "ETIMEOUT");
+        if i == 0 {
+            assert!(
+                t.read("/tools/mcp/flaky/ok.yaml")
+                    .contains("state: degraded")
+            );
+        }
     }
     until("the restart after timeouts", 15, || {
         ipc.mcp
