@@ -305,3 +305,14 @@ async fn killing_the_agent_kills_its_code() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_loop_is_stopped_at_its_cpu_limit() {
+    let s = sandbox("cpuSecs: 1, timeoutSecs: 20", EXEC).await;
+    let t = Instant::now();
+    let r = s.py("while True:\n    pass").await;
+    // SIGXCPU at the soft limit (which is also the hard one): killed, not timed out.
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert_eq!(r["timedOut"], false, "{r}");
+    assert_ne!(r["exitCode"], 0, "{r}");
+}
