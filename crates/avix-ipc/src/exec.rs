@@ -47,6 +47,8 @@ pub struct ExecService {
     runs: AtomicU64,
     /// `passwd` and `group` files naming only the sandbox user (the host's stay hidden).
     identity: Option<(PathBuf, PathBuf)>,
+    /// When it started.
+    since: avix_proto::time::Timestamp,
 }
 
 /// Writes the sandbox's own `/etc/passwd` and `/etc/group` under `dir`.
@@ -262,6 +264,7 @@ impl ExecService {
             limit,
             runs: AtomicU64::new(0),
             identity,
+            since: avix_proto::time::Timestamp::now(),
         })
     }
 
@@ -292,7 +295,7 @@ impl ExecService {
             builtin: true,
             state,
             pid: None,
-            since: avix_proto::time::Timestamp::from_unix(0),
+            since: self.since,
             restarts: 0,
             last_exit: None,
             next_start: None,
