@@ -150,6 +150,16 @@ impl Kernel {
     }
 
     async fn resume_one(self: &Arc<Self>, user: &UserName, dir: &Path) -> Option<Recovered> {
+        let id = dir.file_name()?.to_str()?.to_owned();
+        // Already running (resumed once already by this daemon).
+        if self
+            .procs()
+            .all()
+            .iter()
+            .any(|p| p.journal.id() == id && !p.state().is_terminal())
+        {
+            return None;
+        }
         let entries = read_entries(&dir.join("journal.jsonl"));
         if entries
             .iter()
@@ -170,7 +180,6 @@ impl Kernel {
         else {
             return None;
         };
-        let id = dir.file_name()?.to_str()?.to_owned();
         let mut previous_pid = *pid;
         let mut resumes = 0;
         let mut grants = Grants::default();

@@ -10,5 +10,6 @@ mod common;
 mod exec;
 mod mcp;
 mod providers;
+mod recovery;
 mod services;
 mod sessions;

@@ -1,0 +1,101 @@
+//! Start-up recovery's safety valves, on journals written by hand: a child run is not
+//! resumed, a run interrupted too often is left failed, and either is recorded as ended so
+//! the next start does not try again.
+
+use avix_proto::agent::{JournalEvent, ProcState};
+use avix_proto::llm::{ContentBlock, MessageRole};
+
+use crate::common::TestKernel;
+
+async fn interrupted_run(
+    t: &TestKernel,
+    id: &str,
+    parent: Option<u64>,
+    resumes: u64,
+) -> std::path::PathBuf {
+    let dir = t
+        .kernel
+        .layout()
+        .data()
+        .join("users/alice/agents/assistant")
+        .join(id);
+    let j = t.kernel.journals().open(&dir, id).unwrap();
+    j.append_durable(JournalEvent::Spawned {
+        pid: 500,
+        agent: "assistant".into(),
+        version: "1.1.0".into(),
+        user: "alice".into(),
+        parent,
+        goal: "keep notes".into(),
+        model: "scripted".into(),
+        granted: vec!["fs/read".into()],
+        session: Some(id.into()),
+    })
+    .await
+    .unwrap();
+    j.append_durable(JournalEvent::Message {
+        role: MessageRole::User,
+        content: vec![ContentBlock::Text {
+            text: "keep notes".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    for n in 0..resumes {
+        j.append_durable(JournalEvent::Resumed {
+            pid: 600 + n,
+            previous_pid: 500 + n,
+        })
+        .await
+        .unwrap();
+    }
+    dir
+}
+
+fn exit_reason(dir: &std::path::Path) -> Option<String> {
+    avix_kernel::journal::read_entries(&dir.join("journal.jsonl"))
+        .into_iter()
+        .find_map(|e| match e.event {
+            JournalEvent::Exit { state, reason, .. } => {
+                assert_eq!(state, ProcState::Failed);
+                Some(reason)
+            }
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_and_runs_interrupted_too_often_are_not_resumed() {
+    let t = TestKernel::boot();
+    let child = interrupted_run(&t, "11111111-1111-4111-8111-111111111111", Some(42), 0).await;
+    let tired = interrupted_run(&t, "22222222-2222-4222-8222-222222222222", None, 3).await;
+    let fine = interrupted_run(&t, "33333333-3333-4333-8333-333333333333", None, 1).await;
+    let mut out = t.kernel.resume_interrupted().await;
+    out.sort_by(|a, b| a.invocation.cmp(&b.invocation));
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(
+        out[0]
+            .outcome
+            .as_ref()
+            .unwrap_err()
+            .contains("child runs are not resumed")
+    );
+    assert!(
+        out[1]
+            .outcome
+            .as_ref()
+            .unwrap_err()
+            .contains("interrupted by 4 restarts")
+    );
+    assert_eq!(out[2].previous_pid, 600);
+    let pid = *out[2].outcome.as_ref().unwrap();
+    let p = t.kernel.procs().get(pid).unwrap();
+    assert_eq!(p.session, "33333333-3333-4333-8333-333333333333");
+    // The two left alone are recorded as ended, so the next start leaves them be.
+    assert!(exit_reason(&child).unwrap().contains("child runs"));
+    assert!(exit_reason(&tired).unwrap().contains("not resumed again"));
+    assert!(exit_reason(&fine).is_none() || p.state().is_terminal());
+    // Nor is a run this daemon already resumed.
+    let again = t.kernel.resume_interrupted().await;
+    assert!(again.is_empty(), "{again:?}");
+}
