@@ -161,6 +161,7 @@ impl Supervisor {
                 token: String::new(),
             }),
             changed: watch::channel(0).0,
+            kernel: self.kernel.clone(),
             ctl: ctl_tx,
             stop_router: CancellationToken::new(),
         });

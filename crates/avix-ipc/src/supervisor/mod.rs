@@ -81,6 +81,7 @@ pub struct Slot {
     run_as: Option<(u32, u32)>,
     st: Mutex<SlotState>,
     changed: watch::Sender<u64>,
+    kernel: Arc<Kernel>,
     ctl: mpsc::UnboundedSender<Ctl>,
     stop_router: CancellationToken,
 }
@@ -111,7 +112,21 @@ impl Slot {
     }
 
     fn set(&self, f: impl FnOnce(&mut SlotState)) {
-        f(&mut self.lock());
+        let changed = {
+            let mut st = self.lock();
+            let before = st.state;
+            f(&mut st);
+            (st.state != before).then(|| (st.state, st.pid, st.problem.clone()))
+        };
+        if let Some((state, pid, problem)) = changed {
+            // For ATP clients watching services.
+            self.kernel.events().emit(
+                "service.state",
+                None,
+                None,
+                serde_json::json!({"name": self.name, "state": state, "pid": pid, "problem": problem}),
+            );
+        }
         self.changed.send_modify(|n| *n += 1);
     }
 
