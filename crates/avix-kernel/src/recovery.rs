@@ -175,6 +175,7 @@ impl Kernel {
             model,
             granted,
             session,
+            interactive,
             ..
         } = &entries.first()?.event
         else {
@@ -218,7 +219,7 @@ impl Kernel {
                     goal: goal.clone(),
                     model: (!model.is_empty()).then(|| model.clone()),
                     tools: None,
-                    interactive: None,
+                    interactive: Some(*interactive),
                     session: None,
                 };
                 let adopt = Adopt {

@@ -588,6 +588,7 @@ impl Kernel {
                 model,
                 granted,
                 session: Some(session.clone()),
+                interactive,
             },
         };
         process

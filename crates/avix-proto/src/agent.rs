@@ -747,6 +747,9 @@ pub enum JournalEvent {
         /// The session it belongs to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
+        /// Waits for input after an answer (as spawned: the manifest's or the request's).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        interactive: bool,
     },
     /// A state change.
     State {

@@ -30,6 +30,7 @@ async fn interrupted_run(
         model: "scripted".into(),
         granted: vec!["fs/read".into()],
         session: Some(id.into()),
+        interactive: true,
     })
     .await
     .unwrap();
@@ -91,6 +92,7 @@ async fn children_and_runs_interrupted_too_often_are_not_resumed() {
     let pid = *out[2].outcome.as_ref().unwrap();
     let p = t.kernel.procs().get(pid).unwrap();
     assert_eq!(p.session, "33333333-3333-4333-8333-333333333333");
+    assert!(p.interactive, "spawned interactive, resumed interactive");
     // The two left alone are recorded as ended, so the next start leaves them be.
     assert!(exit_reason(&child).unwrap().contains("child runs"));
     assert!(exit_reason(&tired).unwrap().contains("not resumed again"));
