@@ -374,7 +374,7 @@ struct SecretListArg {
 fn secret_error(e: avix_kernel::secrets::SecretStoreError) -> AtpError {
     use avix_kernel::secrets::SecretStoreError as E;
     let code = match &e {
-        E::BadName(_) => ErrorCode::EINVAL,
+        E::BadName(_) | E::TooLarge(_) => ErrorCode::EINVAL,
         E::NotFound(_) => ErrorCode::ENOTFOUND,
         E::Crypto { .. } | E::Io(_) => ErrorCode::EINTERNAL,
     };

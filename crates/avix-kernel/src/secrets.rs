@@ -48,6 +48,9 @@ pub enum SecretStoreError {
     /// No such secret.
     #[error("secret {0} is not set")]
     NotFound(String),
+    /// Over the size limit.
+    #[error("secret {0} is over the {max}-byte limit", max = avix_auth::secret_box::MAX_SECRET_BYTES)]
+    TooLarge(String),
     /// Sealing or opening failed.
     #[error("secret {name}: {reason}")]
     Crypto {
@@ -107,13 +110,10 @@ impl SecretStore {
         value: &[u8],
     ) -> Result<(), SecretStoreError> {
         Self::check(name)?;
-        let sealed =
-            self.sealer
-                .seal(&owner.aad(), name, value)
-                .map_err(|e| SecretStoreError::Crypto {
-                    name: name.to_owned(),
-                    reason: e.to_string(),
-                })?;
+        let sealed = self
+            .sealer
+            .seal(&owner.aad(), name, value)
+            .map_err(|_| SecretStoreError::TooLarge(name.to_owned()))?;
         let dir = self.owner_dir(owner);
         ensure_dir(&self.dir, 0o700)
             .and_then(|()| ensure_dir(&dir, 0o700))

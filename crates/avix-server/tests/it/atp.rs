@@ -1112,6 +1112,16 @@ async fn secrets_go_in_and_never_come_out() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
+    let e = bob
+        .call(
+            "secret",
+            "set",
+            json!({"name": "BIG", "value": "x".repeat(70_000)}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
+    assert!(e.to_string().contains("65536-byte limit"), "{e}");
     // A system secret reaches a service's environment, and nothing else.
     admin
         .call(
