@@ -137,7 +137,7 @@ async fn tool_calls() {
     vfs.write(
         &Caller::kernel(),
         &VfsPath::parse("/users/alice/bin/bench@1.0.0/agent.yaml").unwrap(),
-        b"apiVersion: avix/v1\nkind: Agent\nmetadata: {name: bench, version: 1.0.0}\nspec:\n  interactive: true\n  tools: {required: [echo/say, exec/python, exec/shell]}\n",
+        b"apiVersion: avix/v1\nkind: Agent\nmetadata: {name: bench, version: 1.0.0}\nspec:\n  interactive: true\n  tools: {required: [echo/say, exec/python, exec/shell, fs/stat]}\n  limits: {maxToolCalls: 5000}\n",
     )
     .unwrap();
     let req = SpawnRequest {
@@ -171,6 +171,32 @@ async fn tool_calls() {
     }
     report(
         "agent tool call to the Python example service (router -> service -> ipc.verify -> back)",
+        v,
+    );
+
+    // A local program calling a tool as the agent, through the router socket with its token.
+    let router = kernel.layout().run().join("router.sock");
+    let params = RawValue::from_string(
+        serde_json::json!({"path": "/users/alice/workspace", "_caller": {"token": p.token().0}})
+            .to_string(),
+    )
+    .unwrap();
+    let opts = CallOptions::default();
+    for _ in 0..50 {
+        call(&router, "fs/stat", Some(params.clone()), opts)
+            .await
+            .unwrap();
+    }
+    let mut v = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        call(&router, "fs/stat", Some(params.clone()), opts)
+            .await
+            .unwrap();
+        v.push(t.elapsed());
+    }
+    report(
+        "fs/stat through the router socket with an agent's token (verify, policy, journal)",
         v,
     );
 
