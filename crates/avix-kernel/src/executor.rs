@@ -776,19 +776,7 @@ impl Executor {
         let out = self.wait_for(kernel.invoke(&p, id, &entry, input)).await;
         self.p.inner().current_tool = None;
         let out = out?;
-        let (ok, content) = match out {
-            Ok(v) => (
-                true,
-                match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                },
-            ),
-            Err(e) => (
-                false,
-                serde_json::json!({"error": {"code": e.code, "message": e.message}}).to_string(),
-            ),
-        };
+        let (ok, content) = crate::tools::result_text(out);
         self.p.journal.append(JournalEvent::ToolResult {
             call_id: id.into(),
             tool: name.into(),

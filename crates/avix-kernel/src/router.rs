@@ -149,13 +149,7 @@ impl Kernel {
         process.inner().tool_calls += 1;
         let started = std::time::Instant::now();
         let out = self.invoke(process, call_id, entry, args).await;
-        let (ok, content) = match &out {
-            Ok(v) => (true, v.to_string()),
-            Err(e) => (
-                false,
-                serde_json::json!({"error": {"code": e.code, "message": e.message}}).to_string(),
-            ),
-        };
+        let (ok, content) = crate::tools::result_text(out.clone());
         process.journal.append(JournalEvent::ToolResult {
             call_id: call_id.into(),
             tool: name,

@@ -102,6 +102,19 @@ impl std::fmt::Display for ToolError {
     }
 }
 
+/// A call's outcome as the text the model and the journal get: a string result as is, any
+/// other value as JSON, an error as `{"error": {code, message}}`.
+pub fn result_text(out: Result<serde_json::Value, ToolError>) -> (bool, String) {
+    match out {
+        Ok(serde_json::Value::String(s)) => (true, s),
+        Ok(other) => (true, other.to_string()),
+        Err(e) => (
+            false,
+            serde_json::json!({"error": {"code": e.code, "message": e.message}}).to_string(),
+        ),
+    }
+}
+
 impl From<avix_vfs::VfsError> for ToolError {
     fn from(e: avix_vfs::VfsError) -> Self {
         Self::new(e.code(), e.to_string())
