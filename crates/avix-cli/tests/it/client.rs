@@ -18,15 +18,29 @@ fn running() -> Option<TestDaemon> {
 /// `avix client ARGS` with the daemon's address and alice's key, and a HOME of its own (no
 /// stray client.yaml).
 fn client(d: &TestDaemon, args: &[&str]) -> Output {
-    Command::new(bin())
-        .arg("client")
+    client_cmd(d, args).output().unwrap()
+}
+
+/// `avix client ARGS` set up for the daemon, not started.
+fn client_cmd(d: &TestDaemon, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("client")
         .args(args)
         .env("HOME", d.dir.path())
         .env_remove("AVIX_CLIENT_CONFIG")
         .env_remove("AVIX_USER")
         .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
-        .env("AVIX_API_KEY", &d.api_key)
-        .output()
+        .env("AVIX_API_KEY", &d.api_key);
+    c
+}
+
+/// `avix client ARGS` with its standard streams piped.
+fn client_piped(d: &TestDaemon, args: &[&str]) -> std::process::Child {
+    client_cmd(d, args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap()
 }
 
@@ -187,16 +201,7 @@ fn the_client_cli_drives_agents_sessions_and_approvals() {
 fn the_atp_shell_sends_commands_and_raw_frames() {
     use std::io::Write;
     let Some(d) = running() else { return };
-    let mut child = Command::new(bin())
-        .args(["client", "atp", "shell"])
-        .env("HOME", d.dir.path())
-        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
-        .env("AVIX_API_KEY", &d.api_key)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = client_piped(&d, &["atp", "shell"]);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "auth whoami").unwrap();
     writeln!(stdin, "proc nope").unwrap();
@@ -285,16 +290,7 @@ fn services_are_installed_controlled_and_seen_through_the_client_and_the_mount()
 
     // Secrets: the value goes in on stdin, and only the name ever comes back.
     let value = "s3cr3t-value-for-the-cli-test";
-    let mut child = Command::new(bin())
-        .args(["client", "secret", "set", "API_TOKEN", "--system"])
-        .env("HOME", d.dir.path())
-        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
-        .env("AVIX_API_KEY", &d.api_key)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = client_piped(&d, &["secret", "set", "API_TOKEN", "--system"]);
     {
         use std::io::Write;
         child
