@@ -3,15 +3,24 @@
 //! target, and the directory is fsynced. A crash leaves the old file or the new one, never a
 //! torn one; left-over temp files are swept by [`LocalStorage::sweep_temp_files`].
 //!
-//! Symbolic links are never followed at the last component and never listed: the VFS has no
-//! links, and a link planted on the host must not leak files from outside the root.
+//! Every path is resolved beneath the root with no symbolic link followed in any component
+//! ([`beneath`]): the VFS has no links, and a link planted on the host or by a sandboxed program
+//! must not take the daemon outside the tree. Links and special files are neither listed nor
+//! opened. New entries in a directory owned by another account are given to that account
+//! ([`beneath::inherited_owner`]), and a replaced file keeps its owner and mode.
 
-use std::fs::{self, File, OpenOptions};
+mod beneath;
+
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode};
+use nix::unistd::{Gid, Uid, UnlinkatFlags};
 
 use super::{DirEntry, EntryKind, Meta, SpaceStats, Storage, StorageError, TxnStart, WriteTxn};
 use crate::access::TEMP_PREFIX;
@@ -20,17 +29,29 @@ use crate::access::TEMP_PREFIX;
 #[derive(Debug)]
 pub struct LocalStorage {
     root: PathBuf,
+    /// The root directory, opened once: every path is resolved beneath this descriptor, so
+    /// even a root path swapped for a link after start is not followed.
+    root_fd: OwnedFd,
+}
+
+fn errno(e: nix::errno::Errno) -> StorageError {
+    StorageError::from(std::io::Error::from(e))
 }
 
 impl LocalStorage {
-    /// A driver rooted at `root`, which must exist.
+    /// A driver rooted at `root`, which must be a directory (not a link to one).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
-        let meta = fs::metadata(&root)?;
-        if !meta.is_dir() {
-            return Err(StorageError::NotADirectory);
-        }
-        Ok(Self { root })
+        let root_fd = nix::fcntl::open(
+            &root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP => StorageError::NotADirectory,
+            e => errno(e),
+        })?;
+        Ok(Self { root, root_fd })
     }
 
     /// The host directory this driver serves.
@@ -38,49 +59,71 @@ impl LocalStorage {
         &self.root
     }
 
-    fn abs(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(rel)
+    /// The parent directory of `rel`, opened beneath the root, and the last name.
+    fn parent<'a>(&self, rel: &'a str) -> Result<(OwnedFd, &'a str), StorageError> {
+        let (dir, name) = beneath::split(rel);
+        Ok((beneath::open_dir(self.root_fd.as_fd(), dir)?, name))
+    }
+
+    /// Opens the regular file `rel` for reading. `O_NONBLOCK` keeps a FIFO from hanging the
+    /// open; anything but a regular file is refused after it.
+    fn open_file(&self, rel: &str) -> Result<(File, FileStat), StorageError> {
+        let fd = beneath::open(
+            self.root_fd.as_fd(),
+            rel,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+        )?;
+        let st = nix::sys::stat::fstat(&fd).map_err(errno)?;
+        match beneath::kind_of(&st) {
+            Some(EntryKind::File) => Ok((File::from(fd), st)),
+            Some(EntryKind::Dir) => Err(StorageError::IsADirectory),
+            None => Err(StorageError::NotFound),
         }
     }
 
     /// Removes temp files left by a crash anywhere under the root, if they were last modified
     /// before `cutoff` (so a write in progress keeps its own). Returns how many it removed.
+    /// The walk goes by descriptors and never follows a link.
     pub fn sweep_temp_files(&self, cutoff: std::time::SystemTime) -> usize {
-        fn walk(dir: &Path, cutoff: std::time::SystemTime, n: &mut usize) {
-            let Ok(rd) = fs::read_dir(dir) else { return };
-            for e in rd.flatten() {
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_dir() {
-                    walk(&e.path(), cutoff, n);
-                    continue;
-                }
-                let stale = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t < cutoff);
-                if ft.is_file()
-                    && stale
-                    && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                    && fs::remove_file(e.path()).is_ok()
-                {
-                    *n += 1;
+        let cutoff = cutoff
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        fn walk(dir: OwnedFd, cutoff: i64, depth: usize, n: &mut usize) {
+            let Ok(probe) = dir.try_clone() else { return };
+            let Ok(list) = beneath::entries(dir) else {
+                return;
+            };
+            for (name, kind) in list {
+                match kind {
+                    Some(EntryKind::Dir) if depth < 256 => {
+                        if let Ok(sub) = beneath::open_dir(probe.as_fd(), &name) {
+                            walk(sub, cutoff, depth + 1, n);
+                        }
+                    }
+                    Some(EntryKind::File) if name.starts_with(TEMP_PREFIX) => {
+                        let stale = beneath::stat_at(probe.as_fd(), &name)
+                            .is_ok_and(|st| st.st_mtime < cutoff);
+                        if stale
+                            && nix::unistd::unlinkat(
+                                probe.as_fd(),
+                                name.as_str(),
+                                UnlinkatFlags::NoRemoveDir,
+                            )
+                            .is_ok()
+                        {
+                            *n += 1;
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
         let mut n = 0;
-        walk(&self.root, cutoff, &mut n);
+        if let Ok(root) = beneath::open_dir(self.root_fd.as_fd(), "") {
+            walk(root, cutoff, 0, &mut n);
+        }
         n
     }
-}
-
-fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
 }
 
 /// Reads up to `len` bytes at `offset` (fewer only at end of file).
@@ -97,33 +140,35 @@ fn read_upto(f: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-fn meta_of(m: &fs::Metadata) -> Result<Meta, StorageError> {
-    let kind = if m.is_dir() {
-        EntryKind::Dir
-    } else if m.is_file() {
-        EntryKind::File
-    } else {
-        // Links, sockets, devices: not part of the VFS.
-        return Err(StorageError::NotFound);
-    };
+fn meta_of(st: &FileStat) -> Result<Meta, StorageError> {
+    // Links, sockets, devices: not part of the VFS.
+    let kind = beneath::kind_of(st).ok_or(StorageError::NotFound)?;
+    let mtime = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            u64::try_from(st.st_mtime).unwrap_or(0),
+            u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+        );
     Ok(Meta {
         kind,
-        size: if kind == EntryKind::File { m.len() } else { 0 },
-        mtime: m.modified().unwrap_or(std::time::UNIX_EPOCH),
+        size: if kind == EntryKind::File {
+            u64::try_from(st.st_size).unwrap_or(0)
+        } else {
+            0
+        },
+        mtime,
     })
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-fn parent_of(p: &Path) -> &Path {
-    p.parent().unwrap_or(p)
 }
 
 fn temp_name() -> String {
     format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>())
+}
+
+/// Gives a new entry the owner its directory passes on (see [`beneath::inherited_owner`]).
+fn hand_over(fd: impl AsFd, owner: Option<(Uid, Gid)>) -> Result<(), StorageError> {
+    if let Some((u, g)) = owner {
+        nix::unistd::fchown(fd, Some(u), Some(g)).map_err(errno)?;
+    }
+    Ok(())
 }
 
 impl Storage for LocalStorage {
@@ -132,167 +177,165 @@ impl Storage for LocalStorage {
     }
 
     fn stat(&self, rel: &str) -> Result<Meta, StorageError> {
-        meta_of(&fs::symlink_metadata(self.abs(rel))?)
+        if rel.is_empty() {
+            return meta_of(&beneath::stat_at(self.root_fd.as_fd(), "")?);
+        }
+        let (dir, name) = self.parent(rel)?;
+        meta_of(&beneath::stat_at(dir.as_fd(), name)?)
     }
 
     fn read(&self, rel: &str) -> Result<Bytes, StorageError> {
-        let mut f = open_nofollow(&self.abs(rel))?;
-        let m = f.metadata()?;
-        if m.is_dir() {
-            return Err(StorageError::IsADirectory);
-        }
-        let mut buf = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0));
+        let (mut f, st) = self.open_file(rel)?;
+        let mut buf = Vec::with_capacity(usize::try_from(st.st_size).unwrap_or(0));
         f.read_to_end(&mut buf)?;
         Ok(Bytes::from(buf))
     }
 
     fn read_at(&self, rel: &str, offset: u64, len: usize) -> Result<Bytes, StorageError> {
-        let f = open_nofollow(&self.abs(rel))?;
-        if f.metadata()?.is_dir() {
-            return Err(StorageError::IsADirectory);
-        }
+        let (f, _) = self.open_file(rel)?;
         Ok(read_upto(&f, offset, len)?)
     }
 
     fn list(&self, rel: &str) -> Result<Vec<DirEntry>, StorageError> {
-        let dir = self.abs(rel);
-        let rd = fs::read_dir(&dir).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOTDIR) {
-                StorageError::NotADirectory
-            } else {
-                e.into()
-            }
-        })?;
-        let mut out = Vec::new();
-        for e in rd {
-            let e = e?;
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with(TEMP_PREFIX) {
-                continue;
-            }
-            let ft = e.file_type()?;
-            let kind = if ft.is_dir() {
-                EntryKind::Dir
-            } else if ft.is_file() {
-                EntryKind::File
-            } else {
-                continue;
-            };
-            out.push(DirEntry { name, kind });
-        }
-        Ok(out)
+        let dir = beneath::open_dir(self.root_fd.as_fd(), rel)?;
+        Ok(beneath::entries(dir)?
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with(TEMP_PREFIX))
+            .filter_map(|(name, kind)| Some(DirEntry { name, kind: kind? }))
+            .collect())
     }
 
     fn begin_write(&self, rel: &str, start: TxnStart) -> Result<Box<dyn WriteTxn>, StorageError> {
-        let target = self.abs(rel);
-        // A replaced file keeps its permission bits (auth.conf stays 0600).
-        let mode = match fs::symlink_metadata(&target) {
-            Ok(m) if m.is_dir() => return Err(StorageError::IsADirectory),
-            Ok(m) => m.permissions().mode() & 0o777,
-            Err(_) => 0o644,
+        let (dir, name) = self.parent(rel)?;
+        // A replaced file keeps its permission bits (auth.conf stays 0600) and its owner.
+        let (mode, owner) = match beneath::stat_at(dir.as_fd(), name) {
+            Ok(st) => match beneath::kind_of(&st) {
+                Some(EntryKind::Dir) => return Err(StorageError::IsADirectory),
+                Some(EntryKind::File) => (
+                    st.st_mode & 0o777,
+                    (st.st_uid != nix::unistd::geteuid().as_raw())
+                        .then(|| (Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid))),
+                ),
+                // A link or special file is replaced by a regular file, never written through.
+                None => (0o644, None),
+            },
+            Err(StorageError::NotFound) => (
+                0o644,
+                beneath::inherited_owner(&beneath::stat_at(dir.as_fd(), "")?),
+            ),
+            Err(e) => return Err(e),
         };
-        let dir = parent_of(&target).to_path_buf();
-        let tmp = dir.join(temp_name());
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have narrowed `mode`; set it exactly.
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        let tmp = temp_name();
+        let fd = nix::fcntl::openat(
+            dir.as_fd(),
+            tmp.as_str(),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(errno)?;
+        let mut file = File::from(fd);
         let mut txn = LocalTxn {
             file: None,
-            tmp,
-            target,
             dir,
+            tmp,
+            name: name.to_owned(),
             len: 0,
         };
+        // From here on, dropping `txn` removes the temp file.
+        txn.file = Some(file.try_clone()?);
+        // The umask may have narrowed `mode`; set it exactly (after the owner: chown clears
+        // set-id bits, of which there are none here anyway).
+        hand_over(&file, owner)?;
+        nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode)).map_err(errno)?;
         if start == TxnStart::Existing {
-            match open_nofollow(&txn.target) {
-                Ok(mut src) => {
+            match self.open_file(rel) {
+                Ok((mut src, _)) => {
                     txn.len = std::io::copy(&mut src, &mut file)?;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+                Err(StorageError::NotFound) => {}
+                Err(e) => return Err(e),
             }
         }
-        txn.file = Some(file);
         Ok(Box::new(txn))
     }
 
     fn mkdir(&self, rel: &str) -> Result<(), StorageError> {
-        let p = self.abs(rel);
-        fs::create_dir(&p)?;
-        sync_dir(parent_of(&p))
+        let (dir, name) = self.parent(rel)?;
+        nix::sys::stat::mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755))
+            .map_err(errno)?;
+        if let Some((u, g)) = beneath::inherited_owner(&beneath::stat_at(dir.as_fd(), "")?) {
+            // Never follows a link: one swapped in meanwhile is what gets the owner.
+            nix::unistd::fchownat(
+                dir.as_fd(),
+                name,
+                Some(u),
+                Some(g),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno)?;
+        }
+        beneath::sync(dir.as_fd())
     }
 
     fn remove_file(&self, rel: &str) -> Result<(), StorageError> {
-        let p = self.abs(rel);
-        if fs::symlink_metadata(&p)?.is_dir() {
+        let (dir, name) = self.parent(rel)?;
+        if beneath::kind_of(&beneath::stat_at(dir.as_fd(), name)?) == Some(EntryKind::Dir) {
             return Err(StorageError::IsADirectory);
         }
-        fs::remove_file(&p)?;
-        sync_dir(parent_of(&p))
+        nix::unistd::unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir).map_err(errno)?;
+        beneath::sync(dir.as_fd())
     }
 
     fn remove_dir(&self, rel: &str) -> Result<(), StorageError> {
-        let p = self.abs(rel);
-        if !fs::symlink_metadata(&p)?.is_dir() {
-            return Err(StorageError::NotADirectory);
-        }
+        let (dir, name) = self.parent(rel)?;
+        let sub = beneath::open_dir(dir.as_fd(), name)?;
         // Temp files are invisible, so a directory that looks empty may hold one left by a
         // crash; it must not block rmdir.
-        for e in fs::read_dir(&p)?.flatten() {
-            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                let _ = fs::remove_file(e.path());
+        let probe = sub.try_clone()?;
+        for (n, kind) in beneath::entries(sub)? {
+            if kind == Some(EntryKind::File) && n.starts_with(TEMP_PREFIX) {
+                let _ =
+                    nix::unistd::unlinkat(probe.as_fd(), n.as_str(), UnlinkatFlags::NoRemoveDir);
             }
         }
-        fs::remove_dir(&p)?;
-        sync_dir(parent_of(&p))
+        nix::unistd::unlinkat(dir.as_fd(), name, UnlinkatFlags::RemoveDir).map_err(errno)?;
+        beneath::sync(dir.as_fd())
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
-        let (a, b) = (self.abs(from), self.abs(to));
-        fs::symlink_metadata(&a)?;
-        fs::rename(&a, &b)?;
-        sync_dir(parent_of(&b))?;
-        if parent_of(&a) != parent_of(&b) {
-            sync_dir(parent_of(&a))?;
+        let (da, na) = self.parent(from)?;
+        let (db, nb) = self.parent(to)?;
+        beneath::stat_at(da.as_fd(), na)?;
+        nix::fcntl::renameat(da.as_fd(), na, db.as_fd(), nb).map_err(errno)?;
+        beneath::sync(db.as_fd())?;
+        if beneath::split(from).0 != beneath::split(to).0 {
+            beneath::sync(da.as_fd())?;
         }
         Ok(())
     }
 
     fn space(&self) -> Result<SpaceStats, StorageError> {
-        let c = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
-            .map_err(|_| StorageError::NotFound)?;
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
-        let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        let s = nix::sys::statvfs::fstatvfs(&self.root_fd).map_err(errno)?;
         Ok(SpaceStats {
-            blocks: s.f_blocks,
-            blocks_free: s.f_bfree,
-            blocks_avail: s.f_bavail,
-            files: s.f_files,
-            files_free: s.f_ffree,
-            block_size: u32::try_from(s.f_bsize).unwrap_or(4096),
+            blocks: s.blocks(),
+            blocks_free: s.blocks_free(),
+            blocks_avail: s.blocks_available(),
+            files: s.files(),
+            files_free: s.files_free(),
+            block_size: u32::try_from(s.block_size()).unwrap_or(4096),
         })
     }
 }
 
-/// A pending write: a temp file next to the target.
+/// A pending write: a temp file next to the target, in a directory held open, so the commit
+/// renames within the directory that was resolved at the start, whatever happens to the path.
 #[derive(Debug)]
 struct LocalTxn {
     /// `None` only after commit.
     file: Option<File>,
-    tmp: PathBuf,
-    target: PathBuf,
-    dir: PathBuf,
+    dir: OwnedFd,
+    tmp: String,
+    name: String,
     len: u64,
 }
 
@@ -337,13 +380,21 @@ impl WriteTxn for LocalTxn {
     }
 
     fn commit(mut self: Box<Self>) -> Result<Meta, StorageError> {
-        let mut file = self.file.take().ok_or(StorageError::NotFound)?;
+        let mut file = self.file()?.try_clone()?;
         file.flush()?;
         file.sync_all()?;
-        let meta = meta_of(&file.metadata()?)?;
+        let meta = meta_of(&nix::sys::stat::fstat(&file).map_err(errno)?)?;
         drop(file);
-        fs::rename(&self.tmp, &self.target)?;
-        sync_dir(&self.dir)?;
+        nix::fcntl::renameat(
+            self.dir.as_fd(),
+            self.tmp.as_str(),
+            self.dir.as_fd(),
+            self.name.as_str(),
+        )
+        .map_err(errno)?;
+        // Renamed: nothing left for Drop to remove.
+        self.file = None;
+        beneath::sync(self.dir.as_fd())?;
         Ok(meta)
     }
 }
@@ -351,13 +402,20 @@ impl WriteTxn for LocalTxn {
 impl Drop for LocalTxn {
     fn drop(&mut self) {
         if self.file.is_some() {
-            let _ = fs::remove_file(&self.tmp);
+            let _ = nix::unistd::unlinkat(
+                self.dir.as_fd(),
+                self.tmp.as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
     use super::*;
 
     fn store() -> (tempfile::TempDir, LocalStorage) {
@@ -436,5 +494,107 @@ mod tests {
         assert!(s.read("link").is_err());
         assert!(s.list("").unwrap().is_empty());
         assert!(matches!(s.stat("link"), Err(StorageError::NotFound)));
+    }
+
+    /// A tree with a symlinked directory planted inside it (as `exec/shell` can: `ln -sfn /
+    /// /workspace/r`), and a host directory outside it that must stay out of reach.
+    fn planted() -> (tempfile::TempDir, LocalStorage, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        let outside = d.path().join("outside");
+        fs::create_dir_all(tree.join("ws")).unwrap();
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("shadow"), b"root:secret").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("ws/r")).unwrap();
+        std::os::unix::fs::symlink("../..", tree.join("ws/up")).unwrap();
+        let s = LocalStorage::new(&tree).unwrap();
+        (d, s, outside)
+    }
+
+    #[test]
+    fn no_operation_follows_a_symlinked_directory() {
+        // Regression for issue 10 item 1 (directory symlinks escape the tree).
+        let (_d, s, outside) = planted();
+        for p in ["ws/r/shadow", "ws/up/outside/shadow"] {
+            assert!(matches!(s.read(p), Err(StorageError::NotFound)), "{p}");
+            assert!(
+                matches!(s.read_at(p, 0, 4), Err(StorageError::NotFound)),
+                "{p}"
+            );
+            assert!(matches!(s.stat(p), Err(StorageError::NotFound)), "{p}");
+            assert!(s.write(p, b"pwned").is_err(), "{p}");
+            assert!(s.begin_write(p, TxnStart::Existing).is_err(), "{p}");
+            assert!(s.remove_file(p).is_err(), "{p}");
+            assert!(s.rename(p, "ws/stolen").is_err(), "{p}");
+        }
+        assert!(matches!(s.list("ws/r"), Err(StorageError::NotFound)));
+        assert!(s.list("ws/up").is_err());
+        assert!(s.mkdir("ws/r/newdir").is_err());
+        assert!(s.remove_dir("ws/r").is_err());
+        assert!(s.write("ws/x", b"in").is_ok());
+        assert!(
+            s.rename("ws/x", "ws/r/x").is_err(),
+            "a rename into the link"
+        );
+        assert!(s.stat("ws/r").is_err(), "the link itself is not an entry");
+        // Nothing outside changed.
+        assert_eq!(fs::read(outside.join("shadow")).unwrap(), b"root:secret");
+        let names: Vec<_> = fs::read_dir(&outside)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_link_swapped_in_for_the_root_after_start_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        fs::write(tree.join("f"), b"mine").unwrap();
+        let s = LocalStorage::new(&tree).unwrap();
+        fs::rename(&tree, d.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink("/etc", &tree).unwrap();
+        assert_eq!(&s.read("f").unwrap()[..], b"mine");
+        assert!(s.read("passwd").is_err());
+        assert!(matches!(
+            LocalStorage::new(&tree),
+            Err(StorageError::NotADirectory)
+        ));
+    }
+
+    #[test]
+    fn fifos_and_other_special_files_are_neither_listed_nor_opened() {
+        let (d, s) = store();
+        nix::unistd::mkfifo(&d.path().join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(s.list("").unwrap().is_empty());
+        // Would block forever without O_NONBLOCK.
+        assert!(matches!(s.read("fifo"), Err(StorageError::NotFound)));
+        // Writing replaces the entry with a regular file; nothing is written through it.
+        s.write("fifo", b"x").unwrap();
+        assert_eq!(&s.read("fifo").unwrap()[..], b"x");
+    }
+
+    #[test]
+    fn new_entries_take_the_owner_of_a_foreign_directory() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let (d, s) = store();
+        s.mkdir("ws").unwrap();
+        std::os::unix::fs::chown(d.path().join("ws"), Some(65534), Some(65534)).unwrap();
+        s.write("ws/f", b"x").unwrap();
+        s.mkdir("ws/sub").unwrap();
+        s.write("top", b"x").unwrap();
+        for p in ["ws/f", "ws/sub"] {
+            let m = fs::metadata(d.path().join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{p}");
+        }
+        assert_eq!(fs::metadata(d.path().join("top")).unwrap().uid(), 0);
+        // A replaced file keeps its owner, even in a directory of ours.
+        std::os::unix::fs::chown(d.path().join("top"), Some(1234), Some(1234)).unwrap();
+        s.write("top", b"y").unwrap();
+        assert_eq!(fs::metadata(d.path().join("top")).unwrap().uid(), 1234);
     }
 }
