@@ -22,6 +22,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The exec sandbox runs as this unprivileged account when the daemon is root (the daemon
+# creates it too when missing; creating it here keeps parallel test daemons from racing).
+if [ "$(id -u)" -eq 0 ] && ! getent passwd avix-sandbox >/dev/null 2>&1; then
+  echo "setup: creating the avix-sandbox system account" >&2
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin --comment "Avix exec sandbox" avix-sandbox
+fi
+
 # The MCP bridge is tested against the reference MCP server, from the npm registry.
 MCP_DIR="$HOME/.cache/avix/mcp"
 if [ ! -e "$MCP_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]; then

@@ -3,14 +3,21 @@
 //!
 //! The sandbox sees `/usr` (and the `/bin`, `/lib` links) read-only, a few files of `/etc`,
 //! fresh `/proc`, `/dev` and a size-capped `/tmp`, and the workspace read-write at
-//! `/workspace`; nothing else of the host. Its root is remounted read-only. It runs in new
-//! user, PID, IPC, UTS and (unless the agent holds `exec/network` and asks for it) network
-//! namespaces, as uid 65534 with no capabilities, with a clean environment. Limits: RLIMIT_CPU,
+//! `/workspace` (`nosuid,nodev`); nothing else of the host. Its root is remounted read-only.
+//! It runs in new user, PID, IPC, UTS and (unless the agent holds `exec/network` and asks for
+//! it) network namespaces, as uid 65534 with no capabilities, with a clean environment —
+//! bubblewrap's own included, so no key of the daemon's is readable in `/proc/1/environ`.
+//! A root daemon starts bubblewrap as the unprivileged sandbox account ([`account`]), which
+//! owns the workspaces on disk; the workspace is scrubbed of set-ID bits and device nodes
+//! before and after each run ([`workspace`]). Limits: RLIMIT_CPU,
 //! RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE, no core dumps; processes through a pids cgroup
 //! (v1 or v2, found at start), or RLIMIT_NPROC when there is none; a wall-clock timeout; output
 //! truncated at `exec.outputBytes`. The run dies with its tool call: killing the agent drops
 //! the call, which kills bubblewrap, whose sandbox dies with it (`--die-with-parent`, PID
 //! namespace).
+
+pub mod account;
+pub mod workspace;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -25,6 +32,8 @@ use avix_proto::config::kernel::Exec as ExecConfig;
 use avix_proto::tool::ToolName;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use self::account::SandboxAccount;
 
 /// The grant that lets exec runs use the network.
 pub const NETWORK_GRANT: &str = "exec/network";
@@ -47,13 +56,19 @@ pub struct ExecService {
     runs: AtomicU64,
     /// `passwd` and `group` files naming only the sandbox user (the host's stay hidden).
     identity: Option<(PathBuf, PathBuf)>,
+    /// The host account bubblewrap runs as (a root daemon), or why there is none. `Ok(None)`:
+    /// the daemon is not root and sandboxes run as its own uid.
+    account: Result<Option<SandboxAccount>, String>,
     /// When it started.
     since: avix_proto::time::Timestamp,
 }
 
 /// Writes the sandbox's own `/etc/passwd` and `/etc/group` under `dir`.
 fn write_identity(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
+    // bubblewrap binds these as the sandbox account, which must reach them.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     let (passwd, group) = (dir.join("passwd"), dir.join("group"));
     std::fs::write(
         &passwd,
@@ -186,24 +201,8 @@ async fn capture(mut r: impl AsyncRead + Unpin, keep: usize) -> (Vec<u8>, u64) {
     (kept, total)
 }
 
-fn dir_size(p: &Path, budget: &mut u64) -> u64 {
-    let mut n = 0;
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    for e in rd.flatten() {
-        if *budget == 0 {
-            break;
-        }
-        *budget -= 1;
-        match e.file_type() {
-            Ok(t) if t.is_dir() => n += dir_size(&e.path(), budget),
-            Ok(t) if t.is_file() => n += e.metadata().map_or(0, |m| m.len()),
-            _ => {}
-        }
-    }
-    n
-}
+/// Entries a workspace walk counts at most (the quota check stops there).
+const WALK_BUDGET: u64 = 200_000;
 
 fn processes_of_uid(uid: u32) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -258,12 +257,17 @@ impl ExecService {
         let identity = write_identity(&kernel.layout().run().join("exec"))
             .map_err(|e| tracing::warn!(error = %e, "exec.svc: cannot write the sandbox's passwd"))
             .ok();
+        let account = account::ensure(&cfg.sandbox_user);
+        if let Err(e) = &account {
+            tracing::warn!("exec.svc: {e}; exec/python and exec/shell are unavailable");
+        }
         Arc::new(Self {
             kernel,
             bwrap,
             limit,
             runs: AtomicU64::new(0),
             identity,
+            account,
             since: avix_proto::time::Timestamp::now(),
         })
     }
@@ -276,6 +280,9 @@ impl ExecService {
             .to_vec();
         let cfg = self.kernel.config().get().kernel.exec.clone();
         let (state, problem) = match (&self.bwrap, &self.limit) {
+            _ if self.account.is_err() => {
+                (ServiceState::Failed, self.account.as_ref().err().cloned())
+            }
             (None, _) => (
                 ServiceState::Failed,
                 Some(format!(
@@ -316,7 +323,7 @@ impl ExecService {
 
     /// Registers exec/python, exec/shell and exec/network.
     pub fn register(self: &Arc<Self>) {
-        let state = if self.bwrap.is_some() {
+        let state = if self.bwrap.is_some() && self.account.is_ok() {
             ToolState::Available
         } else {
             ToolState::Unavailable
@@ -369,13 +376,12 @@ impl ExecService {
         }
     }
 
-    fn workspace(&self, user: &str) -> PathBuf {
-        self.kernel
-            .layout()
-            .data()
-            .join("users")
-            .join(user)
-            .join("workspace")
+    /// The account bubblewrap runs as (`None`: the daemon's own uid).
+    fn account(&self) -> Result<Option<&SandboxAccount>, ToolError> {
+        self.account
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(|e| ToolError::new("EUNAVAIL", e.clone()))
     }
 
     async fn call(
@@ -410,15 +416,19 @@ impl ExecService {
             ));
         }
         let cfg = self.kernel.config().get().kernel.exec.clone();
-        let ws = self.workspace(cx.process.user.as_str());
-        tokio::fs::create_dir_all(&ws)
-            .await
-            .map_err(|e| ToolError::new("EIO", format!("cannot create the workspace: {e}")))?;
+        let acct = self.account()?.cloned();
+        let users = self.kernel.layout().data().join("users");
+        let user = cx.process.user.as_str().to_owned();
+        let (ws, scan) = tokio::task::spawn_blocking(move || {
+            let ws = workspace::prepare(&users, &user, acct.as_ref())?;
+            let scan = workspace::scrub(&ws, acct.as_ref(), WALK_BUDGET);
+            Ok::<_, std::io::Error>((ws, scan))
+        })
+        .await
+        .map_err(|e| ToolError::new("EIO", format!("workspace preparation failed: {e}")))?
+        .map_err(|e| ToolError::new("EIO", format!("cannot prepare the workspace: {e}")))?;
         let quota = cfg.workspace_quota_mb.saturating_mul(1 << 20);
-        let ws2 = ws.clone();
-        let used = tokio::task::spawn_blocking(move || dir_size(&ws2, &mut 200_000))
-            .await
-            .unwrap_or(0);
+        let used = scan.bytes;
         if used > quota {
             return Err(ToolError::new(
                 "ENOSPC",
@@ -434,7 +444,22 @@ impl ExecService {
                 .unwrap_or(cfg.timeout_secs)
                 .clamp(1, cfg.timeout_secs),
         );
-        self.run(&cfg, &ws, interp, &code, a.network, timeout).await
+        let out = self.run(&cfg, &ws, interp, &code, a.network, timeout).await;
+        // Whatever the run left: no set-ID bits, no device nodes.
+        let acct = self.account()?.cloned();
+        let after =
+            tokio::task::spawn_blocking(move || workspace::scrub(&ws, acct.as_ref(), WALK_BUDGET))
+                .await
+                .unwrap_or_default();
+        if after.stripped + after.removed > 0 {
+            tracing::warn!(
+                pid = %cx.process.pid,
+                stripped = after.stripped,
+                removed = after.removed,
+                "exec: set-ID bits or device nodes the run left in the workspace were removed"
+            );
+        }
+        out
     }
 
     fn command(
@@ -454,6 +479,9 @@ impl ExecService {
             )
         })?;
         let mut c = tokio::process::Command::new(bwrap);
+        // bubblewrap is the sandbox's PID 1: its environment is readable from inside
+        // (/proc/1/environ), so it gets none of the daemon's.
+        c.env_clear();
         c.args([
             "--die-with-parent",
             "--new-session",
@@ -558,7 +586,9 @@ impl ExecService {
             ProcessLimit::Rlimit => None,
         };
         let procs_fd = cgroup.as_ref().map(|c| c.procs.as_raw_fd());
-        let uid = nix::unistd::geteuid().as_raw();
+        let acct = self.account()?.cloned();
+        let ids = acct.as_ref().map(|a| (a.uid, a.gid));
+        let uid = ids.map_or_else(|| nix::unistd::geteuid().as_raw(), |(u, _)| u);
         // Without a cgroup: this uid's processes now, plus the run's allowance.
         let nproc = (procs_fd.is_none() && uid != 0).then(|| processes_of_uid(uid) + cfg.processes);
         let limits = [
@@ -569,7 +599,8 @@ impl ExecService {
             (libc::RLIMIT_CORE, 0),
         ];
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls (write, setrlimit) on values prepared before the fork.
+        // system calls (write, setrlimit, setgroups, setgid, setuid) on values prepared
+        // before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 if let Some(fd) = procs_fd
@@ -594,6 +625,15 @@ impl ExecService {
                     if libc::setrlimit(libc::RLIMIT_NPROC, &r) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                // Last, once the cgroup is joined: become the sandbox account, with no
+                // supplementary group of the daemon's.
+                if let Some((u, g)) = ids
+                    && (libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(g) != 0
+                        || libc::setuid(u) != 0)
+                {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });

@@ -280,10 +280,18 @@ pub struct Exec {
     /// A run is refused while the workspace holds more than this, MiB.
     #[serde(default = "d1024")]
     pub workspace_quota_mb: u64,
+    /// The host account sandboxes run as when the daemon runs as root (created at start if
+    /// missing). Never root: a sandbox that owned its files as root could leave set-user-ID
+    /// programs behind.
+    #[serde(default = "default_sandbox_user")]
+    pub sandbox_user: String,
 }
 
 fn default_bwrap() -> String {
     "bwrap".into()
+}
+fn default_sandbox_user() -> String {
+    "avix-sandbox".into()
 }
 fn default_python() -> String {
     "python3".into()
@@ -321,6 +329,7 @@ impl Default for Exec {
             tmp_mb: d64(),
             output_bytes: d65536(),
             workspace_quota_mb: d1024(),
+            sandbox_user: default_sandbox_user(),
         }
     }
 }
