@@ -112,6 +112,53 @@ impl RootLayout {
         None
     }
 
+    /// The mode of each directory of the layout, and why: other host accounts may traverse
+    /// the root (to the mount point and `run/`) but read nothing of the data, the
+    /// configuration, the logs or the state. `data/users` also lets the sandbox's group
+    /// through (bubblewrap binds a workspace as the sandbox account; see avix-ipc `exec`).
+    pub fn modes(&self) -> Vec<(PathBuf, u32)> {
+        let data = self.data();
+        vec![
+            (self.root.clone(), 0o711),
+            (self.etc(), 0o700),
+            (self.state(), 0o700),
+            (self.logs(), 0o700),
+            // Run-as services and the sandbox reach their own sockets and files by name.
+            (self.run(), 0o711),
+            (data.clone(), 0o711),
+            (data.join("users"), 0o710),
+            (data.join("crews"), 0o700),
+            (data.join("bin"), 0o700),
+            (self.secrets(), 0o700),
+            // A run-as service reads its own installed files.
+            (data.join("services"), 0o711),
+        ]
+    }
+
+    /// Creates the directories of [`modes`](Self::modes) that are missing and gives every one
+    /// its mode, repairing a layout left open (by an older version, or by hand). Returns the
+    /// directories whose mode it changed, with the mode they had.
+    pub fn secure(&self) -> std::io::Result<Vec<(PathBuf, u32)>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut changed = Vec::new();
+        for (dir, mode) in self.modes() {
+            std::fs::create_dir_all(&dir)?;
+            let meta = std::fs::symlink_metadata(&dir)?;
+            if !meta.is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{} is not a directory (a link?)", dir.display()),
+                ));
+            }
+            let had = meta.permissions().mode() & 0o7777;
+            if had != mode {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+                changed.push((dir, had));
+            }
+        }
+        Ok(changed)
+    }
+
     /// Every directory `config init` creates.
     pub fn directories(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self.trees().into_iter().map(|(_, d)| d).collect();
@@ -128,6 +175,27 @@ impl RootLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secure_closes_an_open_layout_and_reports_what_it_changed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let l = RootLayout::new(d.path().join("r"));
+        l.secure().unwrap();
+        std::fs::set_permissions(l.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            l.data().join("users"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let changed = l.secure().unwrap();
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(l.root()), 0o711);
+        assert_eq!(mode(&l.data().join("users")), 0o710);
+        assert_eq!(mode(&l.etc()), 0o700);
+        assert!(l.secure().unwrap().is_empty());
+    }
 
     #[test]
     fn maps_host_paths_to_vfs_paths() {

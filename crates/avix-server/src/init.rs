@@ -466,12 +466,13 @@ pub fn run(opts: &InitOptions) -> Result<InitReport, InitError> {
         }
     };
 
-    // Directories: etc and secrets private, the rest readable.
+    // Directories, each with its mode (docs/security.md, "On the host").
+    layout
+        .secure()
+        .map_err(io_err(layout.root()))?;
     for dir in layout.directories() {
-        let private = dir == layout.etc() || dir == layout.secrets() || dir == layout.run();
-        ensure_dir(&dir, if private { 0o700 } else { 0o755 }).map_err(io_err(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     }
-    ensure_dir(&layout.root().join("data"), 0o755).map_err(io_err(&layout.data()))?;
     let home = layout
         .data()
         .join("users")

@@ -213,6 +213,16 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
             .as_deref()
             .unwrap_or(&kernel_config.observability.log_level),
     );
+    // Close a layout left open (an older version made data/ world-readable).
+    for (dir, had) in layout.secure().map_err(|source| StartError::Io {
+        what: "cannot set the modes of the runtime root's directories",
+        source,
+    })? {
+        tracing::warn!(
+            "{} was mode {had:o}: set to what docs/security.md gives it",
+            dir.display()
+        );
+    }
     let master = load_master_key(&layout, &kernel_config)?;
     verify_master_key(&layout, &kernel_config, &master)?;
     if kernel_config.secrets.master_key.source == MasterKeySource::Env {
