@@ -25,15 +25,15 @@ use zeroize::Zeroizing;
 
 use crate::common::{TestKernel, p};
 
-struct Atp {
-    t: TestKernel,
-    addr: SocketAddr,
-    gw: Arc<Gateway>,
+pub(crate) struct Atp {
+    pub(crate) t: TestKernel,
+    pub(crate) addr: SocketAddr,
+    pub(crate) gw: Arc<Gateway>,
     _stop: tokio_util::sync::DropGuard,
 }
 
 /// Adds a user with an API key and a role (users.yaml and auth.conf, through the VFS).
-fn add_user(t: &TestKernel, name: &str, role: Role, uid: u32) -> String {
+pub(crate) fn add_user(t: &TestKernel, name: &str, role: Role, uid: u32) -> String {
     let k = Caller::kernel();
     let key = ApiKey::generate();
     let hash = key.hash(&t.kernel.keys().api_key);
@@ -74,7 +74,7 @@ fn add_user(t: &TestKernel, name: &str, role: Role, uid: u32) -> String {
     key.expose().to_owned()
 }
 
-async fn start() -> Atp {
+pub(crate) async fn start() -> Atp {
     let t = TestKernel::boot();
     let stop = CancellationToken::new();
     let gw = Gateway::new(t.kernel.clone(), Arc::new(LogRing::default()), stop.clone());
@@ -99,19 +99,19 @@ impl Atp {
         }
     }
 
-    async fn client(&self, identity: &str, key: &str) -> Client {
+    pub(crate) async fn client(&self, identity: &str, key: &str) -> Client {
         Client::connect(&self.config(identity, key)).await.unwrap()
     }
 }
 
-fn code(e: &ClientError) -> ErrorCode {
+pub(crate) fn code(e: &ClientError) -> ErrorCode {
     match e {
         ClientError::Atp(a) => a.code,
         other => panic!("not an ATP error: {other}"),
     }
 }
 
-async fn wait_event(
+pub(crate) async fn wait_event(
     rx: &mut tokio::sync::broadcast::Receiver<EventFrame>,
     pred: impl Fn(&EventFrame) -> bool,
 ) -> EventFrame {
@@ -513,7 +513,7 @@ async fn users_see_and_touch_only_their_own_and_operators_see_all() {
     gus.call("sys", "info", json!({})).await.unwrap();
 }
 
-async fn raw(
+pub(crate) async fn raw(
     a: &Atp,
     token: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
@@ -544,7 +544,7 @@ where
     }
 }
 
-async fn ask<S>(ws: &mut S, frame: &str) -> Value
+pub(crate) async fn ask<S>(ws: &mut S, frame: &str) -> Value
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
         + futures_util::Sink<Message>

@@ -11,5 +11,6 @@ mod exec;
 mod mcp;
 mod providers;
 mod recovery;
+mod security;
 mod services;
 mod sessions;
