@@ -94,6 +94,7 @@ fn vfs_error(e: VfsError) -> AtpError {
         "EFBIG" => ErrorCode::ETOOBIG,
         "EEXIST" | "ENOTEMPTY" | "EISDIR" | "ENOTDIR" | "EXDEV" => ErrorCode::ECONFLICT,
         "ENOTSUP" => ErrorCode::ENOSYS,
+        "ENOSPC" => ErrorCode::ENOSPC,
         _ => ErrorCode::EINTERNAL,
     };
     AtpError::new(code, format!("{}: {e}", e.code()))

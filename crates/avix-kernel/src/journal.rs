@@ -120,8 +120,12 @@ fn sync_batch(dirty: &[&File], whole_fs: bool) -> std::io::Result<()> {
 
 fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<File> {
     let tmp = path.with_extension("yaml.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
+    let written = File::create(&tmp).and_then(|mut f| f.write_all(bytes));
+    if let Err(e) = written {
+        // The old record stays; no half-written temp file either.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path)?;
     // The directory entry must reach the disk too: sync the directory.
     File::open(path.parent().unwrap_or(Path::new(".")))
@@ -161,7 +165,12 @@ fn writer_loop(rx: mpsc::Receiver<Cmd>) {
                                 )
                             }
                         };
-                        f.write_all(&bytes)?;
+                        if let Err(e) = f.write_all(&bytes) {
+                            // A full disk may take part of the line: cut it off, so the journal
+                            // stays whole lines and the next append starts where this one did.
+                            let _ = f.set_len(file.size.load(Ordering::Acquire));
+                            return Err(e);
+                        }
                         file.size.fetch_add(bytes.len() as u64, Ordering::Release);
                         Ok(())
                     })();

@@ -59,15 +59,10 @@ impl PidAllocator {
 }
 
 fn write_durable(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    // Atomic, durable, and no temp file left when the disk is full.
+    crate::fsutil::write_atomic(path, text.as_bytes(), 0o600)
 }
 
 #[cfg(test)]

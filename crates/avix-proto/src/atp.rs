@@ -143,6 +143,9 @@ pub enum ErrorCode {
     EINTERNAL,
     /// Not available now (shutting down, service missing).
     EUNAVAIL,
+    /// The storage is full (no space, or the disk quota is used up): nothing was changed;
+    /// free space and try again.
+    ENOSPC,
 }
 
 impl ErrorCode {
@@ -162,6 +165,7 @@ impl ErrorCode {
             ErrorCode::ETOOBIG => "ETOOBIG",
             ErrorCode::EINTERNAL => "EINTERNAL",
             ErrorCode::EUNAVAIL => "EUNAVAIL",
+            ErrorCode::ENOSPC => "ENOSPC",
         }
     }
 }

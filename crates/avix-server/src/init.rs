@@ -467,9 +467,7 @@ pub fn run(opts: &InitOptions) -> Result<InitReport, InitError> {
     };
 
     // Directories, each with its mode (docs/security.md, "On the host").
-    layout
-        .secure()
-        .map_err(io_err(layout.root()))?;
+    layout.secure().map_err(io_err(layout.root()))?;
     for dir in layout.directories() {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     }

@@ -80,6 +80,12 @@ impl TestDaemon {
     pub fn init_with(bin: &Path, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
+        Self::init_in(bin, dir, root, extra)
+    }
+
+    /// Initialises the root `root` (anywhere: a small tmpfs, say); `dir` holds the mount
+    /// point and the log.
+    pub fn init_in(bin: &Path, dir: tempfile::TempDir, root: PathBuf, extra: &[&str]) -> Self {
         let mount = dir.path().join("mnt");
         fs::create_dir_all(&mount).unwrap();
         // SAFETY: getuid has no preconditions.

@@ -150,6 +150,11 @@ impl VfsError {
             VfsError::TooLarge { .. } => "EFBIG",
             VfsError::BadHandle | VfsError::NotWritable(_) => "EBADF",
             VfsError::Unsupported { .. } => "ENOTSUP",
+            VfsError::Io { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                "ENOSPC"
+            }
             VfsError::Io { .. } => "EIO",
         }
     }

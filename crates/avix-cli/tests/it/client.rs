@@ -17,7 +17,7 @@ fn running() -> Option<TestDaemon> {
 
 /// `avix client ARGS` with the daemon's address and alice's key, and a HOME of its own (no
 /// stray client.yaml).
-fn client(d: &TestDaemon, args: &[&str]) -> Output {
+pub(crate) fn client(d: &TestDaemon, args: &[&str]) -> Output {
     client_cmd(d, args).output().unwrap()
 }
 
@@ -35,7 +35,7 @@ fn client_cmd(d: &TestDaemon, args: &[&str]) -> Command {
 }
 
 /// `avix client ARGS` with its standard streams piped.
-fn client_piped(d: &TestDaemon, args: &[&str]) -> std::process::Child {
+pub(crate) fn client_piped(d: &TestDaemon, args: &[&str]) -> std::process::Child {
     client_cmd(d, args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -9,6 +9,7 @@ mod daemon;
 mod init;
 mod mount;
 mod providers;
+mod security;
 
 use std::path::Path;
 

@@ -76,6 +76,10 @@ enum Kind {
         /// `dup2` + `close` a shell does around a redirection) must not commit the bare
         /// truncation: that is left to the last close.
         written: bool,
+        /// A write or truncate failed (a full disk): the pending change was thrown away, and
+        /// every later write, flush and close of this handle fails with the same errno, so
+        /// nothing half-written — an O_TRUNC with no data, say — is ever committed.
+        failed: Option<i32>,
     },
     Synthetic {
         file: Arc<SynthFile>,
@@ -89,6 +93,31 @@ enum Kind {
         /// The file position after the last write (where a reply produced at close starts).
         end: u64,
     },
+}
+
+/// Marks a handle failed after a write or truncate failed: the pending change is thrown away
+/// (the old content stays) and the errno is kept for every later call.
+fn poison(
+    path: &VfsPath,
+    e: crate::storage::StorageError,
+    txn: &mut Option<Box<dyn WriteTxn>>,
+    dirty: &mut bool,
+    failed: &mut Option<i32>,
+) -> VfsError {
+    let e = storage_err(path, e);
+    *txn = None;
+    *dirty = false;
+    *failed = Some(e.errno());
+    tracing::debug!(%path, error = %e, "a write failed: the file keeps its old content");
+    e
+}
+
+/// The error a failed handle answers with.
+fn poisoned(path: &VfsPath, errno: i32) -> VfsError {
+    VfsError::Io {
+        path: path.clone(),
+        source: std::io::Error::from_raw_os_error(errno),
+    }
 }
 
 fn lock(f: &Mutex<OpenFile>) -> MutexGuard<'_, OpenFile> {
@@ -203,6 +232,7 @@ impl Vfs {
                         write: opts.write,
                         dirty: txn.is_some(),
                         written: false,
+                        failed: None,
                         txn,
                     }
                 }
@@ -359,8 +389,12 @@ impl Vfs {
                 txn,
                 dirty,
                 written,
+                failed,
                 ..
             } => {
+                if let Some(errno) = *failed {
+                    return Err(poisoned(&path, errno));
+                }
                 let t = match txn {
                     Some(t) => t,
                     None => txn.insert(
@@ -369,8 +403,9 @@ impl Vfs {
                             .map_err(|e| storage_err(&path, e))?,
                     ),
                 };
-                t.write_at(offset, data)
-                    .map_err(|e| storage_err(&path, e))?;
+                if let Err(e) = t.write_at(offset, data) {
+                    return Err(poison(&path, e, txn, dirty, failed));
+                }
                 *dirty = true;
                 *written = true;
                 Ok(data.len())
@@ -390,8 +425,12 @@ impl Vfs {
                 rel,
                 txn,
                 dirty,
+                failed,
                 ..
             } => {
+                if let Some(errno) = *failed {
+                    return Err(poisoned(&path, errno));
+                }
                 let t = match txn {
                     Some(t) => t,
                     None => {
@@ -407,7 +446,9 @@ impl Vfs {
                         )
                     }
                 };
-                t.set_len(len).map_err(|e| storage_err(&path, e))?;
+                if let Err(e) = t.set_len(len) {
+                    return Err(poison(&path, e, txn, dirty, failed));
+                }
                 *dirty = true;
                 Ok(())
             }
@@ -461,11 +502,15 @@ impl Vfs {
             txn,
             dirty,
             written,
+            failed,
             ..
         } = &mut f.kind
         else {
             return Ok(());
         };
+        if let Some(errno) = *failed {
+            return Err(poisoned(&path, errno));
+        }
         if !*dirty {
             return Ok(());
         }
@@ -503,7 +548,12 @@ impl Vfs {
             let content = t.contents().map_err(|e| storage_err(&path, e))?;
             self.check_content(&caller, &path, &content)?;
         }
-        t.commit().map_err(|e| storage_err(&path, e))?;
+        if let Err(e) = t.commit() {
+            // The commit removed its temp file: the old content stays, and so does the error.
+            let e = storage_err(&path, e);
+            *failed = Some(e.errno());
+            return Err(e);
+        }
         self.cache.invalidate(&path);
         self.emit(&path, ChangeKind::Modified, caller.door);
         Ok(())

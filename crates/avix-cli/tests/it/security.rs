@@ -1,0 +1,189 @@
+//! Attacks and faults on a real daemon (issue 10), from the attacker's or the unlucky user's
+//! side: a full disk, descriptor exhaustion, orphaned services, the master key in environ.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use avix_testkit::{TestDaemon, require_fuse};
+
+use crate::bin;
+use crate::client::{client, client_piped};
+
+/// A tmpfs of `mb` MiB mounted in a fresh temp directory; unmounted when dropped.
+struct SmallDisk {
+    dir: Option<tempfile::TempDir>,
+    at: PathBuf,
+}
+
+impl SmallDisk {
+    fn new(mb: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("small");
+        std::fs::create_dir(&at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs");
+        Self { dir: Some(dir), at }
+    }
+
+    /// Fills it with a file on the host until writes fail.
+    fn fill(&self) {
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", self.at.join("fill").display()))
+            .output()
+            .unwrap();
+        // A few KiB may be left over after the last full block: take them too.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.at.join("fill"))
+        {
+            let _ = f.write_all(&[0u8; 65536]);
+            while f.write_all(&[0u8; 512]).is_ok() {}
+        }
+    }
+
+    fn unfill(&self) {
+        std::fs::remove_file(self.at.join("fill")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        drop(self.dir.take());
+    }
+}
+
+fn atp_shell(d: &TestDaemon, lines: &str) -> String {
+    let mut c = client_piped(d, &["atp", "shell"]);
+    c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn journal_lines_are_whole(root: &Path) {
+    let users = root.join("data/users/alice/agents");
+    for a in std::fs::read_dir(&users).into_iter().flatten().flatten() {
+        for run in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
+            let j = run.path().join("journal.jsonl");
+            let Ok(text) = std::fs::read_to_string(&j) else {
+                continue;
+            };
+            for l in text.lines() {
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(l).is_ok(),
+                    "{}: a torn line: {l:?}",
+                    j.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_fails_writes_loudly_and_loses_nothing() {
+    // Issue 10, item 4: `echo new > precious.txt` on a full disk committed an empty file.
+    if !require_fuse() {
+        return;
+    }
+    let disk = SmallDisk::new(24);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = TestDaemon::init_in(bin(), dir, disk.at.join("root"), &[]);
+    d.start();
+    let w = "$M/users/alice/workspace";
+    d.ok(&format!("echo precious original > {w}/p.txt"));
+    let s = client(&d, &["secret", "set", "TOKEN"]);
+    assert!(!s.status.success(), "no value on stdin is refused");
+    let mut c = client_piped(&d, &["secret", "set", "TOKEN"]);
+    c.stdin.take().unwrap().write_all(b"first-value").unwrap();
+    assert!(c.wait_with_output().unwrap().status.success());
+    disk.fill();
+
+    // Through the mount: the shell's redirection, and a program that checks close().
+    let err = d.fails(&format!("echo new > {w}/p.txt"));
+    assert!(err.contains("No space left"), "{err}");
+    let py = d.sh(&format!(
+        "python3 -c \"f=open('{w}/p.txt','w'); f.write('X'*200000); f.close()\""
+    ));
+    assert!(!py.status.success(), "write or close reports the error");
+    assert!(String::from_utf8_lossy(&py.stderr).contains("No space left"));
+    assert_eq!(d.ok(&format!("cat {w}/p.txt")), "precious original\n");
+    let host = d.root.join("data/users/alice/workspace/p.txt");
+    assert_eq!(
+        std::fs::read_to_string(&host).unwrap(),
+        "precious original\n"
+    );
+
+    // Over ATP: a clear code, the old content kept.
+    let out = atp_shell(
+        &d,
+        "fs write {\"path\":\"/users/alice/workspace/p.txt\",\"content\":\"overwritten\"}\n:q\n",
+    );
+    assert!(out.contains("ENOSPC"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&host).unwrap(),
+        "precious original\n"
+    );
+
+    // A secret: refused, the old value kept.
+    let mut c = client_piped(&d, &["secret", "set", "TOKEN"]);
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(&vec![b'v'; 4000])
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(!o.status.success(), "a secret on a full disk is refused");
+    // An agent: spawned or refused, but whatever it journals is whole lines.
+    let _ = client(
+        &d,
+        &[
+            "agent",
+            "spawn",
+            "assistant",
+            "--goal",
+            "notes on a full disk",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // The daemon is alive and everything works again once there is room.
+    disk.unfill();
+    let health = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/atp/health", d.port)])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&health.stdout).contains("ok"));
+    d.ok(&format!("echo after > {w}/p.txt"));
+    assert_eq!(d.ok(&format!("cat {w}/p.txt")), "after\n");
+    let list = client(&d, &["secret", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("TOKEN"));
+    journal_lines_are_whole(&d.root);
+    let leftovers: Vec<_> = walk(&d.root)
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(".avix-tmp") || n.ends_with(".tmp")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    d.stop();
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
