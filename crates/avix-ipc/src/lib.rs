@@ -5,11 +5,13 @@
 //! - [`router`]: the router's socket (registration, token checks, tool calls by token).
 //! - [`remote`]: tools served by external processes.
 //! - [`supervisor`]: installed services as supervised host processes.
+//! - [`children`]: host processes that must not outlive the daemon.
 //! - [`exec`]: exec.svc, code in a bubblewrap sandbox.
 //! - [`mcp`]: the MCP bridge (rmcp).
 //!
 //! The wire types live in `avix_proto::rpc`; `docs/ipc.md` describes the protocol.
 
+pub mod children;
 pub mod client;
 pub mod exec;
 pub mod frame;
@@ -42,6 +44,8 @@ impl Ipc {
     /// Binds `ROOT/run/router.sock`, loads and starts the installed services and attaches
     /// the supervisor to the kernel.
     pub fn start(kernel: &Arc<Kernel>) -> std::io::Result<Self> {
+        // Services and MCP servers a crashed daemon left running go before new ones start.
+        children::Leftovers::new(&kernel.layout().state()).kill_all();
         let exec = exec::ExecService::new(kernel.clone());
         exec.register();
         let sup = supervisor::Supervisor::new(kernel.clone());

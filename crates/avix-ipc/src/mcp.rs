@@ -484,11 +484,14 @@ impl McpBridge {
                     .open(self.log_dir.join(format!("{}.log", c.name)))
                     .map(Stdio::from)
                     .unwrap_or_else(|_| Stdio::null());
+                crate::children::die_with_daemon(&mut command);
                 let (transport, _) = rmcp::transport::TokioChildProcess::builder(command)
                     .stderr(log)
                     .spawn()
                     .map_err(|e| format!("cannot start {}: {e}", cmd[0]))?;
                 let pid = transport.id();
+                crate::children::Leftovers::new(&self.kernel.layout().state())
+                    .record(&format!("mcp/{}", c.name), pid);
                 let running = BridgeClient::new(&s.tools_changed)
                     .serve(transport)
                     .await

@@ -187,3 +187,102 @@ fn walk(p: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Processes whose command line contains `needle`.
+fn pids_of(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd)
+            .replace('\0', " ")
+            .contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn services_die_with_a_killed_daemon_and_leftovers_are_killed_at_start() {
+    // Issue 10, item 8: after `kill -9` of the daemon a runAs service kept running with its
+    // secrets, and the next daemon started a second copy.
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    // The example service, run as nobody, with a child of its own (a grandchild of the
+    // daemon, which PR_SET_PDEATHSIG alone would not reach).
+    let marker = format!("{}", 900_000 + std::process::id());
+    let svc = d.dir.path().join("svc");
+    std::fs::create_dir(&svc).unwrap();
+    std::fs::copy(
+        crate::repo().join("examples/services/echo/echo_service.py"),
+        svc.join("echo_service.py"),
+    )
+    .unwrap();
+    let unit = std::fs::read_to_string(crate::repo().join("examples/services/echo/service.yaml"))
+        .unwrap()
+        .replace(
+            "command: [python3, echo_service.py]",
+            &format!("command: [sh, -c, 'sleep {marker} & exec python3 echo_service.py']\n  runAs: nobody"),
+        );
+    std::fs::write(svc.join("service.yaml"), unit).unwrap();
+    let o = client(&d, &["service", "install", svc.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status = d.ok("cat $M/proc/services/echo/status.yaml");
+    let pid: u32 = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pid: "))
+        .and_then(|p| p.parse().ok())
+        .expect("the service runs");
+    wait_until("the service's child started", || {
+        pids_of(&format!("sleep {marker}")).len() == 1
+    });
+
+    let st = d.signal(libc::SIGKILL);
+    assert!(!st.success());
+    wait_until("the service died with the daemon", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+    });
+    assert!(d.wait_unmounted());
+    d.start();
+    wait_until("the leftover child was killed at start", || {
+        pids_of(&format!("sleep {marker}")).len() <= 1
+    });
+    // Exactly one copy runs: the new daemon's.
+    wait_until("one service", || {
+        d.ok("cat $M/proc/services/echo/status.yaml")
+            .contains("state: running")
+    });
+    let sleeps = pids_of(&format!("sleep {marker}"));
+    assert_eq!(sleeps.len(), 1, "the new service's child only: {sleeps:?}");
+    let services = pids_of(&format!("{}", svc.display()))
+        .into_iter()
+        .chain(pids_of("echo_service.py").into_iter().filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|c| c.starts_with(&d.root))
+        }))
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(
+        services.len(),
+        1,
+        "one echo service for this root: {services:?}"
+    );
+    d.stop();
+    wait_until("stopped with the daemon", || {
+        pids_of(&format!("sleep {marker}")).is_empty()
+    });
+}

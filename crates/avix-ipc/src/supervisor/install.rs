@@ -45,9 +45,10 @@ fn resolve_user(name: &str) -> Result<(u32, u32), String> {
     }
 }
 
+/// Hands `path` itself (never a link's target) to `ids`.
 fn chown(path: &Path, ids: Option<(u32, u32)>) -> std::io::Result<()> {
     if let Some((u, g)) = ids {
-        std::os::unix::fs::chown(path, Some(u), Some(g))?;
+        std::os::unix::fs::lchown(path, Some(u), Some(g))?;
     }
     Ok(())
 }
@@ -124,6 +125,13 @@ impl Supervisor {
             },
         };
         let io = |what: &str, e: std::io::Error| err("EIO", format!("{what}: {e}"));
+        // A fresh directory, root's until its socket is in place: what a service (or one a
+        // crashed daemon left) put there cannot redirect the daemon's chown.
+        match std::fs::remove_dir_all(&run_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("cannot clear the run directory", e)),
+        }
         std::fs::create_dir_all(&run_dir).map_err(|e| io("cannot create the run directory", e))?;
         if run_as.is_some() {
             // Another user must reach its own directory: traverse, not list.
@@ -135,7 +143,6 @@ impl Supervisor {
         }
         std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| io("cannot set the run directory's mode", e))?;
-        chown(&run_dir, run_as).map_err(|e| io("cannot hand the run directory over", e))?;
         std::fs::create_dir_all(&log_dir).map_err(|e| io("cannot create the log directory", e))?;
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let slot = Arc::new(Slot {
@@ -170,6 +177,7 @@ impl Supervisor {
             .map_err(|e| io("cannot bind the service's router socket", e))?;
         chown(&slot.router_socket(), run_as)
             .map_err(|e| io("cannot hand the router socket over", e))?;
+        chown(&slot.run_dir, run_as).map_err(|e| io("cannot hand the run directory over", e))?;
         let allowed = run_as.map(|(u, _)| u);
         let me = self.daemon_uid;
         let cfg = ServerConfig {

@@ -105,6 +105,11 @@ impl Slot {
         self.run_dir.join("router.sock")
     }
 
+    /// Its name among the daemon's child processes.
+    fn child_name(&self) -> String {
+        format!("service/{}", self.name)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
         self.st
             .lock()
@@ -150,6 +155,8 @@ pub struct Supervisor {
     daemon_uid: u32,
     me: std::sync::Weak<Supervisor>,
     builtins: std::sync::OnceLock<Builtins>,
+    /// Where running services are recorded, so a daemon that died leaves none behind.
+    leftovers: crate::children::Leftovers,
 }
 
 /// The built-in services, listed with the installed ones.
@@ -184,7 +191,6 @@ impl Supervisor {
     pub fn new(kernel: Arc<Kernel>) -> Arc<Self> {
         let ipc = kernel.config().get().kernel.ipc.clone();
         Arc::new_cyclic(|me| Self {
-            kernel,
             slots: RwLock::new(BTreeMap::new()),
             runners: Mutex::new(Vec::new()),
             max_frame: (ipc.max_message_bytes as usize).min(avix_proto::rpc::MAX_FRAME_CEILING),
@@ -192,6 +198,8 @@ impl Supervisor {
             daemon_uid: nix::unistd::geteuid().as_raw(),
             me: me.clone(),
             builtins: std::sync::OnceLock::new(),
+            leftovers: crate::children::Leftovers::new(&kernel.layout().state()),
+            kernel,
         })
     }
 

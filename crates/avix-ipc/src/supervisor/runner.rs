@@ -62,10 +62,12 @@ impl Supervisor {
         if let Some((u, g)) = slot.run_as {
             cmd.uid(u).gid(g);
         }
+        crate::children::die_with_daemon(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let pid = child.id();
+        self.leftovers.record(&slot.child_name(), pid);
         slot.set(|s| {
             s.token = token;
             s.pid = pid;
@@ -147,6 +149,7 @@ impl Supervisor {
                     slot.set_state(ServiceState::Stopping);
                     self.mark_tools(&slot, ToolState::Unavailable);
                     let st = Self::terminate(&mut child).await;
+                    self.leftovers.forget(&slot.child_name());
                     slot.set(|s| {
                         s.pid = None;
                         s.token.clear();
@@ -180,6 +183,7 @@ impl Supervisor {
                     let ok = st.is_some_and(|s| s.success());
                     let how = st.map_or_else(|| "unknown".to_owned(), describe);
                     tracing::warn!(service = %slot.name, exit = %how, "service exited");
+                    self.leftovers.forget(&slot.child_name());
                     self.mark_tools(&slot, ToolState::Unavailable);
                     slot.set(|s| {
                         s.pid = None;
