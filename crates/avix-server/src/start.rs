@@ -1,8 +1,8 @@
 //! `avix server start`: boots the daemon and runs it until SIGINT or SIGTERM.
 //!
 //! Phases (each logged with its time):
-//! 0. single-threaded preparation: root and configuration present, master key loaded (and
-//!    removed from the environment), pid lock taken, mount point checked (a stale mount left
+//! 0. single-threaded preparation: root and configuration present, layout modes repaired,
+//!    master key loaded (and overwritten and removed from the environment), pid lock taken, mount point checked (a stale mount left
 //!    by a crash is detached), mount guard started;
 //! 1. kernel boot: configuration checked against the master key, VFS built, synthetic files
 //!    published;
@@ -197,6 +197,36 @@ struct Prepared {
     port: u16,
 }
 
+/// Removes `name` from the environment, overwriting its value first. `remove_var` alone only
+/// drops the entry from `environ`: `/proc/<pid>/environ` shows the process's original
+/// environment block, where the value would stay readable for the daemon's life.
+///
+/// # Safety
+/// No other thread may read or change the environment meanwhile.
+unsafe fn scrub_env(name: &str) {
+    unsafe extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    let prefix = format!("{name}=");
+    // SAFETY: `environ` is the NUL-terminated array of NUL-terminated strings libc keeps;
+    // nothing else touches it (the caller's promise). Each matching string is overwritten
+    // within its own length, through volatile writes the optimiser keeps.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = std::ffi::CStr::from_ptr(*p);
+            let len = entry.to_bytes().len();
+            if entry.to_bytes().starts_with(prefix.as_bytes()) {
+                for i in prefix.len()..len {
+                    std::ptr::write_volatile((*p).add(i), 0);
+                }
+            }
+            p = p.add(1);
+        }
+        std::env::remove_var(name);
+    }
+}
+
 /// Phase 0. Runs before any thread exists (the environment is edited here).
 fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
     let layout = RootLayout::new(&opts.root);
@@ -227,7 +257,7 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
     verify_master_key(&layout, &kernel_config, &master)?;
     if kernel_config.secrets.master_key.source == MasterKeySource::Env {
         // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
-        unsafe { std::env::remove_var(&kernel_config.secrets.master_key.env_var) };
+        unsafe { scrub_env(&kernel_config.secrets.master_key.env_var) };
     }
     let pid = PidLock::acquire(&layout.pid_file(), layout.root())?;
 

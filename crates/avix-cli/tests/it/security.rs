@@ -286,3 +286,37 @@ fn services_die_with_a_killed_daemon_and_leftovers_are_killed_at_start() {
         pids_of(&format!("sleep {marker}")).is_empty()
     });
 }
+
+#[test]
+fn the_master_key_is_not_left_in_the_daemons_environ() {
+    // Issue 10, item 9: remove_var left the value in /proc/<daemon>/environ.
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init_with(bin(), &["--master-key-source", "env"]);
+    let key = d
+        .init_output
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("AVIX_MASTER_KEY="))
+        .expect("init shows the key once")
+        .to_owned();
+    d.spawn_env(
+        &[],
+        &[("AVIX_MASTER_KEY", &key), ("AVIX_OTHER_SETTING", "kept")],
+    );
+    d.wait_ready();
+    let environ = std::fs::read(format!("/proc/{}/environ", d.pid())).unwrap();
+    let text = String::from_utf8_lossy(&environ);
+    assert!(!text.contains(&key), "the key is still in environ");
+    assert!(
+        !text.contains(&key[..16]),
+        "part of the key is still in environ"
+    );
+    assert!(
+        text.contains("AVIX_OTHER_SETTING=kept"),
+        "other variables are untouched"
+    );
+    // And the daemon works: it booted with that key.
+    assert!(d.ok("cat $M/proc/status.yaml").contains("SystemStatus"));
+    d.stop();
+}
