@@ -1,8 +1,15 @@
 //! Logins and tokens: credential checks against auth.conf (API keys by keyed hash, passwords
-//! by argon2id), IP allow-lists, failed-login lockouts per identity and per address, and the
-//! logins tokens belong to (refresh keeps the login, logout revokes it).
+//! by argon2id), IP allow-lists, failed-login lockouts per identity, a slowdown per address,
+//! and the logins tokens belong to (refresh keeps the login, logout revokes it).
 //!
 //! An unknown identity, a wrong credential and a refused address all get the same answer.
+//!
+//! Lockout is per identity only — the identity named, or the one an API key belongs to when
+//! none is named — so guessing one user's password never blocks another user. An address
+//! that fails too often is slowed down, never locked out: its failed attempts are answered
+//! after [`TARPIT`], while a valid credential from it is answered at once. On a daemon that
+//! listens on loopback every local client shares 127.0.0.1, and one of them must not be able
+//! to lock everyone out.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -38,9 +45,12 @@ struct Failures {
     by_address: HashMap<IpAddr, VecDeque<Instant>>,
 }
 
-/// How many failures an address may make, as a multiple of the per-identity limit (one
-/// address may serve several people).
+/// How many failures an address may make before it is slowed down, as a multiple of the
+/// per-identity limit (one address may serve several people).
 const ADDRESS_FACTOR: u32 = 4;
+
+/// How long a failed login from a slowed-down address waits for its answer.
+pub const TARPIT: Duration = Duration::from_secs(1);
 
 /// The login authority of one gateway.
 pub struct Auth {
@@ -123,45 +133,49 @@ impl Auth {
         )
     }
 
-    /// How long `identity` or `addr` must still wait, if locked out.
-    fn locked(&self, identity: &str, addr: IpAddr) -> Option<Duration> {
+    /// How long `identity` must still wait, if locked out.
+    fn locked(&self, identity: &str) -> Option<Duration> {
         let (count, ttl) = self.lockout();
         let now = Instant::now();
         let mut f = self
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut wait = None;
-        if let Some(q) = f.by_identity.get_mut(identity) {
-            prune(q, ttl, now);
-            if q.len() >= count as usize {
-                wait = q
-                    .front()
-                    .map(|t| ttl.saturating_sub(now.duration_since(*t)));
-            }
+        let q = f.by_identity.get_mut(identity)?;
+        prune(q, ttl, now);
+        if q.len() < count as usize {
+            return None;
         }
-        if let Some(q) = f.by_address.get_mut(&addr) {
-            prune(q, ttl, now);
-            if q.len() >= (count * ADDRESS_FACTOR) as usize {
-                let w = q
-                    .front()
-                    .map(|t| ttl.saturating_sub(now.duration_since(*t)));
-                wait = wait.max(w);
-            }
-        }
-        wait
+        q.front()
+            .map(|t| ttl.saturating_sub(now.duration_since(*t)))
     }
 
-    fn fail(&self, identity: &str, addr: IpAddr) {
+    /// Whether `addr` failed often enough lately to be slowed down.
+    fn slowed(&self, addr: IpAddr) -> bool {
+        let (count, ttl) = self.lockout();
+        let mut f = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f.by_address.get_mut(&addr).is_some_and(|q| {
+            prune(q, ttl, Instant::now());
+            q.len() >= (count * ADDRESS_FACTOR) as usize
+        })
+    }
+
+    /// Counts a failure against `identity` (when one is known) and `addr`.
+    fn fail(&self, identity: Option<&str>, addr: IpAddr) {
         let now = Instant::now();
         let mut f = self
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f.by_identity
-            .entry(identity.to_owned())
-            .or_default()
-            .push_back(now);
+        if let Some(identity) = identity {
+            f.by_identity
+                .entry(identity.to_owned())
+                .or_default()
+                .push_back(now);
+        }
         f.by_address.entry(addr).or_default().push_back(now);
         // Bound the tables: an attacker cycling names must not grow them forever.
         if f.by_identity.len() > 10_000 {
@@ -179,7 +193,9 @@ impl Auth {
         credential: &str,
         addr: IpAddr,
     ) -> Result<LoginResponse, LoginError> {
-        if let Some(wait) = self.locked(identity, addr) {
+        if !identity.is_empty()
+            && let Some(wait) = self.locked(identity)
+        {
             return Err(LoginError::Locked(wait));
         }
         let config = self.kernel.config().get();
@@ -203,6 +219,13 @@ impl Auth {
                 .find(|i| i.name.as_str() == identity)
                 .cloned()
         };
+        // A key presented without a name is held to its owner's lockout too.
+        if identity.is_empty()
+            && let Some(i) = &id
+            && let Some(wait) = self.locked(i.name.as_str())
+        {
+            return Err(LoginError::Locked(wait));
+        }
         let api_key = self.kernel.keys().api_key.clone();
         let presented = credential.to_owned();
         let ok = tokio::task::spawn_blocking(move || match &id {
@@ -233,8 +256,12 @@ impl Auth {
         .ok()
         .flatten();
         let Some((user, role)) = ok else {
-            self.fail(identity, addr);
-            tracing::info!(identity, %addr, "login refused");
+            let slowed = self.slowed(addr);
+            self.fail((!identity.is_empty()).then_some(identity), addr);
+            tracing::info!(identity = %avix_proto::text::escape(identity), %addr, "login refused");
+            if slowed {
+                tokio::time::sleep(TARPIT).await;
+            }
             return Err(LoginError::Refused);
         };
         let sid = uuid();

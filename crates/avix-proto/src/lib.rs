@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`name`]: validated identifiers (user, crew and agent names).
+//! - [`text`]: escaping text before it reaches a log or a terminal.
 //! - [`time`]: RFC 3339 timestamps and human durations (`8h`, `15m`).
 //! - [`yaml`]: the one YAML entry point, with size caps and located errors.
 //! - [`envelope`]: the `apiVersion`/`kind`/`metadata`/`spec` envelope shared by documents.
@@ -28,6 +29,7 @@ pub mod role;
 pub mod rpc;
 pub mod service;
 pub mod status;
+pub mod text;
 pub mod time;
 pub mod tool;
 pub mod yaml;

@@ -278,3 +278,78 @@ async fn another_host_account_reads_nothing_of_the_root() {
     // The mount point stays reachable by name.
     assert!(as_uid(2001, "stat", &l.default_mount()));
 }
+
+/// A login from the local address `from` (loopback has a whole /8 to pick from).
+async fn login_from(a: &Atp, from: &str, identity: &str, credential: &str) -> u16 {
+    let client = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    client
+        .post(format!("http://{}/atp/auth/login", a.addr))
+        .json(&json!({"identity": identity, "credential": credential}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_from_a_shared_address_never_lock_out_a_valid_credential() {
+    // Issue 10, items 6 and 13.
+    let (a, _ipc, bob) = with_bob().await;
+    let carol = add_user(&a.t, "carol", Role::Admin, 1102);
+    // Lock out after 2 failures per identity (the address is slowed after 8).
+    let k = Caller::kernel();
+    let auth = String::from_utf8(
+        a.t.kernel
+            .vfs()
+            .read(&k, &p("/etc/avix/auth.conf"))
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let auth = auth.replace("failedAuthLockoutCount: 5", "failedAuthLockoutCount: 2");
+    assert!(auth.contains("failedAuthLockoutCount: 2"), "{auth}");
+    a.t.kernel
+        .vfs()
+        .write(&k, &p("/etc/avix/auth.conf"), auth.as_bytes())
+        .unwrap();
+
+    // Anyone on the machine floods logins for made-up users from the shared address…
+    for i in 0..8 {
+        assert_eq!(
+            login_from(&a, "127.0.0.2", &format!("ghost{i}"), "sk-avix-wrong").await,
+            401
+        );
+    }
+    assert_eq!(
+        login_from(&a, "127.0.0.2", "ghost", "sk-avix-wrong").await,
+        401,
+        "slowed, refused"
+    );
+    // …and the admin behind the same address still logs in, with and without naming herself.
+    assert_eq!(login_from(&a, "127.0.0.2", "carol", &carol).await, 200);
+    assert_eq!(login_from(&a, "127.0.0.2", "", &carol).await, 200);
+
+    // Bob's own lockout holds, also when the key is presented without his name.
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(&a, "127.0.0.3", "bob", "sk-avix-wrong").await,
+            401
+        );
+    }
+    assert_eq!(login_from(&a, "127.0.0.3", "bob", &bob).await, 429);
+    assert_eq!(
+        login_from(&a, "127.0.0.4", "", &bob).await,
+        429,
+        "no bypass by omitting the name"
+    );
+
+    // Wrong keys without a name lock out nobody: there is no one to lock out.
+    for _ in 0..3 {
+        assert_eq!(login_from(&a, "127.0.0.5", "", "sk-avix-wrong").await, 401);
+    }
+    assert_eq!(login_from(&a, "127.0.0.5", "", &carol).await, 200);
+}
