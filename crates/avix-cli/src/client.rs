@@ -278,8 +278,19 @@ impl Out {
     }
 }
 
-/// Prints rows as an aligned table.
+/// Text from the server (names, goals, messages) as it may be shown: control and format
+/// characters escaped, so a file name or a goal cannot forge lines or drive the terminal.
+pub(crate) fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+    avix_proto::text::escape(s)
+}
+
+/// Prints rows as an aligned table (every cell through [`safe`]).
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| safe(c).into_owned()).collect())
+        .collect();
+    let rows = &rows[..];
     let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -312,7 +323,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()
 }
 
 fn cut(s: &str, n: usize) -> String {
-    let one_line = s.replace('\n', " ");
+    let one_line = safe(s).into_owned();
     if one_line.chars().count() <= n {
         return one_line;
     }
@@ -487,15 +498,19 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             if v.get("record").is_some() {
                 let rec: InvocationRecord = serde_json::from_value(v["record"].clone())?;
                 println!("invocation  {}", rec.id);
-                println!("agent       {} {}", rec.agent, rec.version);
+                println!("agent       {} {}", rec.agent, safe(&rec.version));
                 println!("user        {}", rec.user);
                 println!("pid         {}", rec.pid);
                 println!("state       {}", state_name(&rec.state));
                 if let Some(r) = &rec.exit_reason {
-                    println!("exit        {} ({r})", rec.exit_code.unwrap_or_default());
+                    println!(
+                        "exit        {} ({})",
+                        rec.exit_code.unwrap_or_default(),
+                        safe(r)
+                    );
                 }
                 println!("tokens      {}", rec.tokens.total());
-                println!("goal        {}", rec.goal);
+                println!("goal        {}", safe(&rec.goal));
                 println!();
                 let conv: Vec<avix_proto::llm::Message> =
                     serde_json::from_value(v["conversation"].clone())?;
@@ -503,10 +518,10 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                     let who = state_name(&m.role);
                     let text = m.text();
                     if !text.is_empty() {
-                        println!("[{who}] {text}");
+                        println!("[{who}] {}", avix_proto::text::escape_lines(&text));
                     }
                     for (_, name, input) in m.tool_calls() {
-                        println!("[{who}] → {name} {}", cut(&input.to_string(), 100));
+                        println!("[{who}] → {} {}", safe(name), cut(&input.to_string(), 100));
                     }
                     for b in &m.content {
                         if let avix_proto::llm::ContentBlock::ToolResult {
@@ -553,14 +568,17 @@ async fn follow_pid(
         }
         match e.event.as_str() {
             "agent.output.chunk" if !out.json => {
-                print!("{}", e.body["text"].as_str().unwrap_or_default());
+                print!(
+                    "{}",
+                    avix_proto::text::escape_lines(e.body["text"].as_str().unwrap_or_default())
+                );
                 stdout.flush()?;
             }
             "agent.output" if !out.json => println!(),
             "agent.tool_call" if !out.json => {
                 eprintln!(
                     "→ {} {}",
-                    e.body["tool"].as_str().unwrap_or("?"),
+                    safe(e.body["tool"].as_str().unwrap_or("?")),
                     cut(&e.body["args"].to_string(), 100)
                 );
             }
@@ -577,7 +595,7 @@ async fn follow_pid(
                     eprintln!(
                         "pid {pid} {} ({}): exit {code}",
                         e.body["state"].as_str().unwrap_or("ended"),
-                        e.body["reason"].as_str().unwrap_or("")
+                        safe(e.body["reason"].as_str().unwrap_or(""))
                     );
                 }
                 return Ok(i32::try_from(code).unwrap_or(1));
@@ -635,7 +653,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
                 "state    {}",
                 s.state.as_ref().map(state_name).unwrap_or_default()
             );
-            println!("title    {}", s.title);
+            println!("title    {}", safe(&s.title));
             println!();
             let runs: Vec<InvocationRecord> = serde_json::from_value(v["invocations"].clone())?;
             let rows = runs
@@ -741,7 +759,7 @@ async fn logs(c: &Client, follow: bool, lines: usize, out: &Out) -> anyhow::Resu
         return out.json(&v).map(|()| 0);
     }
     for l in v["lines"].as_array().into_iter().flatten() {
-        println!("{}", l.as_str().unwrap_or_default());
+        println!("{}", safe(l.as_str().unwrap_or_default()));
     }
     if !follow {
         return Ok(0);
@@ -749,7 +767,7 @@ async fn logs(c: &Client, follow: bool, lines: usize, out: &Out) -> anyhow::Resu
     loop {
         match events.recv().await {
             Ok(e) if e.event == "sys.log" => {
-                println!("{}", e.body["line"].as_str().unwrap_or_default());
+                println!("{}", safe(e.body["line"].as_str().unwrap_or_default()));
             }
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -767,7 +785,10 @@ async fn shell(c: &Client) -> anyhow::Result<i32> {
     let mut events = c.events();
     tokio::spawn(async move {
         while let Ok(e) = events.recv().await {
-            println!("event {}", serde_json::to_string(&e).unwrap_or_default());
+            println!(
+                "event {}",
+                safe(&serde_json::to_string(&e).unwrap_or_default())
+            );
         }
     });
     eprintln!("ATP shell: `DOMAIN OP [JSON]`, a raw JSON frame, `:sub PATTERN…`, `:q` to leave");
@@ -784,8 +805,8 @@ async fn shell(c: &Client) -> anyhow::Result<i32> {
             let pats: Vec<&str> = rest.split_whitespace().collect();
             let pats = if pats.is_empty() { vec!["*"] } else { pats };
             match c.subscribe(&pats, None).await {
-                Ok(v) => println!("ok {v}"),
-                Err(e) => println!("error {e}"),
+                Ok(v) => println!("ok {}", safe(&v.to_string())),
+                Err(e) => println!("error {}", safe(&e.to_string())),
             }
             continue;
         }
@@ -809,8 +830,8 @@ async fn shell(c: &Client) -> anyhow::Result<i32> {
             },
         };
         match c.call(domain, op, body).await {
-            Ok(v) => println!("ok {}", serde_json::to_string(&v)?),
-            Err(e) => println!("error {e}"),
+            Ok(v) => println!("ok {}", safe(&serde_json::to_string(&v)?)),
+            Err(e) => println!("error {}", safe(&e.to_string())),
         }
     }
     Ok(0)

@@ -39,6 +39,27 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Like [`escape`], but keeps line breaks and tabs: for multi-line text shown as text (an
+/// agent's answer, a log line's message), where only what could drive or fool the terminal
+/// must go.
+pub fn escape_lines(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c != '\n' && c != '\t' && is_unsafe(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push_str("\\r"),
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +75,14 @@ mod tests {
             "zero\\u{200b}width\\u{007f}"
         );
         assert_eq!(escape("héllo wörld ✓"), "héllo wörld ✓");
+        assert_eq!(
+            escape(&escape("a\u{202e}\n")),
+            escape("a\u{202e}\n"),
+            "idempotent"
+        );
+        assert_eq!(
+            escape_lines("two\nlines\tand \u{1b}]0;title\u{7}"),
+            "two\nlines\tand \\u{001b}]0;title\\u{0007}"
+        );
     }
 }

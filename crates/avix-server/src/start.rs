@@ -152,8 +152,38 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RingLayer {
         let mut f = Fields(String::new());
         event.record(&mut f);
         let level = meta.level().as_str();
-        let line = format!("{} {level} {}", Timestamp::now(), f.0);
+        let line = format!(
+            "{} {level} {}",
+            Timestamp::now(),
+            avix_proto::text::escape(&f.0)
+        );
         log_ring().push(level, meta.target(), line);
+    }
+}
+
+/// The daemon's stderr, one log record per write: control and format characters in a record
+/// (a file name with a newline, an escape sequence in a goal) are escaped, so no record can
+/// forge another or drive the terminal showing the log. Only the record's final newline stays.
+#[derive(Debug, Clone, Copy)]
+struct SafeStderr;
+
+impl std::io::Write for SafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (body, newline) = match buf.strip_suffix(b"\n") {
+            Some(b) => (b, true),
+            None => (buf, false),
+        };
+        let text = String::from_utf8_lossy(body);
+        let mut err = std::io::stderr().lock();
+        err.write_all(avix_proto::text::escape(&text).as_bytes())?;
+        if newline {
+            err.write_all(b"\n")?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -167,7 +197,8 @@ pub fn init_logging(level: &str) {
         .with(filter)
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(|| SafeStderr)
+                .with_ansi(false)
                 .with_target(false),
         )
         .with(RingLayer)

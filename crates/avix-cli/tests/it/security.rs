@@ -320,3 +320,61 @@ fn the_master_key_is_not_left_in_the_daemons_environ() {
     assert!(d.ok("cat $M/proc/status.yaml").contains("SystemStatus"));
     d.stop();
 }
+
+#[test]
+fn control_characters_in_names_and_goals_are_escaped_in_logs_and_tables() {
+    // Issue 10, item 13: a newline forges a log line, U+202E reverses what a terminal shows.
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    let forged = "ghost\nFORGED login of admin\u{202e}";
+    let r = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+        ])
+        .arg(serde_json::json!({"identity": forged, "credential": "sk-avix-wrong"}).to_string())
+        .arg(format!("http://127.0.0.1:{}/atp/auth/login", d.port))
+        .status()
+        .unwrap();
+    assert!(r.success());
+    // A file with such a name, and an agent whose goal holds one.
+    d.ok("touch \"$M/users/alice/workspace/$(printf 'a\\nb\\xe2\\x80\\xaetxt.exe')\"");
+    let goal = "line one\nline two \u{1b}[2J\u{202e}reversed";
+    let o = client(&d, &["agent", "spawn", "assistant", "--goal", goal]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = d.log_text();
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a forged log line:\n{log}"
+    );
+    assert!(
+        log.contains("ghost\\nFORGED login of admin\\u{202e}"),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{202e}') && !log.contains('\u{1b}'),
+        "{log}"
+    );
+    let list = client(&d, &["agent", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        !text.contains('\u{202e}') && !text.contains('\u{1b}'),
+        "{text}"
+    );
+    assert!(text.contains("line one\\nline two"), "{text}");
+    let logs = client(&d, &["logs", "-n", "200"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        !text.contains('\u{202e}') && !text.lines().any(|l| l.starts_with("FORGED")),
+        "{text}"
+    );
+    d.stop();
+}
