@@ -6,7 +6,6 @@
 //! as a denial unless kernel.yaml says otherwise.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -89,7 +88,6 @@ struct Entry {
 pub struct HilManager {
     // Short critical sections.
     map: Mutex<HashMap<String, Arc<Entry>>>,
-    next: AtomicU64,
 }
 
 impl std::fmt::Debug for HilManager {
@@ -133,8 +131,8 @@ impl HilManager {
         reason: Option<String>,
         options: Vec<String>,
     ) -> (String, oneshot::Receiver<HilAnswer>) {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let id = format!("h{n}");
+        // Unguessable: an id says nothing of how many requests exist, or whose they are.
+        let id = format!("h{:016x}", rand::random::<u64>());
         let safety = kernel.config().get().kernel.safety.clone();
         let timeout = safety.hil_timeout.get();
         let now = Timestamp::now();
@@ -266,9 +264,8 @@ impl HilManager {
             ));
         }
         if !caller.is_kernel() && !caller.is_user(&entry.owner) && caller.role < Role::Operator {
-            return Err(HilError::Forbidden(format!(
-                "HIL request {id} belongs to another user's agent"
-            )));
+            // Another user's request is not there for this caller.
+            return Err(HilError::NotFound(id.to_owned()));
         }
         let by = caller
             .user_name()

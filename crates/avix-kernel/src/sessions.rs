@@ -307,7 +307,8 @@ impl Kernel {
         for u in &self.config().get().users.users {
             if let Ok(mut rec) = self.session_read(u.username.as_str(), id) {
                 if !privileged {
-                    return Err(SessionError::Forbidden(id.to_owned()));
+                    // Another user's session is not there for this caller.
+                    return Err(SessionError::NotFound(id.to_owned()));
                 }
                 rec.state = self.session_state(&rec);
                 return Ok(rec);

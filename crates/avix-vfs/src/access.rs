@@ -14,6 +14,12 @@
 //!
 //! Guests never write. The kernel may do anything except read secrets or key files through the
 //! VFS (it uses the secrets store directly).
+//!
+//! What a caller may not read below a home, a crew or a service (`/users/<u>/…`,
+//! `/crews/<c>/…`, `/services/<s>/…`), and a synthetic node owned by another user
+//! (`/proc/<pid>` of someone else's agent), it may not see either: every access to it is
+//! answered "no such file" (ENOENT), never "permission denied", so nobody learns which files
+//! or agents another user has.
 
 use avix_proto::{Role, UserName};
 
@@ -66,6 +72,11 @@ fn denied(path: &VfsPath, reason: &'static str) -> VfsError {
         path: path.clone(),
         reason,
     }
+}
+
+/// What is invisible to the caller: the same answer as for a name that does not exist.
+fn unseen(path: &VfsPath) -> VfsError {
+    VfsError::NotFound(path.clone())
 }
 
 fn not_permitted(path: &VfsPath, reason: &'static str) -> VfsError {
@@ -186,6 +197,9 @@ fn check_user_tree(
     access: Access,
 ) -> Result<(), VfsError> {
     let own = caller.is_user(owner);
+    if third.is_some() && !own && caller.role < Role::Operator {
+        return Err(unseen(path));
+    }
     if caller.is_agent() && third == Some("memory") && access != Access::Lookup {
         return Err(not_permitted(
             path,
@@ -212,6 +226,9 @@ fn check_crew_tree(
     access: Access,
 ) -> Result<(), VfsError> {
     let member = caller.in_crew(crew);
+    if third.is_some() && !member && caller.role < Role::Operator {
+        return Err(unseen(path));
+    }
     match access {
         Access::Lookup => Ok(()),
         Access::Read if member || caller.role >= Role::Operator => Ok(()),
@@ -231,6 +248,10 @@ fn check_service_tree(
     access: Access,
 ) -> Result<(), VfsError> {
     let own = caller.is_user(service);
+    let below = path.components().count() > 2;
+    if below && !own && caller.role < Role::Operator {
+        return Err(unseen(path));
+    }
     match access {
         Access::Lookup => Ok(()),
         Access::Read if own || caller.role >= Role::Operator => Ok(()),
@@ -252,10 +273,12 @@ pub fn check_node(
         return Ok(());
     }
     let own = owner.is_none_or(|o| caller.is_user(o.as_str()));
+    if !own && caller.role < Role::Operator {
+        return Err(unseen(path));
+    }
     match access {
         Access::Lookup => Ok(()),
-        Access::Read if own || caller.role >= Role::Operator => Ok(()),
-        Access::Read => Err(denied(path, "this belongs to another user")),
+        Access::Read => Ok(()),
         Access::Write if caller.role == Role::Guest => Err(denied(path, "guests are read-only")),
         Access::Write => match writers {
             Writers::Nobody => Err(not_permitted(
@@ -353,7 +376,13 @@ mod tests {
         let p = "/users/alice/workspace/a.txt";
         assert!(ok(&alice, p, Access::Read) && ok(&alice, p, Access::Write));
         assert!(!ok(&bob, p, Access::Read) && !ok(&bob, p, Access::Write));
-        assert!(ok(&bob, p, Access::Lookup));
+        // Not even its existence (issue 10 item 10): ENOENT, as for a missing name.
+        let e = check(&bob, &VfsPath::parse(p).unwrap(), Access::Lookup).unwrap_err();
+        assert_eq!(e.errno(), libc::ENOENT);
+        assert!(
+            ok(&bob, "/users/alice", Access::Lookup),
+            "homes are listed in /users"
+        );
         assert!(ok(&op, p, Access::Read) && !ok(&op, p, Access::Write));
         assert!(ok(&admin, p, Access::Write));
         assert!(

@@ -384,7 +384,16 @@ impl Vfs {
                     .lookup(rel)
                     .ok_or_else(|| VfsError::NotFound(path.clone()))?
                 {
-                    Found::Dir { owner, mtime } => Ok(dir_stat(0o555, owner, mtime, true)),
+                    Found::Dir { owner, mtime } => {
+                        access::check_node(
+                            caller,
+                            path,
+                            owner.as_ref(),
+                            Default::default(),
+                            Access::Lookup,
+                        )?;
+                        Ok(dir_stat(0o555, owner, mtime, true))
+                    }
                     Found::File { file, owner, mtime } => {
                         access::check_node(
                             caller,
@@ -524,25 +533,36 @@ impl Vfs {
             Resolved::Mounted(m, rel) => match &m.backend {
                 Backend::Sealed => Vec::new(),
                 Backend::Storage(s) => s.list(rel).map_err(|e| storage_err(path, e))?,
-                Backend::Synthetic(t) => t
-                    .list(rel)
-                    .ok_or_else(|| VfsError::NotFound(path.clone()))?
-                    .into_iter()
-                    .filter(|(e, owner)| {
-                        // Entries of other users are not even listed.
-                        path.join(&e.name).is_ok_and(|p| {
-                            access::check_node(
-                                caller,
-                                &p,
-                                owner.as_ref(),
-                                Default::default(),
-                                Access::Read,
-                            )
-                            .is_ok()
+                Backend::Synthetic(t) => {
+                    if let Some(Found::Dir { owner, .. }) = t.lookup(rel) {
+                        // Another user's agent directory is not there for this caller.
+                        access::check_node(
+                            caller,
+                            path,
+                            owner.as_ref(),
+                            Default::default(),
+                            Access::Read,
+                        )?;
+                    }
+                    t.list(rel)
+                        .ok_or_else(|| VfsError::NotFound(path.clone()))?
+                        .into_iter()
+                        .filter(|(e, owner)| {
+                            // Entries of other users are not even listed.
+                            path.join(&e.name).is_ok_and(|p| {
+                                access::check_node(
+                                    caller,
+                                    &p,
+                                    owner.as_ref(),
+                                    Default::default(),
+                                    Access::Read,
+                                )
+                                .is_ok()
+                            })
                         })
-                    })
-                    .map(|(e, _)| e)
-                    .collect(),
+                        .map(|(e, _)| e)
+                        .collect()
+                }
             },
         };
         for name in self.table.children_of(path) {

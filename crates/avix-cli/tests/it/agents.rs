@@ -61,10 +61,14 @@ fn other_users_cannot_see_or_control_an_agent_and_bad_requests_fail() {
         !d.ok(&bob("ls $M/proc")).contains(&pid),
         "alice's agent is not listed for bob"
     );
+    // Not listed, and not there either: another user's agent answers "no such file", so
+    // nobody learns which PIDs others run (issue 10 item 10).
     let err = d.fails(&bob(&format!("cat $M/proc/{pid}/status.yaml")));
-    assert!(err.contains("Permission denied"), "{err}");
+    assert!(err.contains("No such file or directory"), "{err}");
+    let err = d.fails(&bob(&format!("stat $M/proc/{pid}")));
+    assert!(err.contains("No such file or directory"), "{err}");
     let err = d.fails(&bob(&format!("echo kill > $M/proc/{pid}/ctl")));
-    assert!(err.contains("Permission denied"), "{err}");
+    assert!(err.contains("No such file or directory"), "{err}");
     // Bob spawns his own.
     let bobs = d.ok(&bob(
         "exec 3<>$M/proc/spawn; echo \"assistant my notes\" >&3; read -r p <&3; echo $p",

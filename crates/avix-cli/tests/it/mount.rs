@@ -153,11 +153,18 @@ fn a_user_added_through_the_mount_or_on_disk_is_mapped_without_restart() {
         d.root.join("data/users/bob/workspace").is_dir()
     });
     assert_eq!(d.ok(&bob_writes), "hi\n");
-    // Bob cannot read alice's files.
+    // Bob cannot read alice's files, nor tell which exist.
     d.ok("echo private > $M/users/alice/workspace/p.txt");
     assert!(
         d.fails(&as_uid(65534, "cat $M/users/alice/workspace/p.txt"))
-            .contains("Permission denied")
+            .contains("No such file or directory")
+    );
+    assert_eq!(
+        d.fails(&as_uid(65534, "stat $M/users/alice/workspace/p.txt"))
+            .replace("p.txt", "X"),
+        d.fails(&as_uid(65534, "stat $M/users/alice/workspace/nothing"))
+            .replace("nothing", "X"),
+        "an existing file and a missing one look the same"
     );
 
     // An edit made on disk is picked up too.

@@ -199,7 +199,12 @@ fn secrets_proc_and_other_users_are_refused() {
         f.fails(&as_bob(
             "cat $M/users/alice/workspace/../workspace/nothing; ls $M/users/alice/workspace"
         ))
-        .contains("Permission denied")
+        .contains("No such file or directory")
+    );
+    // The home itself is listed in /users, but not readable.
+    assert!(
+        f.fails(&as_bob("ls $M/users/alice"))
+            .contains("Permission denied")
     );
     assert!(
         f.fails(&as_bob("echo no > $M/etc/avix/conf.yaml"))

@@ -415,6 +415,11 @@ async fn users_see_and_touch_only_their_own_and_operators_see_all() {
         .unwrap();
     let req = wait_event(&mut events, |e| e.event == "hil.request").await;
     let hil = req.body["hilId"].as_str().unwrap().to_owned();
+    // Unguessable: 64 random bits, not a counter (issue 10 item 10).
+    assert!(
+        hil.len() == 17 && hil[1..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{hil}"
+    );
 
     // Carol: bob's agent does not exist for her.
     let theirs: Vec<ProcessStatus> = carol.call_as("proc", "list", json!({})).await.unwrap();
@@ -431,19 +436,23 @@ async fn users_see_and_touch_only_their_own_and_operators_see_all() {
         .call("hil", "approve", json!({"id": hil}))
         .await
         .unwrap_err();
-    assert_eq!(code(&e), ErrorCode::EPERM, "{e}");
+    assert_eq!(code(&e), ErrorCode::ENOTFOUND, "{e}");
     let h: Vec<HilRequest> = carol.call_as("hil", "list", json!({})).await.unwrap();
     assert!(h.is_empty());
     let e = carol
         .call("session", "show", json!({"id": r.session}))
         .await
         .unwrap_err();
-    assert_eq!(code(&e), ErrorCode::EPERM);
+    assert_eq!(
+        code(&e),
+        ErrorCode::ENOTFOUND,
+        "another user's session is not there"
+    );
     let e = carol
         .call("session", "delete", json!({"id": r.session, "force": true}))
         .await
         .unwrap_err();
-    assert_eq!(code(&e), ErrorCode::EPERM);
+    assert_eq!(code(&e), ErrorCode::ENOTFOUND);
     let e = carol
         .call("proc", "history", json!({"user": "bob"}))
         .await
@@ -462,7 +471,18 @@ async fn users_see_and_touch_only_their_own_and_operators_see_all() {
         )
         .await
         .unwrap_err();
-    assert_eq!(code(&e), ErrorCode::EPERM);
+    assert_eq!(code(&e), ErrorCode::ENOTFOUND);
+    // Nor its existence, nor its size (issue 10 item 10).
+    for path in [
+        "/users/bob/workspace/notes.md",
+        "/users/bob/workspace/nothing",
+    ] {
+        let e = carol
+            .call("fs", "stat", json!({"path": path}))
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), ErrorCode::ENOTFOUND, "{path}");
+    }
     let e = carol.call("sys", "logs", json!({})).await.unwrap_err();
     assert_eq!(code(&e), ErrorCode::EPERM);
 

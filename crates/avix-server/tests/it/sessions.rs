@@ -88,7 +88,7 @@ async fn a_session_groups_invocations_and_resume_continues_the_conversation() {
             .session_get(&bob, &sid)
             .unwrap_err()
             .to_string()
-            .contains("another user")
+            .contains("no session")
     );
     assert!(t.kernel.session_delete(&bob, &sid, true).is_err());
 
