@@ -180,9 +180,28 @@ impl AvixFs {
         }
     }
 
+    /// How long the kernel may keep the name `path` (a dentry). The kernel's dentry cache is
+    /// shared by every host user and, without `default_permissions`, walks cached names
+    /// without asking the daemon; so the first name below a home, a crew or a service
+    /// (`/users/<u>/workspace`) is never cached: every walk into another user's tree asks the
+    /// daemon, with the caller's uid, and is refused there (ENOENT). Names deeper down are
+    /// only reached through that gate and are cached as usual.
+    fn entry_ttl(path: &VfsPath, st: &Stat) -> Duration {
+        let mut c = path.components();
+        let gate = matches!(c.next(), Some("users" | "crews" | "services"))
+            && c.next().is_some()
+            && c.next().is_some()
+            && c.next().is_none();
+        if gate { Duration::ZERO } else { Self::ttl(st) }
+    }
+
     fn entry(&self, path: &VfsPath, st: &Stat, reply: ReplyEntry) {
         let ino = lock(&self.inodes).get_or_insert(path, true);
-        reply.entry(&Self::ttl(st), &self.attr(ino, st), Generation(0));
+        reply.entry(
+            &Self::entry_ttl(path, st),
+            &self.attr(ino, st),
+            Generation(0),
+        );
     }
 
     fn open_flags(st: &Stat, keep_cache: bool, writing: bool) -> FopenFlags {
@@ -566,7 +585,7 @@ impl Filesystem for AvixFs {
         let (h, st) = vfs!(reply, self.vfs.open(&caller, &path, opts));
         let ino = lock(&self.inodes).get_or_insert(&path, true);
         reply.created(
-            &Self::ttl(&st),
+            &Self::entry_ttl(&path, &st),
             &self.attr(ino, &st),
             Generation(0),
             FileHandle(h.0),

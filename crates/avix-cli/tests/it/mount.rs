@@ -159,6 +159,8 @@ fn a_user_added_through_the_mount_or_on_disk_is_mapped_without_restart() {
         d.fails(&as_uid(65534, "cat $M/users/alice/workspace/p.txt"))
             .contains("No such file or directory")
     );
+    // Even right after alice's own stat put the name in the kernel's cache.
+    d.ok("stat $M/users/alice/workspace/p.txt");
     assert_eq!(
         d.fails(&as_uid(65534, "stat $M/users/alice/workspace/p.txt"))
             .replace("p.txt", "X"),
