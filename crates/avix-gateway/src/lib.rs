@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`auth`]: logins, lockouts, tokens.
+//! - [`limits`]: connection limits and timeouts of the listener.
 //! - [`conn`]: one WebSocket connection.
 //! - [`ops`]: the domains and operations.
 //! - [`logs`]: the ring of recent log lines behind `sys logs`.
@@ -13,6 +14,7 @@
 
 pub mod auth;
 pub mod conn;
+pub mod limits;
 pub mod logs;
 pub mod ops;
 pub mod tls;
@@ -67,11 +69,23 @@ impl std::error::Error for BindError {
     }
 }
 
+/// Connections the kernel queues for the gateway before it accepts them. Larger than
+/// tokio's default (1024): under a flood of connections a real client's handshake must not
+/// be dropped (and retried only a second later) while the gateway works through the queue.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds the gateway's listener (separately from serving, so the daemon can fail early).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError { addr, source })
+    let err = |source| BindError { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(err)
 }
 
 /// The gateway.
@@ -124,6 +138,13 @@ impl Gateway {
     /// The login authority.
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    /// The connection limits of a listener, from kernel.yaml `gateway` as it is now.
+    pub fn admission(&self) -> Arc<limits::Admission> {
+        limits::Admission::new(limits::Limits::from_config(
+            &self.kernel.config().get().kernel.gateway,
+        ))
     }
 
     /// The HTTP routes.
@@ -307,10 +328,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Events and replies are small: never wait for Nagle.
-        let _ = tcp.set_nodelay(true);
-    });
+    // Wrapped so the connect-info extractor knows the peer address.
+    let listener = limits::LimitedListener::new(listener, gw.admission()).tap_io(|_| {});
     axum::serve(
         listener,
         gw.router()
@@ -329,7 +348,7 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     // Wrapped so the connect-info extractor knows the peer address.
-    let listener = tls::TlsListener::new(listener, tls).tap_io(|_| {});
+    let listener = tls::TlsListener::new(listener, tls, gw.admission()).tap_io(|_| {});
     axum::serve(
         listener,
         gw.router()

@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::limits::{self, Admission, Guarded};
+
 /// How long a client has to finish the handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
@@ -58,7 +60,7 @@ impl TlsSetup {
 
 /// A listener that yields connections whose TLS handshake completed.
 pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(Guarded<TlsStream<TcpStream>>, SocketAddr)>,
     local: SocketAddr,
 }
 
@@ -70,7 +72,7 @@ impl std::fmt::Debug for TlsListener {
 
 impl TlsListener {
     /// Starts accepting on `listener`.
-    pub fn new(listener: TcpListener, setup: TlsSetup) -> Self {
+    pub fn new(listener: TcpListener, setup: TlsSetup, adm: Arc<Admission>) -> Self {
         let local = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -78,21 +80,25 @@ impl TlsListener {
         let acceptor = TlsAcceptor::from(setup.0);
         tokio::spawn(async move {
             loop {
-                let (tcp, addr) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+                // Admitted before the handshake: a handshake in progress is a pending
+                // connection like any other (limits, eviction).
+                let (tcp, addr, ticket) = limits::accept(&listener, &adm).await;
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let out = tx.clone();
+                let l = adm.limits();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
+                    let handshake = tokio::time::timeout(
+                        HANDSHAKE.min(l.request_timeout),
+                        acceptor.accept(tcp),
+                    );
+                    let r = tokio::select! {
+                        r = handshake => r,
+                        () = ticket.evicted() => return,
+                    };
+                    match r {
                         Ok(Ok(tls)) => {
-                            let _ = out.send((tls, addr)).await;
+                            let _ = out.send((Guarded::new(tls, ticket, l), addr)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
@@ -108,7 +114,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Guarded<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

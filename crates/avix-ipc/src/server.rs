@@ -133,6 +133,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Connections one socket serves at once. Past it, new ones wait in the listen backlog
+/// until one ends (a silent one ends at `ipc.timeoutMs`): a service flooding its own socket
+/// holds at most this many descriptors, and no other socket's.
+pub const MAX_CONNECTIONS_PER_SOCKET: usize = 256;
+
 /// Accepts connections until `shutdown`, each served on its own task.
 pub async fn serve(
     listener: UnixListener,
@@ -141,13 +146,29 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let tracker = tokio_util::task::TaskTracker::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS_PER_SOCKET));
+    let mut failures = 0u64;
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "IPC accept failed");
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                            tracing::error!("IPC accept failed: the daemon is out of file descriptors (EMFILE)");
+                        } else {
+                            tracing::warn!(error = %e, "IPC accept failed");
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -156,6 +177,7 @@ pub async fn serve(
         let handler = handler.clone();
         let cfg = cfg.clone();
         tracker.spawn(async move {
+            let _slot = permit;
             if let Err(e) = connection(stream, handler, cfg).await {
                 tracing::debug!(error = %e, "IPC connection ended with an error");
             }

@@ -5,7 +5,7 @@
 use avix_proto::UserName;
 use avix_proto::agent::{AgentManifest, parse_version};
 pub use avix_proto::agent::{CatalogEntry, Scope};
-use avix_vfs::{Caller, EntryKind, Vfs, VfsPath};
+use avix_vfs::{Caller, EntryKind, Vfs, VfsError, VfsPath};
 
 use crate::spawn::SpawnError;
 
@@ -29,13 +29,17 @@ fn bin_dirs(user: &UserName) -> [(Scope, String); 2] {
 
 /// `(name, version, dir)` of every `<name>@<version>` directory in `dir`, highest version
 /// first per name.
-fn versions(vfs: &Vfs, dir: &str) -> Vec<(String, String, VfsPath)> {
+/// A directory that cannot be read for another reason than being absent (EMFILE, EIO) is an
+/// error: it must not pass for "no agents installed".
+fn versions(vfs: &Vfs, dir: &str) -> Result<Vec<(String, String, VfsPath)>, VfsError> {
     let k = Caller::kernel();
     let Ok(dir) = VfsPath::parse(dir) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    let Ok(entries) = vfs.list(&k, &dir) else {
-        return Vec::new();
+    let entries = match vfs.list(&k, &dir) {
+        Ok(e) => e,
+        Err(VfsError::NotFound(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
     let mut out: Vec<(String, String, VfsPath)> = entries
         .into_iter()
@@ -50,13 +54,15 @@ fn versions(vfs: &Vfs, dir: &str) -> Vec<(String, String, VfsPath)> {
         a.0.cmp(&b.0)
             .then_with(|| parse_version(&b.1).cmp(&parse_version(&a.1)))
     });
-    out
+    Ok(out)
 }
 
 /// Loads the agent `name` as seen by `user`.
 pub fn find(vfs: &Vfs, user: &UserName, name: &str) -> Result<InstalledAgent, SpawnError> {
     for (scope, dir) in bin_dirs(user) {
-        if let Some((_, _, path)) = versions(vfs, &dir).into_iter().find(|(n, _, _)| n == name) {
+        let found = versions(vfs, &dir)
+            .map_err(|e| SpawnError::Io(format!("cannot read the installed agents: {e}")))?;
+        if let Some((_, _, path)) = found.into_iter().find(|(n, _, _)| n == name) {
             return load(vfs, &path, scope);
         }
     }
@@ -125,7 +131,7 @@ pub fn list(vfs: &Vfs, user: &UserName) -> Vec<CatalogEntry> {
     let mut out: Vec<CatalogEntry> = Vec::new();
     for (scope, dir) in bin_dirs(user) {
         let mut last = String::new();
-        for (name, version, path) in versions(vfs, &dir) {
+        for (name, version, path) in versions(vfs, &dir).unwrap_or_default() {
             if name == last || out.iter().any(|e| e.name == name) {
                 continue;
             }

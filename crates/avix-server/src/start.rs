@@ -258,6 +258,21 @@ unsafe fn scrub_env(name: &str) {
     }
 }
 
+/// Raises the soft descriptor limit to the hard one: every ATP connection, mount handle,
+/// journal and service socket is a descriptor, and distributions start daemons at 1024.
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the descriptor limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the descriptor limit"),
+        }
+    }
+}
+
 /// Phase 0. Runs before any thread exists (the environment is edited here).
 fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
     let layout = RootLayout::new(&opts.root);
@@ -284,6 +299,7 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
             dir.display()
         );
     }
+    raise_nofile();
     let master = load_master_key(&layout, &kernel_config)?;
     verify_master_key(&layout, &kernel_config, &master)?;
     if kernel_config.secrets.master_key.source == MasterKeySource::Env {

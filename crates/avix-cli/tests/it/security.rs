@@ -378,3 +378,94 @@ fn control_characters_in_names_and_goals_are_escaped_in_logs_and_tables() {
     );
     d.stop();
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn health(port: u16) -> bool {
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "5",
+            &format!("http://127.0.0.1:{port}/atp/health"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).contains("\"status\":\"ok\"")
+}
+
+#[test]
+fn thousands_of_idle_sockets_cannot_take_the_daemon_down() {
+    // Issue 10, item 5: ~20k idle or half-sent connections exhausted the daemon's
+    // descriptors: ATP, the mount and spawn all failed.
+    if !require_fuse() {
+        return;
+    }
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    // As many as the attack run held (20,000), as far as this process may open.
+    let want = hard.saturating_sub(500).min(20_000) as usize;
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    let before = rss_kib(d.pid());
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    let t0 = std::time::Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // From several loopback addresses: one source address runs out of ephemeral ports.
+    let held: Vec<std::net::TcpStream> = rt.block_on(async {
+        let mut held = Vec::with_capacity(want);
+        for i in 0..want {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            let from = format!("127.0.0.{}:0", 2 + i % 16).parse().unwrap();
+            s.bind(from).unwrap();
+            let Ok(s) = s.connect(addr).await else { break };
+            let mut s = s.into_std().unwrap();
+            if i % 2 == 0 {
+                // Half a request, never finished.
+                let _ = s.write_all(b"GET /atp/health HTTP/1.1\r\nHost: x\r\n");
+            }
+            held.push(s);
+        }
+        held
+    });
+    assert!(held.len() > want / 2, "opened {} of {want}", held.len());
+    eprintln!("opened {} sockets in {:?}", held.len(), t0.elapsed());
+    // Everything still works, while the sockets are held.
+    assert!(
+        health(d.port),
+        "health check with {} idle sockets open",
+        held.len()
+    );
+    eprintln!("health after {:?}", t0.elapsed());
+    d.ok("echo still > $M/users/alice/workspace/during.txt && cat $M/users/alice/workspace/during.txt");
+    let pid = d
+        .ok("exec 3<>$M/proc/spawn; echo 'assistant notes under load' >&3; read -r p <&3; echo $p");
+    assert!(pid.trim().parse::<u64>().is_ok(), "spawn under load: {pid}");
+    let o = client(&d, &["agent", "list"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let during = rss_kib(d.pid());
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(health(d.port));
+    eprintln!(
+        "daemon RSS: {} MiB before, {} MiB with {want} idle sockets held",
+        before / 1024,
+        during / 1024
+    );
+    assert!(
+        during < before + 200 * 1024,
+        "memory is bounded: {before} → {during} KiB"
+    );
+    d.stop();
+}

@@ -89,6 +89,41 @@ pub struct Gateway {
     /// TLS certificate and key (PEM), if TLS is wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// Connections open at once (WebSockets and HTTP); further ones are closed at accept.
+    /// Also capped by the descriptors the daemon may open, less a reserve for the kernel.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Connections that have not yet sent a whole request (or finished TLS) at once; when
+    /// full, the oldest is closed to admit a new one, so idle sockets cannot lock others out.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: u32,
+    /// Pending connections from one remote address (loopback, which all local clients
+    /// share, relies on the eviction above instead).
+    #[serde(default = "default_max_pending_per_peer")]
+    pub max_pending_per_peer: u32,
+    /// Time a connection has to send its first whole request.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: crate::time::HumanDuration,
+    /// A connection with no traffic either way for this long is closed (WebSockets are
+    /// pinged every 30 s, so a live one never is).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: crate::time::HumanDuration,
+}
+
+fn default_max_connections() -> u32 {
+    4096
+}
+fn default_max_pending() -> u32 {
+    1024
+}
+fn default_max_pending_per_peer() -> u32 {
+    64
+}
+fn default_request_timeout() -> crate::time::HumanDuration {
+    crate::time::HumanDuration::from_secs(10)
+}
+fn default_idle_timeout() -> crate::time::HumanDuration {
+    crate::time::HumanDuration::from_secs(120)
 }
 
 /// TLS files.
@@ -118,6 +153,11 @@ impl Default for Gateway {
             port: default_port(),
             allow_remote: false,
             tls: None,
+            max_connections: default_max_connections(),
+            max_pending: default_max_pending(),
+            max_pending_per_peer: default_max_pending_per_peer(),
+            request_timeout: default_request_timeout(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 }
