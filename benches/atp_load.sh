@@ -21,7 +21,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 KEY=$(grep -o 'sk-avix-[A-Za-z0-9]*' "$WORK/init" | head -1)
 # Room for the agents the run spawns (they end in milliseconds on the scripted provider).
 sed -i 's/maxConcurrentAgents: [0-9]*/maxConcurrentAgents: 10000/' "$ROOT/etc/kernel.yaml"
-sed -i 's/agents: 5$/agents: unlimited/; s/tokens: [0-9]*/tokens: unlimited/' "$ROOT/etc/users.yaml"
+sed -i 's/agents: 5$/agents: unlimited/; s/tokens: [0-9]*/tokens: unlimited/; s/sessions: [0-9]*/sessions: unlimited/' "$ROOT/etc/users.yaml"
 
 "$AVIX" server start --root "$ROOT" --no-mount --port "$PORT" --log-level warn 2>"$WORK/log" &
 pid=$!

@@ -207,9 +207,28 @@ impl Client {
         };
         let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector)
             .await
-            .map_err(|e| ClientError::Connect {
-                server: config.server.clone(),
-                message: error_chain(&e),
+            .map_err(|e| match &e {
+                // The server answered the upgrade with an ATP error (a quota, an expired
+                // token): say what it said.
+                tokio_tungstenite::tungstenite::Error::Http(resp) => {
+                    let body: Option<avix_proto::atp::HttpError> = resp
+                        .body()
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice(b).ok());
+                    match body {
+                        Some(h) => {
+                            ClientError::Atp(avix_proto::atp::AtpError::new(h.error, h.message))
+                        }
+                        None => ClientError::Connect {
+                            server: config.server.clone(),
+                            message: error_chain(&e),
+                        },
+                    }
+                }
+                _ => ClientError::Connect {
+                    server: config.server.clone(),
+                    message: error_chain(&e),
+                },
             })?;
         let (mut sink, mut stream) = ws.split();
         // The first frame is session.ready.

@@ -94,7 +94,31 @@ pub struct Gateway {
     auth: Auth,
     logs: Arc<LogRing>,
     connections: AtomicUsize,
+    /// Open WebSocket connections per user, against users.yaml `quota.sessions`. Short
+    /// critical sections only.
+    per_user: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     shutdown: CancellationToken,
+}
+
+/// One user's place among their open connections; dropping it gives the place back.
+struct SessionSlot {
+    per_user: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    user: String,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .per_user
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -121,6 +145,7 @@ impl Gateway {
             kernel,
             logs,
             connections: AtomicUsize::new(0),
+            per_user: Arc::default(),
             shutdown,
         })
     }
@@ -133,6 +158,35 @@ impl Gateway {
     fn connection_opened(&self) -> ConnectionGuard<'_> {
         self.connections.fetch_add(1, Ordering::Relaxed);
         ConnectionGuard(&self.connections)
+    }
+
+    /// Takes one of `user`'s places under users.yaml `quota.sessions` (concurrent
+    /// connections), or says how many are open.
+    fn session_slot(&self, user: &str) -> Result<SessionSlot, (usize, u64)> {
+        let limit = self
+            .kernel
+            .config()
+            .get()
+            .users
+            .users
+            .iter()
+            .find(|u| u.username.as_str() == user)
+            .map(|u| u.quota.sessions);
+        let mut m = self
+            .per_user
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(user.to_owned()).or_default();
+        if let Some(avix_proto::config::Limit::Limited(max)) = limit
+            && *n as u64 >= max
+        {
+            return Err((*n, max));
+        }
+        *n += 1;
+        Ok(SessionSlot {
+            per_user: self.per_user.clone(),
+            user: user.to_owned(),
+        })
     }
 
     /// The login authority.
@@ -311,6 +365,19 @@ async fn upgrade(
         Ok(c) => c,
         Err(e) => return http_error(StatusCode::UNAUTHORIZED, e.code, e.message),
     };
+    let slot = match gw.session_slot(&claims.sub) {
+        Ok(s) => s,
+        Err((open, max)) => {
+            return http_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::ELIMIT,
+                format!(
+                    "{open} connections of {} are open, and users.yaml quota.sessions allows {max}: close one (or raise the quota)",
+                    claims.sub
+                ),
+            );
+        }
+    };
     // Larger frames are refused with a reply (ETOOBIG); far larger ones end the connection.
     // A small read buffer: tungstenite zeroes the whole buffer on every read, and the
     // default (128 KiB) made that most of the gateway's CPU time under load.
@@ -318,7 +385,10 @@ async fn upgrade(
         .read_buffer_size(8 * 1024)
         .max_message_size(MAX_FRAME_BYTES * 16)
         .max_frame_size(MAX_FRAME_BYTES * 16)
-        .on_upgrade(move |socket| gw.serve_connection(socket, claims, token))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            gw.serve_connection(socket, claims, token).await;
+        })
 }
 
 /// Serves plain HTTP on `listener` until `shutdown` is cancelled.

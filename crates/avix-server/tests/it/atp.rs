@@ -99,6 +99,14 @@ impl Atp {
         }
     }
 
+    pub(crate) async fn try_client(
+        &self,
+        identity: &str,
+        key: &str,
+    ) -> Result<Client, ClientError> {
+        Client::connect(&self.config(identity, key)).await
+    }
+
     pub(crate) async fn client(&self, identity: &str, key: &str) -> Client {
         Client::connect(&self.config(identity, key)).await.unwrap()
     }

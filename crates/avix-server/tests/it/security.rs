@@ -353,3 +353,48 @@ async fn failed_logins_from_a_shared_address_never_lock_out_a_valid_credential()
     }
     assert_eq!(login_from(&a, "127.0.0.5", "", &carol).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_sessions_caps_a_users_open_connections() {
+    // Issue 10, item 11: `quota.sessions` was parsed but never enforced.
+    let (a, _ipc, bob) = with_bob().await;
+    let k = Caller::kernel();
+    let users = String::from_utf8(
+        a.t.kernel
+            .vfs()
+            .read(&k, &p("/etc/avix/users.yaml"))
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    // bob's entry is the last one: give him two.
+    let at = users.rfind("sessions: 4").expect("bob's quota");
+    let users = format!(
+        "{}sessions: 2{}",
+        &users[..at],
+        &users[at + "sessions: 4".len()..]
+    );
+    a.t.kernel
+        .vfs()
+        .write(&k, &p("/etc/avix/users.yaml"), users.as_bytes())
+        .unwrap();
+    let one = a.client("bob", &bob).await;
+    let two = a.client("bob", &bob).await;
+    let third = a.try_client("bob", &bob).await.unwrap_err().to_string();
+    assert!(third.contains("quota.sessions allows 2"), "{third}");
+    // Another user is not affected by bob's count.
+    let carol = add_user(&a.t, "carol", Role::User, 1102);
+    a.client("carol", &carol).await;
+    // Closing one frees a place.
+    drop(one);
+    let mut ok = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if a.try_client("bob", &bob).await.is_ok() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "a place was freed");
+    drop(two);
+}
