@@ -498,33 +498,75 @@ pub fn run(opts: &InitOptions) -> Result<InitReport, InitError> {
         }
     }
 
-    // auth.conf: the new identity, plus the others when the key is unchanged.
+    // Re-initialising never loses or renumbers a user: every identity and users.yaml entry
+    // is kept with its uid; `opts.user` gets its new credential and role, under the uid it
+    // had (or the next free one).
+    let old_users: Option<Users> = if initialised {
+        match std::fs::read(layout.etc_file("users.yaml"))
+            .ok()
+            .map(|b| Document::<Users>::parse(&b))
+        {
+            Some(Ok(d)) => Some(d.spec),
+            _ => {
+                warnings.push(
+                    "the existing users.yaml is invalid; only the new user is written".into(),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let old_ids = old_auth.as_ref().map_or(&[][..], |a| &a.identities[..]);
+    let old_entries = old_users.as_ref().map_or(&[][..], |u| &u.users[..]);
+    let uid = old_ids
+        .iter()
+        .find(|i| i.name == opts.user)
+        .map(|i| i.uid)
+        .or_else(|| {
+            old_entries
+                .iter()
+                .find(|u| u.username == opts.user)
+                .map(|u| u.uid)
+        })
+        .unwrap_or_else(|| {
+            old_ids
+                .iter()
+                .map(|i| i.uid)
+                .chain(old_entries.iter().map(|u| u.uid))
+                .max()
+                .map_or(FIRST_UID, |m| m.max(FIRST_UID - 1) + 1)
+        });
     let mut identities = vec![Identity {
         name: opts.user.clone(),
-        uid: FIRST_UID,
+        uid,
         role: opts.role,
         credential,
-        ip_allowlist: Vec::new(),
+        ip_allowlist: old_ids
+            .iter()
+            .find(|i| i.name == opts.user)
+            .map(|i| i.ip_allowlist.clone())
+            .unwrap_or_default(),
     }];
-    if let Some(old) = &old_auth {
-        if reused {
-            identities.extend(
-                old.identities
-                    .iter()
-                    .filter(|i| i.name != opts.user)
-                    .cloned(),
-            );
-        } else if old.identities.iter().any(|i| i.name != opts.user) {
-            warnings.push("a new master key was generated: the other identities' API keys no longer verify and were dropped".into());
-        }
+    let others: Vec<Identity> = old_ids
+        .iter()
+        .filter(|i| i.name != opts.user)
+        .cloned()
+        .collect();
+    if !reused
+        && let stale = others
+            .iter()
+            .filter(|i| matches!(i.credential, Credential::ApiKey { .. }))
+            .map(|i| i.name.to_string())
+            .collect::<Vec<_>>()
+        && !stale.is_empty()
+    {
+        warnings.push(format!(
+            "a new master key was generated: the API keys of {} no longer verify; run init --force --user NAME for each to issue a new one",
+            stale.join(", ")
+        ));
     }
-    let mut next_uid = FIRST_UID;
-    for i in identities.iter_mut().skip(1) {
-        if i.uid == FIRST_UID {
-            next_uid += 1;
-            i.uid = next_uid;
-        }
-    }
+    identities.extend(others);
     if !identities.iter().any(|i| i.role == Role::Admin) {
         warnings.push(format!(
             "{} is not an admin and no other identity is: no one can change /etc/avix",
@@ -540,12 +582,32 @@ pub fn run(opts: &InitOptions) -> Result<InitReport, InitError> {
         identities,
     };
 
-    // users.yaml. The first user may use every tool; add restrictions (deniedTools, crews)
-    // as the installation grows.
-    let mut user = User::new(opts.user.clone(), FIRST_UID);
-    user.host_uid = Some(opts.host_uid);
-    user.additional_tools = vec!["*".into()];
-    let users = Users { users: vec![user] };
+    // users.yaml. A new first user may use every tool; add restrictions (deniedTools, crews)
+    // as the installation grows. Existing entries are kept as they are; the re-initialised
+    // user's keeps its settings and gets the host uid asked for.
+    let mut users = old_users.unwrap_or(Users { users: Vec::new() });
+    if let Some(other) = users
+        .users
+        .iter()
+        .find(|u| u.username != opts.user && u.host_uid == Some(opts.host_uid))
+    {
+        return Err(InitError::Other(format!(
+            "host uid {} already acts as {} through the mount: pass --host-uid with the OS account that should act as {}",
+            opts.host_uid, other.username, opts.user
+        )));
+    }
+    match users.users.iter_mut().find(|u| u.username == opts.user) {
+        Some(u) => {
+            u.uid = uid;
+            u.host_uid = Some(opts.host_uid);
+        }
+        None => {
+            let mut user = User::new(opts.user.clone(), uid);
+            user.host_uid = Some(opts.host_uid);
+            user.additional_tools = vec!["*".into()];
+            users.users.insert(0, user);
+        }
+    }
 
     let mut kernel = KernelConfig {
         mode: opts.mode,
@@ -611,6 +673,74 @@ mod tests {
 
     fn opts(root: &Path) -> InitOptions {
         InitOptions::admin(root, UserName::new("alice").unwrap())
+    }
+
+    #[test]
+    fn force_never_loses_or_renumbers_a_user() {
+        // Issue 10, item 12: `init --force --user bob` dropped alice from users.yaml and gave
+        // bob her uid.
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path());
+        o.host_uid = 0;
+        run(&o).unwrap();
+        let mut bob = opts(d.path());
+        bob.user = UserName::new("bob").unwrap();
+        bob.role = Role::User;
+        bob.host_uid = 2001;
+        bob.force = true;
+        run(&bob).unwrap();
+        let uids = |d: &Path| {
+            let c = avix_kernel::config::Config::load(&RootLayout::new(d)).unwrap();
+            let ids: Vec<_> = c
+                .auth
+                .identities
+                .iter()
+                .map(|i| (i.name.to_string(), i.uid, i.role))
+                .collect();
+            let users: Vec<_> = c
+                .users
+                .users
+                .iter()
+                .map(|u| (u.username.to_string(), u.uid, u.host_uid))
+                .collect();
+            (ids, users)
+        };
+        let (ids, users) = uids(d.path());
+        assert!(
+            ids.contains(&("alice".into(), 1001, Role::Admin)),
+            "{ids:?}"
+        );
+        assert!(ids.contains(&("bob".into(), 1002, Role::User)), "{ids:?}");
+        assert!(
+            users.contains(&("alice".into(), 1001, Some(0))),
+            "{users:?}"
+        );
+        assert!(
+            users.contains(&("bob".into(), 1002, Some(2001))),
+            "{users:?}"
+        );
+        // Again for alice: a new key, the same uid, bob untouched.
+        o.force = true;
+        run(&o).unwrap();
+        assert_eq!(uids(d.path()).0.len(), 2);
+        assert!(uids(d.path()).1.contains(&("bob".into(), 1002, Some(2001))));
+        assert!(
+            uids(d.path())
+                .0
+                .contains(&("alice".into(), 1001, Role::Admin))
+        );
+        // A host uid that already acts as someone else is refused, and nothing changes.
+        let before = std::fs::read(RootLayout::new(d.path()).etc_file("users.yaml")).unwrap();
+        let mut carol = opts(d.path());
+        carol.user = UserName::new("carol").unwrap();
+        carol.host_uid = 2001;
+        carol.force = true;
+        let e = run(&carol).unwrap_err().to_string();
+        assert!(e.contains("already acts as bob"), "{e}");
+        assert_eq!(
+            std::fs::read(RootLayout::new(d.path()).etc_file("users.yaml")).unwrap(),
+            before
+        );
     }
 
     #[test]
