@@ -12,8 +12,7 @@ use std::time::Duration;
 use avix_auth::atptoken::AtpClaims;
 use avix_kernel::events::Event;
 use avix_proto::atp::{
-    AtpError, ClientFrame, ErrorCode, EventFrame, MAX_FRAME_BYTES, Reply, ServerFrame, Subscribe,
-    event_matches,
+    AtpError, ClientFrame, ErrorCode, EventFrame, Reply, ServerFrame, Subscribe, event_matches,
 };
 use avix_proto::time::Timestamp;
 use avix_proto::{Role, UserName};
@@ -98,15 +97,6 @@ impl State {
             .iter()
             .any(|p| named(p) && event_matches(p, &e.event))
             && self.visible(e)
-    }
-}
-
-/// The id of a frame that may not parse as a frame.
-fn id_of(v: &Value) -> Option<String> {
-    match v.get("id")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -314,73 +304,18 @@ impl Gateway {
 
     /// Answers one frame. Returns the frames to send and whether to close afterwards.
     async fn on_frame(&self, st: &mut State, text: &str) -> (Vec<String>, bool) {
-        if text.len() > MAX_FRAME_BYTES {
-            let id = serde_json::from_str::<Value>(text)
-                .ok()
-                .and_then(|v| id_of(&v));
-            return (
-                vec![reply(Reply::err(
-                    id,
-                    AtpError::new(
-                        ErrorCode::ETOOBIG,
-                        format!(
-                            "frame of {} bytes is over the limit of {MAX_FRAME_BYTES} bytes; send large files in pieces (fs write with append)",
-                            text.len()
-                        ),
-                    ),
-                ))],
-                false,
-            );
-        }
-        let v: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                return (
-                    vec![reply(Reply::err(
-                        None,
-                        AtpError::new(ErrorCode::EPARSE, format!("the frame is not JSON: {e}")),
-                    ))],
-                    false,
-                );
-            }
-        };
-        let id = id_of(&v);
-        let kind = v.get("type").and_then(Value::as_str).map(str::to_owned);
-        let err = |code, msg: String| {
-            (
-                vec![reply(Reply::err(id.clone(), AtpError::new(code, msg)))],
-                false,
-            )
-        };
-        match kind.as_deref() {
-            Some("cmd" | "subscribe") => {}
-            Some(other) => {
-                return err(
-                    ErrorCode::EPARSE,
-                    format!("unknown frame type {other:?}: send cmd or subscribe"),
-                );
-            }
-            None => {
-                return err(
-                    ErrorCode::EPARSE,
-                    "the frame has no type: send cmd or subscribe".into(),
-                );
-            }
-        }
-        let frame: ClientFrame = match serde_json::from_value(v) {
+        let frame = match avix_proto::atp::parse_client_frame(text) {
             Ok(f) => f,
-            Err(e) => {
-                return err(
-                    ErrorCode::EINVAL,
-                    format!("malformed {}: {e}", kind.unwrap_or_default()),
-                );
-            }
+            Err((id, e)) => return (vec![reply(Reply::err(id, e))], false),
         };
         match frame {
-            ClientFrame::Subscribe(s) => match self.subscribe(st, s) {
-                Ok(out) => (out, false),
-                Err(e) => (vec![reply(Reply::err(id, e))], false),
-            },
+            ClientFrame::Subscribe(s) => {
+                let id = s.id.clone();
+                match self.subscribe(st, s) {
+                    Ok(out) => (out, false),
+                    Err(e) => (vec![reply(Reply::err(id, e))], false),
+                }
+            }
             ClientFrame::Cmd(c) => {
                 if let Err(e) = self.check_token(st, &c.token) {
                     let close = e.code == ErrorCode::EAUTH && c.token == st.token;

@@ -208,40 +208,9 @@ async fn reply(stream: &mut UnixStream, resp: &Response, max: usize) -> Result<(
     frame::write_frame(stream, &f).await
 }
 
-/// Reads the id out of a frame that is JSON but not a valid request, so the error can carry it.
-fn salvage_id(bytes: &[u8]) -> Option<Id> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    serde_json::from_value(v.get("id")?.clone()).ok()
-}
-
-/// Parses and checks a request frame.
+/// Parses and checks a request frame (see [`Request::parse`]).
 pub fn parse_request(bytes: &[u8]) -> Result<Request, (Option<Id>, RpcError)> {
-    match serde_json::from_slice::<Request>(bytes) {
-        Ok(r) if r.jsonrpc != avix_proto::rpc::JSONRPC => Err((
-            r.id,
-            RpcError::new(
-                code::INVALID_REQUEST,
-                format!(
-                    "unsupported jsonrpc version {:?}: send \"jsonrpc\": \"2.0\"",
-                    r.jsonrpc
-                ),
-            ),
-        )),
-        Ok(r) => Ok(r),
-        Err(e) if e.is_syntax() || e.is_eof() => Err((
-            None,
-            RpcError::new(code::PARSE, format!("the frame is not valid JSON: {e}")),
-        )),
-        Err(e) => Err((
-            salvage_id(bytes),
-            RpcError::new(
-                code::INVALID_REQUEST,
-                format!(
-                    "not a JSON-RPC 2.0 request ({e}); send {{\"jsonrpc\":\"2.0\",\"id\":…,\"method\":…,\"params\":{{…}}}}"
-                ),
-            ),
-        )),
-    }
+    Request::parse(bytes)
 }
 
 /// After an early error reply: lets the caller read it. Closing a Unix socket with unread

@@ -113,6 +113,78 @@ pub enum ClientFrame {
     Subscribe(Subscribe),
 }
 
+/// The id of a frame, when it has one (a string, or a number written as one).
+pub fn frame_id(v: &serde_json::Value) -> Option<String> {
+    match v.get("id")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a text frame from a client. A refusal carries the frame's id when it can be read
+/// (every `cmd` gets exactly one reply, a malformed one included) and an error that says
+/// what is wrong: over the size limit `ETOOBIG`, not JSON `EPARSE`, an unknown or missing
+/// `type` `EPARSE`, a `cmd` or `subscribe` with missing or mistyped fields `EINVAL`.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (Option<String>, AtpError)> {
+    if text.len() > MAX_FRAME_BYTES {
+        let id = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| frame_id(&v));
+        return Err((
+            id,
+            AtpError::new(
+                ErrorCode::ETOOBIG,
+                format!(
+                    "frame of {} bytes is over the limit of {MAX_FRAME_BYTES} bytes; send large files in pieces (fs write with append)",
+                    text.len()
+                ),
+            ),
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        (
+            None,
+            AtpError::new(ErrorCode::EPARSE, format!("the frame is not JSON: {e}")),
+        )
+    })?;
+    let id = frame_id(&v);
+    let kind = v
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    match kind.as_deref() {
+        Some("cmd" | "subscribe") => {}
+        Some(other) => {
+            return Err((
+                id,
+                AtpError::new(
+                    ErrorCode::EPARSE,
+                    format!("unknown frame type {other:?}: send cmd or subscribe"),
+                ),
+            ));
+        }
+        None => {
+            return Err((
+                id,
+                AtpError::new(
+                    ErrorCode::EPARSE,
+                    "the frame has no type: send cmd or subscribe",
+                ),
+            ));
+        }
+    }
+    serde_json::from_value(v).map_err(|e| {
+        (
+            id,
+            AtpError::new(
+                ErrorCode::EINVAL,
+                format!("malformed {}: {e}", kind.unwrap_or_default()),
+            ),
+        )
+    })
+}
+
 /// Error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[allow(clippy::upper_case_acronyms)]

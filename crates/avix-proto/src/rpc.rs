@@ -107,7 +107,44 @@ pub struct Request {
     pub params: Option<Box<RawValue>>,
 }
 
+/// Reads the id out of a frame that is JSON but not a valid request, so the error can carry it.
+fn salvage_id(bytes: &[u8]) -> Option<Id> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    serde_json::from_value(v.get("id")?.clone()).ok()
+}
+
 impl Request {
+    /// Parses and checks the body of a request frame. A refusal carries the request's id
+    /// when it can be read, and an error that says what to send instead.
+    pub fn parse(bytes: &[u8]) -> Result<Request, (Option<Id>, RpcError)> {
+        match serde_json::from_slice::<Request>(bytes) {
+            Ok(r) if r.jsonrpc != JSONRPC => Err((
+                r.id,
+                RpcError::new(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "unsupported jsonrpc version {:?}: send \"jsonrpc\": \"2.0\"",
+                        r.jsonrpc
+                    ),
+                ),
+            )),
+            Ok(r) => Ok(r),
+            Err(e) if e.is_syntax() || e.is_eof() => Err((
+                None,
+                RpcError::new(code::PARSE, format!("the frame is not valid JSON: {e}")),
+            )),
+            Err(e) => Err((
+                salvage_id(bytes),
+                RpcError::new(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "not a JSON-RPC 2.0 request ({e}); send {{\"jsonrpc\":\"2.0\",\"id\":…,\"method\":…,\"params\":{{…}}}}"
+                    ),
+                ),
+            )),
+        }
+    }
+
     /// A request.
     pub fn new(id: Id, method: impl Into<String>, params: Option<Box<RawValue>>) -> Self {
         Self {
