@@ -582,18 +582,20 @@ fn jitter(max: Duration) -> Duration {
 /// `Retry-After` (seconds; OpenAI's `retry-after-ms` is preferred when present).
 pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    // A delay too large for a Duration (`1e30`) is "very long": the caller's cap applies.
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(secs(ms / 1000.0));
     }
     let v = get("retry-after")?;
     if let Ok(s) = v.parse::<f64>()
         && s.is_finite()
         && s >= 0.0
     {
-        return Some(Duration::from_secs_f64(s));
+        return Some(secs(s));
     }
     http_date_delay(v)
 }
@@ -642,6 +644,12 @@ mod tests {
             d > Duration::from_secs(3500) && d <= Duration::from_secs(3600),
             "{d:?}"
         );
+        // Regression: `1e30` panicked in Duration::from_secs_f64 (issue 13).
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("1e30"));
+        assert_eq!(retry_after(&h), Some(Duration::MAX));
+        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        assert_eq!(retry_after(&h), Some(Duration::MAX));
     }
 
     fn httpdate_in(secs: i64) -> String {
