@@ -168,9 +168,7 @@ impl Gateway {
             .config()
             .get()
             .users
-            .users
-            .iter()
-            .find(|u| u.username.as_str() == user)
+            .get(user)
             .map(|u| u.quota.sessions);
         let mut m = self
             .per_user

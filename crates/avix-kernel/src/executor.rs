@@ -444,9 +444,7 @@ impl Executor {
                 .config()
                 .get()
                 .users
-                .users
-                .iter()
-                .find(|u| u.username == self.p.user)
+                .get(self.p.user.as_str())
                 .map(|u| u.quota.tokens);
             let used = svc.ledger().user_tokens_last_day(self.p.user.as_str());
             if let Some(q) = quota

@@ -93,6 +93,15 @@ impl TestKernel {
         .unwrap()
     }
 
+    /// Rewrites a file through the VFS as the kernel (validated like any write).
+    pub fn edit(&self, path: &str, f: impl FnOnce(String) -> String) {
+        let text = f(self.read(path));
+        self.kernel
+            .vfs()
+            .write(&Caller::kernel(), &p(path), text.as_bytes())
+            .unwrap();
+    }
+
     pub fn journal(&self, proc: &Process) -> Vec<avix_proto::agent::JournalEntry> {
         avix_kernel::journal::read_entries(proc.journal.path())
     }

@@ -301,21 +301,10 @@ async fn failed_logins_from_a_shared_address_never_lock_out_a_valid_credential()
     let (a, _ipc, bob) = with_bob().await;
     let carol = add_user(&a.t, "carol", Role::Admin, 1102);
     // Lock out after 2 failures per identity (the address is slowed after 8).
-    let k = Caller::kernel();
-    let auth = String::from_utf8(
-        a.t.kernel
-            .vfs()
-            .read(&k, &p("/etc/avix/auth.conf"))
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
-    let auth = auth.replace("failedAuthLockoutCount: 5", "failedAuthLockoutCount: 2");
-    assert!(auth.contains("failedAuthLockoutCount: 2"), "{auth}");
-    a.t.kernel
-        .vfs()
-        .write(&k, &p("/etc/avix/auth.conf"), auth.as_bytes())
-        .unwrap();
+    a.t.edit("/etc/avix/auth.conf", |auth| {
+        assert!(auth.contains("failedAuthLockoutCount: 5"), "{auth}");
+        auth.replace("failedAuthLockoutCount: 5", "failedAuthLockoutCount: 2")
+    });
 
     // Anyone on the machine floods logins for made-up users from the shared address…
     for i in 0..8 {
@@ -358,26 +347,15 @@ async fn failed_logins_from_a_shared_address_never_lock_out_a_valid_credential()
 async fn quota_sessions_caps_a_users_open_connections() {
     // Issue 10, item 11: `quota.sessions` was parsed but never enforced.
     let (a, _ipc, bob) = with_bob().await;
-    let k = Caller::kernel();
-    let users = String::from_utf8(
-        a.t.kernel
-            .vfs()
-            .read(&k, &p("/etc/avix/users.yaml"))
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
     // bob's entry is the last one: give him two.
-    let at = users.rfind("sessions: 4").expect("bob's quota");
-    let users = format!(
-        "{}sessions: 2{}",
-        &users[..at],
-        &users[at + "sessions: 4".len()..]
-    );
-    a.t.kernel
-        .vfs()
-        .write(&k, &p("/etc/avix/users.yaml"), users.as_bytes())
-        .unwrap();
+    a.t.edit("/etc/avix/users.yaml", |users| {
+        let at = users.rfind("sessions: 4").expect("bob's quota");
+        format!(
+            "{}sessions: 2{}",
+            &users[..at],
+            &users[at + "sessions: 4".len()..]
+        )
+    });
     let one = a.client("bob", &bob).await;
     let two = a.client("bob", &bob).await;
     let third = a.try_client("bob", &bob).await.unwrap_err().to_string();
