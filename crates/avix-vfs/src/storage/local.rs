@@ -59,10 +59,17 @@ impl LocalStorage {
         &self.root
     }
 
-    /// The parent directory of `rel`, opened beneath the root, and the last name.
-    fn parent<'a>(&self, rel: &'a str) -> Result<(OwnedFd, &'a str), StorageError> {
+    /// The parent directory of `rel` and the last name: the root's own descriptor for a name
+    /// at the top (no open at all), else the directory opened (as a path) beneath the root.
+    fn parent<'a>(&self, rel: &'a str) -> Result<(Dir<'_>, &'a str), StorageError> {
         let (dir, name) = beneath::split(rel);
-        Ok((beneath::open_dir(self.root_fd.as_fd(), dir)?, name))
+        if dir.is_empty() {
+            return Ok((Dir::Root(self.root_fd.as_fd()), name));
+        }
+        Ok((
+            Dir::Opened(beneath::open_dir_path(self.root_fd.as_fd(), dir)?),
+            name,
+        ))
     }
 
     /// Opens the regular file `rel` for reading. `O_NONBLOCK` keeps a FIFO from hanging the
@@ -123,6 +130,32 @@ impl LocalStorage {
             walk(root, cutoff, 0, &mut n);
         }
         n
+    }
+}
+
+/// A directory to act in with `*at` calls.
+#[derive(Debug)]
+enum Dir<'a> {
+    /// The tree's root.
+    Root(std::os::fd::BorrowedFd<'a>),
+    /// A directory below it, opened for this operation.
+    Opened(OwnedFd),
+}
+
+impl Dir<'_> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Dir::Root(fd) => *fd,
+            Dir::Opened(fd) => fd.as_fd(),
+        }
+    }
+
+    /// A descriptor of its own (a write transaction outlives the call).
+    fn into_owned(self) -> Result<OwnedFd, StorageError> {
+        match self {
+            Dir::Root(fd) => Ok(fd.try_clone_to_owned()?),
+            Dir::Opened(fd) => Ok(fd),
+        }
     }
 }
 
@@ -225,6 +258,9 @@ impl Storage for LocalStorage {
             ),
             Err(e) => return Err(e),
         };
+        // The transaction holds the directory: the commit renames within the directory
+        // resolved here, whatever happens to the path meanwhile.
+        let dir = dir.into_owned()?;
         let tmp = temp_name();
         let fd = nix::fcntl::openat(
             dir.as_fd(),
@@ -288,7 +324,7 @@ impl Storage for LocalStorage {
 
     fn remove_dir(&self, rel: &str) -> Result<(), StorageError> {
         let (dir, name) = self.parent(rel)?;
-        let sub = beneath::open_dir(dir.as_fd(), name)?;
+        let sub = beneath::open_dir(self.root_fd.as_fd(), rel)?;
         // Temp files are invisible, so a directory that looks empty may hold one left by a
         // crash; it must not block rmdir.
         let probe = sub.try_clone()?;

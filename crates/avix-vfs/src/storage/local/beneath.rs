@@ -53,7 +53,11 @@ fn bad_component(c: &str) -> bool {
 
 /// Opens `rel` beneath `root` with `flags`, following no symbolic link anywhere.
 pub(crate) fn open(root: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<OwnedFd, StorageError> {
-    let flags = flags | base_flags();
+    let mut flags = flags | base_flags();
+    if flags.contains(OFlag::O_PATH) {
+        // openat2 refuses O_PATH with anything but O_CLOEXEC, O_DIRECTORY and O_NOFOLLOW.
+        flags.remove(OFlag::O_NOCTTY);
+    }
     if rel.is_empty() {
         return nix::fcntl::openat(root, ".", flags, Mode::empty()).map_err(resolve_err);
     }
@@ -78,6 +82,7 @@ pub(crate) fn open(root: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<Owne
 fn open_walk(root: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<OwnedFd, StorageError> {
     let (dir, name) = split(rel);
     let mut cur: Option<OwnedFd> = None;
+    let flags = flags | base_flags();
     for c in dir.split('/').filter(|c| !c.is_empty()) {
         if bad_component(c) {
             return Err(StorageError::NotFound);
@@ -86,7 +91,7 @@ fn open_walk(root: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<OwnedFd, S
         let next = nix::fcntl::openat(
             at,
             c,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | base_flags(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | base_flags(),
             Mode::empty(),
         )
         .map_err(|e| not_a_dir(at, c, e))?;
@@ -111,13 +116,24 @@ fn not_a_dir(at: BorrowedFd<'_>, name: &str, e: Errno) -> StorageError {
     }
 }
 
-/// Opens the directory `rel` beneath `root` (for `*at` calls and listing).
+/// Opens the directory `rel` beneath `root` for listing.
 pub(crate) fn open_dir(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, StorageError> {
-    match open(root, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+    open_dir_with(root, rel, OFlag::O_RDONLY)
+}
+
+/// Opens the directory `rel` beneath `root` as a path only (`O_PATH`): enough for `*at` calls
+/// and `fstat`, and, unlike a real open, invisible to inotify — the daemon watches its own
+/// trees, and an open per stat would wake the watcher on every lookup.
+pub(crate) fn open_dir_path(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, StorageError> {
+    open_dir_with(root, rel, OFlag::O_PATH)
+}
+
+fn open_dir_with(root: BorrowedFd<'_>, rel: &str, mode: OFlag) -> Result<OwnedFd, StorageError> {
+    match open(root, rel, mode | OFlag::O_DIRECTORY) {
         Err(StorageError::NotADirectory) => {
             // Is the last component a file, or a link? Only on this error path.
             let (dir, name) = split(rel);
-            match open(root, dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+            match open(root, dir, OFlag::O_PATH | OFlag::O_DIRECTORY) {
                 Ok(parent) => Err(not_a_dir(parent.as_fd(), name, Errno::ENOTDIR)),
                 Err(e) => Err(e),
             }
@@ -179,9 +195,18 @@ pub(crate) fn inherited_owner(dir: &FileStat) -> Option<(Uid, Gid)> {
     (dir.st_uid != me.as_raw()).then(|| (Uid::from_raw(dir.st_uid), Gid::from_raw(dir.st_gid)))
 }
 
-/// Fsyncs a directory (after entries in it changed).
+/// Fsyncs a directory (after entries in it changed); `dir` may be an `O_PATH` descriptor,
+/// which cannot be synced itself: the directory is opened through it.
 pub(crate) fn sync(dir: BorrowedFd<'_>) -> Result<(), StorageError> {
-    nix::unistd::fsync(dir).map_err(|e| StorageError::from(std::io::Error::from(e)))
+    let io = |e: Errno| StorageError::from(std::io::Error::from(e));
+    let real = nix::fcntl::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io)?;
+    nix::unistd::fsync(&real).map_err(io)
 }
 
 #[cfg(test)]
