@@ -125,80 +125,63 @@ fn walk(dir: OwnedFd, acct: Option<&SandboxAccount>, budget: u64, depth: usize, 
             continue;
         };
         match kind(&st) {
-            SFlag::S_IFDIR => {
-                let Ok(sub) = open_dir(at, &name) else {
-                    continue;
-                };
-                fix(sub.as_fd(), acct, scan);
-                if depth < MAX_DEPTH {
-                    walk(sub, acct, budget, depth + 1, scan);
-                }
-            }
-            SFlag::S_IFREG => {
-                // O_NONBLOCK: the name may have become a FIFO since the stat.
-                let Ok(f) = nix::fcntl::openat(
-                    at,
-                    name.as_str(),
-                    OFlag::O_RDONLY
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_NONBLOCK
-                        | OFlag::O_CLOEXEC
-                        | OFlag::O_NOCTTY,
-                    Mode::empty(),
-                ) else {
-                    continue;
-                };
-                match nix::sys::stat::fstat(&f) {
-                    Ok(st) if kind(&st) == SFlag::S_IFREG => {
-                        scan.bytes += u64::try_from(st.st_size).unwrap_or(0);
-                        fix(f.as_fd(), acct, scan);
-                    }
-                    _ => continue,
-                }
-            }
             SFlag::S_IFCHR | SFlag::S_IFBLK => {
                 if nix::unistd::unlinkat(at, name.as_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
                     scan.removed += 1;
                 }
+                continue;
             }
-            _ => {
-                // Links, FIFOs, sockets: their owner is all there is to fix, and
-                // AT_SYMLINK_NOFOLLOW changes the entry itself, never a link's target.
-                if let Some(a) = acct
-                    && st.st_uid != a.uid
-                    && nix::unistd::fchownat(
-                        at,
-                        name.as_str(),
-                        Some(Uid::from_raw(a.uid)),
-                        Some(Gid::from_raw(a.gid)),
-                        AtFlags::AT_SYMLINK_NOFOLLOW,
-                    )
-                    .is_ok()
-                {
-                    scan.handed_over += 1;
+            SFlag::S_IFREG => scan.bytes += u64::try_from(st.st_size).unwrap_or(0),
+            _ => {}
+        }
+        // The owner is changed on the entry itself (AT_SYMLINK_NOFOLLOW: a name swapped for a
+        // link meanwhile gets the owner, never the link's target), without opening it: the
+        // daemon watches its trees, and an open per file would flood its watcher.
+        if let Some(a) = acct
+            && (st.st_uid != a.uid || st.st_gid != a.gid)
+            && nix::unistd::fchownat(
+                at,
+                name.as_str(),
+                Some(Uid::from_raw(a.uid)),
+                Some(Gid::from_raw(a.gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .is_ok()
+        {
+            scan.handed_over += 1;
+        }
+        match kind(&st) {
+            SFlag::S_IFREG if st.st_mode & 0o6000 != 0 => strip(at, &name, scan),
+            SFlag::S_IFDIR if depth < MAX_DEPTH => {
+                if let Ok(sub) = open_dir(at, &name) {
+                    walk(sub, acct, budget, depth + 1, scan);
                 }
             }
+            _ => {}
         }
     }
 }
 
-/// Hands an open file or directory to the account and clears its set-ID bits.
-fn fix(fd: BorrowedFd<'_>, acct: Option<&SandboxAccount>, scan: &mut Scan) {
-    let Ok(st) = nix::sys::stat::fstat(fd) else {
+/// Clears the set-ID bits of the regular file `name` (rare: only then is it opened, with
+/// `O_NOFOLLOW | O_NONBLOCK`, and changed through its own descriptor once it is known to be
+/// a regular file).
+fn strip(at: BorrowedFd<'_>, name: &str, scan: &mut Scan) {
+    let Ok(f) = nix::fcntl::openat(
+        at,
+        name,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY,
+        Mode::empty(),
+    ) else {
         return;
     };
-    if let Some(a) = acct
-        && (st.st_uid != a.uid || st.st_gid != a.gid)
-        && nix::unistd::fchown(fd, Some(Uid::from_raw(a.uid)), Some(Gid::from_raw(a.gid))).is_ok()
-    {
-        scan.handed_over += 1;
-    }
-    // A directory's set-group-ID bit only passes its group on; a file's set-ID bits are the
-    // danger (chown above clears them on executables already: look again after it).
-    if kind(&st) == SFlag::S_IFREG
-        && let Ok(now) = nix::sys::stat::fstat(fd)
-        && now.st_mode & 0o6000 != 0
-        && nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(now.st_mode & 0o1777)).is_ok()
+    if let Ok(st) = nix::sys::stat::fstat(&f)
+        && kind(&st) == SFlag::S_IFREG
+        && st.st_mode & 0o6000 != 0
+        && nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(st.st_mode & 0o1777)).is_ok()
     {
         scan.stripped += 1;
     }
