@@ -174,13 +174,13 @@ impl Gateway {
             .per_user
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = m.entry(user.to_owned()).or_default();
+        let open = m.get(user).copied().unwrap_or(0);
         if let Some(avix_proto::config::Limit::Limited(max)) = limit
-            && *n as u64 >= max
+            && open as u64 >= max
         {
-            return Err((*n, max));
+            return Err((open, max));
         }
-        *n += 1;
+        m.insert(user.to_owned(), open + 1);
         Ok(SessionSlot {
             per_user: self.per_user.clone(),
             user: user.to_owned(),

@@ -204,6 +204,49 @@ async fn capture(mut r: impl AsyncRead + Unpin, keep: usize) -> (Vec<u8>, u64) {
 /// Entries a workspace walk counts at most (the quota check stops there).
 const WALK_BUDGET: u64 = 200_000;
 
+/// Scrubs a workspace once a run is over: before the call returns, or — when the call is
+/// dropped (the agent killed) — in the background.
+struct ScrubAfter {
+    ws: PathBuf,
+    /// `None` once done. (The inner `None`: no sandbox account.)
+    acct: Option<Option<SandboxAccount>>,
+    pid: avix_kernel::pid::Pid,
+}
+
+impl ScrubAfter {
+    fn job(&mut self) -> Option<impl FnOnce() + Send + 'static> {
+        let acct = self.acct.take()?;
+        let (ws, pid) = (self.ws.clone(), self.pid);
+        Some(move || {
+            let after = workspace::scrub(&ws, acct.as_ref(), WALK_BUDGET);
+            if after.stripped + after.removed > 0 {
+                tracing::warn!(
+                    %pid,
+                    stripped = after.stripped,
+                    removed = after.removed,
+                    "exec: set-ID bits or device nodes a run left in the workspace were removed"
+                );
+            }
+        })
+    }
+
+    async fn finish(mut self) {
+        if let Some(job) = self.job() {
+            let _ = tokio::task::spawn_blocking(job).await;
+        }
+    }
+}
+
+impl Drop for ScrubAfter {
+    fn drop(&mut self) {
+        let Some(job) = self.job() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(job)),
+            Err(_) => job(),
+        }
+    }
+}
+
 fn processes_of_uid(uid: u32) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::read_dir("/proc")
@@ -444,21 +487,15 @@ impl ExecService {
                 .unwrap_or(cfg.timeout_secs)
                 .clamp(1, cfg.timeout_secs),
         );
+        // Whatever the run leaves — also when the call is dropped (the agent killed): no
+        // set-ID bits, no device nodes.
+        let after = ScrubAfter {
+            ws: ws.clone(),
+            acct: Some(self.account()?.cloned()),
+            pid: cx.process.pid,
+        };
         let out = self.run(&cfg, &ws, interp, &code, a.network, timeout).await;
-        // Whatever the run left: no set-ID bits, no device nodes.
-        let acct = self.account()?.cloned();
-        let after =
-            tokio::task::spawn_blocking(move || workspace::scrub(&ws, acct.as_ref(), WALK_BUDGET))
-                .await
-                .unwrap_or_default();
-        if after.stripped + after.removed > 0 {
-            tracing::warn!(
-                pid = %cx.process.pid,
-                stripped = after.stripped,
-                removed = after.removed,
-                "exec: set-ID bits or device nodes the run left in the workspace were removed"
-            );
-        }
+        after.finish().await;
         out
     }
 
