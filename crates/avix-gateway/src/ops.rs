@@ -320,15 +320,22 @@ fn unpack(dir: &std::path::Path, files: &[avix_proto::atp::UploadedFile]) -> Res
                 f.path
             )));
         }
+        if f.path.chars().any(avix_proto::text::is_unsafe) {
+            return Err(bad(format!(
+                "{}: a file path may not hold control characters (a NUL, a newline…)",
+                avix_proto::text::escape(&f.path)
+            )));
+        }
         let data = b64
             .decode(f.content_base64.as_bytes())
             .map_err(|e| bad(format!("{}: contentBase64 is not base64: {e}", f.path)))?;
         let dest = dir.join(rel);
         let io = |e: std::io::Error| {
-            AtpError::new(
-                ErrorCode::EINTERNAL,
-                format!("cannot write {}: {e}", f.path),
-            )
+            let code = match e.raw_os_error() {
+                Some(libc::ENOSPC | libc::EDQUOT) => ErrorCode::ENOSPC,
+                _ => ErrorCode::EINTERNAL,
+            };
+            AtpError::new(code, format!("cannot write {}: {e}", f.path))
         };
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;

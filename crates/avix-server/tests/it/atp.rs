@@ -1028,6 +1028,16 @@ async fn service_operations_check_the_role() {
         .unwrap_err();
     assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
     assert!(e.to_string().contains("without `..`"), "{e}");
+    // A NUL in a path was EINTERNAL (the attack run, 5.2).
+    let e = admin
+        .call(
+            "sys",
+            "service-install",
+            json!({"files": [{"path": "a\u{0}b.py", "contentBase64": "eA=="}]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::EINVAL, "{e}");
     let e = admin
         .call("sys", "service-install", json!({"path": dir, "files": []}))
         .await
