@@ -27,7 +27,7 @@ YAML
 
 # Spawn: write the request, read back the PID on the same open file.
 exec 3<>"$M/proc/spawn"
-printf 'agent: assistant\ngoal: take your time\nmodel: scripted/slow\n' >&3
+printf 'agent: assistant\ngoal: take your time\nmodel: scripted/slow\n\n' >&3   # YAML ends at an empty line
 read -r pid <&3
 exec 3>&-
 [[ "$pid" =~ ^[0-9]+$ ]] || { echo "not a pid: $pid" >&2; exit 1; }

@@ -186,3 +186,66 @@ fn runs_continue_after_the_daemon_is_killed_with_their_approvals_pending() {
     assert!(d.log_text().contains("interrupted run resumed"));
     d.stop();
 }
+
+#[test]
+fn every_spawn_idiom_reads_back_its_own_whole_pid() {
+    // Issue 11 (control-file protocol): `cat req.yaml >&3; echo >&3; read pid <&3` read `07`
+    // for PID 107; line-by-line `printf … >&3` spawned nothing (the close of each duplicate
+    // ran the partial request); after a refusal `cat <&3` printed the reason, then a tail of
+    // it again.
+    let Some(d) = running() else { return };
+    d.ok("sed -i 's/agents: 5$/agents: unlimited/' $M/etc/avix/users.yaml");
+    let req = d.dir.path().join("req.yaml");
+    std::fs::write(&req, "agent: assistant\ngoal: from a file\n").unwrap();
+    let is_pid = |s: &str| {
+        let p = s.trim();
+        assert!(
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()),
+            "not a pid: {s:?}"
+        );
+        p.parse::<u64>().unwrap()
+    };
+    let from_file = is_pid(&d.ok(&format!(
+        "exec 3<>$M/proc/spawn; cat {} >&3; echo >&3; read -r pid <&3; echo $pid",
+        req.display()
+    )));
+    let lines = is_pid(&d.ok(
+        "exec 3<>$M/proc/spawn; printf 'agent: assistant\\n' >&3; printf 'goal: line by line\\n' >&3; \
+         printf 'interactive: true\\n' >&3; printf '\\n' >&3; read -r pid <&3; echo $pid",
+    ));
+    let heredoc = is_pid(&d.ok(
+        "exec 3<>$M/proc/spawn; cat >&3 <<'EOF'\nagent: assistant\ngoal: a heredoc\n\nEOF\nread -r pid <&3; echo $pid",
+    ));
+    assert!(from_file < lines && lines < heredoc);
+    // The line-by-line request kept its last field: the agent waits for input.
+    let st = d.ok(&format!("cat $M/proc/{lines}/status.yaml"));
+    assert!(st.contains("goal: line by line"), "{st}");
+    // A refusal: the write fails, the reason reads back exactly once.
+    let out = d.ok("exec 3<>$M/proc/spawn; echo 'nosuchagent x' >&3 2>/dev/null; cat <&3");
+    assert_eq!(out.matches("unknown agent").count(), 1, "{out:?}");
+    assert!(
+        out.starts_with("error: ") && out.contains("unknown agent \"nosuchagent\""),
+        "{out:?}"
+    );
+    // A request written in one go runs at the close.
+    d.ok("printf 'agent: assistant\\ngoal: one shot\\n' > $M/proc/spawn");
+    let mut found = false;
+    for _ in 0..100 {
+        if d.ok("grep -l 'goal: one shot' $M/proc/*/status.yaml 2>/dev/null || true")
+            .contains("status.yaml")
+        {
+            found = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(found, "the one-shot request ran at its close");
+    // Twenty shells at once each read their own PID.
+    let out = d.ok(
+        "for i in $(seq 20); do (exec 3<>$M/proc/spawn; echo \"assistant shell $i\" >&3; read -r p <&3; echo $p) & done; wait",
+    );
+    let mut pids: Vec<u64> = out.lines().map(is_pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 20, "{out}");
+}

@@ -84,14 +84,14 @@ enum Kind {
     Synthetic {
         file: Arc<SynthFile>,
         snapshot: Bytes,
-        /// The last reply and the file position right after the write that produced it: a
-        /// script that wrote a request reads on from there (`cat <&3`), a fresh `pread` at 0
-        /// reads it from the start.
-        reply: Option<(Bytes, u64)>,
+        /// The last reply, and the file position it starts at for this open file: the
+        /// position of the first read after the reply was produced (a script that wrote a
+        /// request reads on from where its descriptor is, whatever the writes did to it — a
+        /// failed write does not move it); `None` until that read. A read before that
+        /// position (a fresh `pread` at 0) reads the reply from its start.
+        reply: Option<(Bytes, Option<u64>)>,
         /// Buffered control files: what was written since the last complete command.
         pending: Vec<u8>,
-        /// The file position after the last write (where a reply produced at close starts).
-        end: u64,
     },
 }
 
@@ -192,7 +192,6 @@ impl Vfs {
                             snapshot,
                             reply: None,
                             pending: Vec::new(),
-                            end: 0,
                         }
                     }
                 },
@@ -315,8 +314,9 @@ impl Vfs {
                 reply: Some((r, base)),
                 ..
             } => {
-                let at = if offset >= *base {
-                    offset - *base
+                let base = *base.get_or_insert(offset);
+                let at = if offset >= base {
+                    offset - base
                 } else {
                     offset
                 };
@@ -347,15 +347,12 @@ impl Vfs {
                 file,
                 reply,
                 pending,
-                end: written_end,
                 ..
             } => {
                 let on_write = file
                     .on_write
                     .as_ref()
                     .ok_or_else(|| VfsError::NotWritable(path.clone()))?;
-                let end = offset + data.len() as u64;
-                *written_end = end;
                 let outcome = if file.on_close.is_some() {
                     pending.extend_from_slice(data);
                     let r = on_write(&caller, pending);
@@ -367,12 +364,12 @@ impl Vfs {
                     on_write(&caller, data)
                 };
                 match outcome {
-                    Ok(Some(r)) => *reply = Some((r, end)),
+                    Ok(Some(r)) => *reply = Some((r, None)),
                     Ok(None) | Err(VfsError::NeedMore) => {}
                     Err(e) => {
                         // The write fails with the errno; the message stays readable on
                         // this open file, for scripts that want the reason.
-                        *reply = Some((Bytes::from(format!("error: {e}\n")), end));
+                        *reply = Some((Bytes::from(format!("error: {e}\n")), None));
                         return Err(e);
                     }
                 }
@@ -472,22 +469,23 @@ impl Vfs {
             file,
             reply,
             pending,
-            end,
             ..
         } = &mut f.kind
         {
-            // A buffered control file's request written without its terminator runs at close.
+            // A buffered control file's request written without its terminator runs at the
+            // last close, never at the flush of a duplicate's close: a shell's `printf … >&3`
+            // closes a duplicate of the descriptor after every line.
             let Some(on_close) = file.on_close.as_ref() else {
                 return Ok(());
             };
-            if pending.is_empty() {
+            if !last || pending.is_empty() {
                 return Ok(());
             }
             let data = std::mem::take(pending);
             return match on_close(&caller, &data) {
                 Ok(r) => {
                     if let Some(r) = r {
-                        *reply = Some((r, *end));
+                        *reply = Some((r, None));
                     }
                     Ok(())
                 }
