@@ -184,3 +184,32 @@ fn a_user_added_through_the_mount_or_on_disk_is_mapped_without_restart() {
         "the previous configuration stays in force"
     );
 }
+
+#[test]
+fn a_new_document_is_created_with_cp_cat_and_tee() {
+    // Issue 11: `cp mcp.yaml /etc/avix/mcp.yaml` failed with EINVAL, because the empty file
+    // O_CREAT makes was validated before anything was written.
+    let Some(d) = running() else { return };
+    let src = d.dir.path().join("mcp.yaml");
+    let doc = "apiVersion: avix/v1\nkind: McpServers\nspec:\n  servers: []\n";
+    std::fs::write(&src, doc).unwrap();
+    let e = "$M/etc/avix/mcp.yaml";
+    d.ok(&format!("cp {} {e}", src.display()));
+    assert_eq!(d.ok(&format!("cat {e}")), doc);
+    d.ok(&format!("rm {e}"));
+    d.ok(&format!("cat > {e} < {}", src.display()));
+    assert_eq!(d.ok(&format!("cat {e}")), doc);
+    d.ok(&format!("rm {e}"));
+    d.ok(&format!("tee {e} < {} > /dev/null", src.display()));
+    assert_eq!(d.ok(&format!("cat {e}")), doc);
+    // A new invalid document is refused at close, and never appears.
+    d.ok(&format!("rm {e}"));
+    let err = d.fails(&format!(
+        "printf 'kind: McpServers\\nspec: [oops\\n' | tee {e} > /dev/null"
+    ));
+    assert!(err.contains("Invalid argument"), "{err}");
+    eventually("the refused draft is gone", || {
+        !d.mount.join("etc/avix/mcp.yaml").exists()
+    });
+    assert!(!d.root.join("etc/mcp.yaml").exists());
+}

@@ -372,7 +372,8 @@ async fn pausing_an_agent_hangs_up_on_the_provider_and_resume_replays_the_turn()
         )
         .unwrap();
     wait_state(&proc, ProcState::Paused, None).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Generous: on a loaded 2-vCPU machine the mock notices the hang-up late (seen at 5 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while mock.hangups().is_empty() {
         assert!(
             std::time::Instant::now() < deadline,

@@ -80,6 +80,10 @@ enum Kind {
         /// every later write, flush and close of this handle fails with the same errno, so
         /// nothing half-written — an O_TRUNC with no data, say — is ever committed.
         failed: Option<i32>,
+        /// A validated document created by this open: a draft that exists only in the
+        /// handle until its content is validated at the last close (an empty new file is
+        /// not a refusal: `cp`, `cat >` and `tee` create before they write).
+        draft: bool,
     },
     Synthetic {
         file: Arc<SynthFile>,
@@ -199,6 +203,7 @@ impl Vfs {
                     if rel.is_empty() {
                         return Err(VfsError::IsADirectory(path.clone()));
                     }
+                    let mut draft = false;
                     match s.stat(rel) {
                         Ok(meta) if meta.kind == EntryKind::Dir => {
                             return Err(VfsError::IsADirectory(path.clone()));
@@ -207,17 +212,22 @@ impl Vfs {
                             return Err(VfsError::AlreadyExists(path.clone()));
                         }
                         Ok(_) => {}
+                        Err(crate::storage::StorageError::NotFound)
+                            if opts.create && self.guard_for(path).is_some() =>
+                        {
+                            access::check(caller, path, Access::Write)?;
+                            draft = true;
+                        }
                         Err(crate::storage::StorageError::NotFound) if opts.create => {
                             access::check(caller, path, Access::Write)?;
                             // The file exists from now on, empty, as after creat(2).
-                            self.check_content(caller, path, b"")?;
                             s.write(rel, b"").map_err(|e| storage_err(path, e))?;
                             self.cache.invalidate(path);
                             self.emit(path, ChangeKind::Created, caller.door);
                         }
                         Err(e) => return Err(storage_err(path, e)),
                     }
-                    let txn = if opts.truncate {
+                    let txn = if opts.truncate || draft {
                         Some(
                             s.begin_write(rel, TxnStart::Empty)
                                 .map_err(|e| storage_err(path, e))?,
@@ -232,6 +242,7 @@ impl Vfs {
                         dirty: txn.is_some(),
                         written: false,
                         failed: None,
+                        draft,
                         txn,
                     }
                 }
@@ -279,8 +290,23 @@ impl Vfs {
                 };
                 Ok(st)
             }
-            Kind::Persistent { txn: Some(t), .. } => {
-                let mut st = self.stat(&Caller::kernel(), &f.path)?;
+            Kind::Persistent {
+                txn: Some(t),
+                draft,
+                ..
+            } => {
+                let mut st = match self.stat(&Caller::kernel(), &f.path) {
+                    // A draft not committed yet: as it will be.
+                    Err(VfsError::NotFound(_)) if *draft => Stat {
+                        kind: EntryKind::File,
+                        size: 0,
+                        mtime: std::time::SystemTime::now(),
+                        mode: super::persistent_file_mode(&f.path),
+                        owner: None,
+                        synthetic: false,
+                    },
+                    r => r?,
+                };
                 st.size = t.len();
                 Ok(st)
             }
@@ -501,6 +527,7 @@ impl Vfs {
             dirty,
             written,
             failed,
+            draft,
             ..
         } = &mut f.kind
         else {
@@ -515,7 +542,11 @@ impl Vfs {
         if !last && !*written {
             // Only a truncation is pending: leave it to the last close, but tell this close
             // already if a guard would refuse it (`cp /dev/null users.yaml` must fail), without
-            // counting or logging a rejection: the writer may still write valid content.
+            // counting or logging a rejection: the writer may still write valid content. A
+            // draft is not refused before its last close.
+            if *draft {
+                return Ok(());
+            }
             if let (Some(guard), Some(t)) = (self.guard_for(&path), txn.as_mut())
                 && t.len() <= super::MAX_GUARDED_BYTES
             {
@@ -553,7 +584,12 @@ impl Vfs {
             return Err(e);
         }
         self.cache.invalidate(&path);
-        self.emit(&path, ChangeKind::Modified, caller.door);
+        let kind = if std::mem::take(draft) {
+            ChangeKind::Created
+        } else {
+            ChangeKind::Modified
+        };
+        self.emit(&path, kind, caller.door);
         Ok(())
     }
 
