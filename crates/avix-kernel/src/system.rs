@@ -48,6 +48,13 @@ pub(crate) fn publish(kernel: &Arc<Kernel>) {
     if let Ok(p) = VfsPath::parse("/proc/status.yaml") {
         let _ = vfs.publish(&p, SynthFile::computed(move |_| render_status(&weak)));
     }
+    let weak = Arc::downgrade(kernel);
+    if let Ok(p) = VfsPath::parse("/proc/errors") {
+        let _ = vfs.publish(
+            &p,
+            SynthFile::computed(move |caller| render_refusals(&weak, caller)),
+        );
+    }
     if kernel.llm_service().is_some()
         && let Ok(p) = VfsPath::parse("/proc/services/llm/status.yaml")
     {
@@ -57,6 +64,28 @@ pub(crate) fn publish(kernel: &Arc<Kernel>) {
             SynthFile::computed(move |caller| render_llm_status(&weak, caller)),
         );
     }
+}
+
+/// `/proc/errors`: the recent writes the VFS or a control file refused, one line each (time,
+/// who, path, why), oldest first; a user sees their own, operators everyone's. So the reason
+/// behind an `Invalid argument` is one `cat` away, not in the daemon's log.
+fn render_refusals(kernel: &Weak<Kernel>, caller: &Caller) -> Result<Bytes, VfsError> {
+    use std::fmt::Write;
+    let k = kernel
+        .upgrade()
+        .ok_or(VfsError::NotFound(VfsPath::root()))?;
+    let mut out = String::new();
+    for r in k.vfs().refusals(caller) {
+        let who = r.user.as_ref().map_or("kernel", |u| u.as_str());
+        let _ = writeln!(
+            out,
+            "{} {who} {}: {}",
+            r.at,
+            avix_proto::text::escape(r.path.as_str()),
+            avix_proto::text::escape(&r.reason)
+        );
+    }
+    Ok(Bytes::from(out))
 }
 
 /// llm.svc's status: providers, health, queues, usage. Operators see every user's usage;

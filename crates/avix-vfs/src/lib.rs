@@ -27,4 +27,6 @@ pub use error::VfsError;
 pub use path::{PathError, VfsPath};
 pub use storage::{DirEntry, EntryKind, LocalStorage, MemoryStorage, Storage};
 pub use synthetic::{PublishError, SynthFile};
-pub use vfs::{Change, ChangeKind, HandleId, OpenOptions, Stat, Vfs, VfsBuilder, WriteGuard};
+pub use vfs::{
+    Change, ChangeKind, HandleId, OpenOptions, Refusal, Stat, Vfs, VfsBuilder, WriteGuard,
+};

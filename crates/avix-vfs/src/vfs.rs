@@ -140,6 +140,7 @@ impl VfsBuilder {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             rejections: AtomicU64::new(0),
+            refusals: Mutex::default(),
         }
     }
 }
@@ -155,6 +156,25 @@ pub struct Vfs {
     handles: Mutex<HashMap<u64, Arc<Mutex<OpenFile>>>>,
     next_handle: AtomicU64,
     rejections: AtomicU64,
+    // The most recent refusals, for `/proc/errors`; short critical sections only.
+    refusals: Mutex<std::collections::VecDeque<Refusal>>,
+}
+
+/// Refusals kept for `/proc/errors`.
+pub const MAX_REFUSALS: usize = 256;
+
+/// A write the VFS or a control file refused: what the writer would otherwise only learn
+/// from `EINVAL` and the daemon's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// When.
+    pub at: avix_proto::time::Timestamp,
+    /// The file.
+    pub path: VfsPath,
+    /// Who wrote (`None`: the kernel).
+    pub user: Option<UserName>,
+    /// Why, in the words the writer should read.
+    pub reason: String,
 }
 
 impl fmt::Debug for Vfs {
@@ -317,10 +337,40 @@ impl Vfs {
     fn reject(&self, caller: &Caller, path: &VfsPath, reason: String) -> VfsError {
         self.rejections.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%path, %caller, %reason, "write refused, old content kept");
+        self.record_refusal(caller, path, format!("refused, old content kept: {reason}"));
         VfsError::Rejected {
             path: path.clone(),
             reason,
         }
+    }
+
+    /// Keeps a refusal for `/proc/errors` (the most recent [`MAX_REFUSALS`]).
+    pub fn record_refusal(&self, caller: &Caller, path: &VfsPath, reason: String) {
+        let mut r = self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if r.len() == MAX_REFUSALS {
+            r.pop_front();
+        }
+        r.push_back(Refusal {
+            at: avix_proto::time::Timestamp::now(),
+            path: path.clone(),
+            user: caller.user_name().cloned(),
+            reason,
+        });
+    }
+
+    /// The recent refusals `caller` may see: its own, or everyone's for operators.
+    pub fn refusals(&self, caller: &Caller) -> Vec<Refusal> {
+        let all = caller.is_kernel() || caller.role >= avix_proto::Role::Operator;
+        self.refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|r| all || (r.user.is_some() && r.user.as_ref() == caller.user_name()))
+            .cloned()
+            .collect()
     }
 
     fn synthetic_tree(

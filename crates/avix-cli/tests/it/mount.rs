@@ -118,6 +118,26 @@ fn a_broken_users_yaml_is_refused_and_the_old_one_stays() {
         before
     );
     assert!(d.fails(&format!("rm {users}")).contains("Invalid argument"));
+    // The reasons are readable from the mount too (issue 11): one line per refusal.
+    let errors = d.ok("cat $M/proc/errors");
+    assert!(
+        errors
+            .lines()
+            .filter(|l| l.contains("/etc/avix/users.yaml"))
+            .count()
+            >= 5,
+        "{errors}"
+    );
+    assert!(
+        errors.contains("alice /etc/avix/users.yaml: refused, old content kept:"),
+        "{errors}"
+    );
+    // A request that runs at the last close can only be refused there: its reason too.
+    d.ok("printf 'agent: nosuchagent\ngoal: x\n' > $M/proc/spawn");
+    eventually("the refused spawn in /proc/errors", || {
+        d.ok("cat $M/proc/errors")
+            .contains("/proc/spawn: unknown agent \"nosuchagent\"")
+    });
     let log = d.log_text();
     assert!(log.contains("write refused, old content kept"), "{log}");
     assert!(

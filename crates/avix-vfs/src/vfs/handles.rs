@@ -394,8 +394,10 @@ impl Vfs {
                     Ok(None) | Err(VfsError::NeedMore) => {}
                     Err(e) => {
                         // The write fails with the errno; the message stays readable on
-                        // this open file, for scripts that want the reason.
+                        // this open file, for scripts that want the reason, and in
+                        // /proc/errors.
                         *reply = Some((Bytes::from(format!("error: {e}\n")), None));
+                        self.record_refusal(&caller, &path, e.to_string());
                         return Err(e);
                     }
                 }
@@ -515,11 +517,19 @@ impl Vfs {
                     }
                     Ok(())
                 }
-                Err(VfsError::NeedMore) => Err(VfsError::InvalidInput {
-                    path,
-                    reason: "the request is incomplete".into(),
-                }),
-                Err(e) => Err(e),
+                Err(VfsError::NeedMore) => {
+                    let e = VfsError::InvalidInput {
+                        path: path.clone(),
+                        reason: "the request is incomplete".into(),
+                    };
+                    self.record_refusal(&caller, &path, e.to_string());
+                    Err(e)
+                }
+                Err(e) => {
+                    // At the last close nobody may read the reply any more: keep the reason.
+                    self.record_refusal(&caller, &path, e.to_string());
+                    Err(e)
+                }
             };
         }
         let Kind::Persistent {

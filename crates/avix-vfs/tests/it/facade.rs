@@ -483,3 +483,34 @@ fn a_failed_control_write_leaves_its_reason_readable() {
     assert_eq!(&l.vfs.read_at(h, 2, 10).unwrap()[..], b"42\n");
     l.vfs.release(h).unwrap();
 }
+
+#[test]
+fn refusals_are_kept_for_their_writer_and_operators() {
+    let l = layout(false);
+    let (alice, bob) = (user("alice", Role::User), user("bob", Role::User));
+    let (olga, boss) = (user("olga", Role::Operator), user("boss", Role::Admin));
+    // A guard's refusal is recorded by the VFS itself; control files record theirs the same
+    // way (record_refusal).
+    l.vfs
+        .write(&boss, &p("/etc/avix/a.yaml"), b"broken")
+        .unwrap_err();
+    l.vfs
+        .record_refusal(&alice, &p("/proc/spawn"), "unknown agent".into());
+    let mine: Vec<_> = l.vfs.refusals(&alice).into_iter().map(|r| r.path).collect();
+    assert_eq!(mine, [p("/proc/spawn")]);
+    assert!(l.vfs.refusals(&bob).is_empty(), "nobody else's");
+    assert_eq!(l.vfs.refusals(&olga).len(), 2, "operators see everyone's");
+    let r = &l.vfs.refusals(&boss)[0];
+    assert!(
+        r.reason.contains("content must start with ok"),
+        "{}",
+        r.reason
+    );
+    // Bounded: the oldest go first.
+    for _ in 0..avix_vfs::vfs::MAX_REFUSALS {
+        l.vfs
+            .record_refusal(&bob, &p("/proc/spawn"), "again".into());
+    }
+    assert!(l.vfs.refusals(&alice).is_empty());
+    assert_eq!(l.vfs.refusals(&olga).len(), avix_vfs::vfs::MAX_REFUSALS);
+}
