@@ -13,6 +13,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# Editors and tools the mount tests drive (vim edits /etc/avix in place).
+command -v vim >/dev/null 2>&1 || need_apt+=(vim)
 # The ATP manual-session test speaks WebSocket from Python, as the reference README does.
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need_apt+=(python3-websockets)
 if [ ${#need_apt[@]} -gt 0 ]; then

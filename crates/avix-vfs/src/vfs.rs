@@ -416,7 +416,14 @@ impl Vfs {
             Resolved::Mounted(m, rel) => match &m.backend {
                 Backend::Sealed => Ok(dir_stat(0o700, None, SystemTime::UNIX_EPOCH, false)),
                 Backend::Storage(s) => {
-                    let meta = s.stat(rel).map_err(|e| storage_err(path, e))?;
+                    let meta = match s.stat(rel) {
+                        Err(StorageError::NotFound) if self.guard_for(path).is_some() => {
+                            return self
+                                .draft_stat(path)
+                                .ok_or_else(|| VfsError::NotFound(path.clone()));
+                        }
+                        r => r.map_err(|e| storage_err(path, e))?,
+                    };
                     let mode = match meta.kind {
                         EntryKind::Dir => 0o755,
                         EntryKind::File => persistent_file_mode(path),

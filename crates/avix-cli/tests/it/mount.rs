@@ -233,3 +233,37 @@ fn a_new_document_is_created_with_cp_cat_and_tee() {
     });
     assert!(!d.root.join("etc/mcp.yaml").exists());
 }
+
+#[test]
+fn sed_i_and_vim_edit_a_document_in_place() {
+    // Issue 11: editors write a temp file (sed) or a swap file (vim) next to the document
+    // and replace it; both must work, and a bad edit must be refused with the old file kept.
+    let Some(d) = running() else { return };
+    let users = "$M/etc/avix/users.yaml";
+    let sed = d.sh(&format!("sed -i 's/agents: 5/agents: 6/' {users}"));
+    assert!(
+        sed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sed.stderr)
+    );
+    assert!(
+        sed.stderr.is_empty(),
+        "sed says nothing: {}",
+        String::from_utf8_lossy(&sed.stderr)
+    );
+    assert!(d.ok(&format!("cat {users}")).contains("agents: 6"));
+    d.ok(&format!(
+        "vim -es -u NONE -c '%s/agents: 6/agents: 7/' -c 'wq' {users}"
+    ));
+    assert!(d.ok(&format!("cat {users}")).contains("agents: 7"));
+    let before = d.ok(&format!("cat {users}"));
+    assert!(
+        !d.sh(&format!("sed -i 's/uid: 1001/uid: 5/' {users}"))
+            .status
+            .success()
+    );
+    assert_eq!(d.ok(&format!("cat {users}")), before, "the old file stays");
+    assert!(d.ok("cat $M/proc/errors").contains("users.yaml"));
+    let left = d.ok("ls -a $M/etc/avix");
+    assert!(!left.contains(".swp") && !left.contains("sed"), "{left}");
+}

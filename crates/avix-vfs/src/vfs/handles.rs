@@ -295,23 +295,44 @@ impl Vfs {
                 draft,
                 ..
             } => {
-                let mut st = match self.stat(&Caller::kernel(), &f.path) {
-                    // A draft not committed yet: as it will be.
-                    Err(VfsError::NotFound(_)) if *draft => Stat {
+                let mut st = if *draft {
+                    // Not committed yet: as it will be (never asked of the storage, which
+                    // does not have it).
+                    Stat {
                         kind: EntryKind::File,
                         size: 0,
                         mtime: std::time::SystemTime::now(),
                         mode: super::persistent_file_mode(&f.path),
                         owner: None,
                         synthetic: false,
-                    },
-                    r => r?,
+                    }
+                } else {
+                    self.stat(&Caller::kernel(), &f.path)?
                 };
                 st.size = t.len();
                 Ok(st)
             }
             Kind::Persistent { .. } => self.stat(&Caller::kernel(), &f.path),
         }
+    }
+
+    /// The attributes of a draft (a new document not committed yet) open at `path`, for a
+    /// caller that names it by path while it is being written (`sed -i` chmods its temp file).
+    pub(super) fn draft_stat(&self, path: &VfsPath) -> Option<Stat> {
+        let open: Vec<Arc<Mutex<OpenFile>>> = self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        open.iter().find_map(|f| {
+            let f = lock(f);
+            match &f.kind {
+                Kind::Persistent { draft: true, .. } if &f.path == path => self.stat_open(&f).ok(),
+                _ => None,
+            }
+        })
     }
 
     /// Attributes as seen through an open file (pending size while a write is buffered).
