@@ -1,4 +1,5 @@
-//! `avix server start`: boots the daemon and runs it until SIGINT or SIGTERM.
+//! `avix server start`: boots the daemon and runs it until SIGINT or SIGTERM (SIGHUP re-reads
+//! the configuration).
 //!
 //! Phases (each logged with its time):
 //! 0. single-threaded preparation: root and configuration present, layout modes repaired,
@@ -536,7 +537,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         tracing::debug!(tokens, "LLM usage of the last 24 hours counted");
     });
 
-    wait_for_signal().await?;
+    wait_for_signal(&kernel).await?;
     tracing::info!("shutting down");
     shutdown.cancel();
     if let Ok(Err(e)) = server.await {
@@ -562,7 +563,10 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), StartError> {
+/// Waits for SIGTERM or SIGINT. SIGHUP (the terminal of a foreground daemon closed, or an
+/// operator's `kill -HUP`) never stops the daemon: it re-reads the configuration, as a
+/// change on disk would, and says so.
+async fn wait_for_signal(kernel: &Arc<Kernel>) -> Result<(), StartError> {
     use tokio::signal::unix::{SignalKind, signal};
     let io = |source| StartError::Io {
         what: "cannot install signal handlers",
@@ -570,9 +574,32 @@ async fn wait_for_signal() -> Result<(), StartError> {
     };
     let mut term = signal(SignalKind::terminate()).map_err(io)?;
     let mut int = signal(SignalKind::interrupt()).map_err(io)?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let mut hup = signal(SignalKind::hangup()).map_err(io)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received");
+                return Ok(());
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT received");
+                return Ok(());
+            }
+            _ = hup.recv() => {
+                let k = kernel.clone();
+                let changed = tokio::task::spawn_blocking(move || {
+                    avix_proto::config::EtcFile::ALL
+                        .into_iter()
+                        .filter(|f| matches!(k.config().reload(*f), Ok(true)))
+                        .count()
+                })
+                .await
+                .unwrap_or(0);
+                tracing::info!(
+                    changed,
+                    "SIGHUP received: configuration re-read; the daemon keeps running (SIGTERM stops it)"
+                );
+            }
+        }
     }
-    Ok(())
 }

@@ -201,3 +201,35 @@ fn a_stale_mount_left_by_a_crash_is_cleaned_at_start() {
     assert_eq!(d.ok("cat $M/users/alice/workspace/x"), "kept\n");
     d.stop();
 }
+
+#[test]
+fn sighup_rereads_the_configuration_and_never_stops_the_daemon() {
+    // Issue 13: closing the terminal of a foreground daemon (SIGHUP) killed it without a
+    // log line and left its pid file behind.
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    let pid = d.pid();
+    // An edit on disk, then SIGHUP.
+    let users = d.root.join("etc/users.yaml");
+    let text = std::fs::read_to_string(&users).unwrap();
+    std::fs::write(&users, text.replace("agents: 5", "agents: 9")).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !d.log_text().contains("SIGHUP received") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "still running"
+    );
+    assert!(d.ok("cat $M/etc/avix/users.yaml").contains("agents: 9"));
+    assert!(http_get(d.port, "/atp/health").starts_with("HTTP/1.1 200"));
+    assert!(d.root.join("run/avix.pid").exists());
+    d.stop();
+    assert!(d.log_text().contains("stopped cleanly"));
+}
