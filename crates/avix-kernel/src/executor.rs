@@ -101,7 +101,23 @@ pub(crate) fn start(kernel: Arc<Kernel>, process: Arc<Process>, ends: ProcessEnd
             inputs: Vec::new(),
             chain: 0,
         };
-        let exit = ex.run().await;
+        // A panic anywhere in the run (a tool, a provider adapter, the loop itself) ends this
+        // agent, not the daemon: it exits failed, with the reason, and stays controllable.
+        let run = std::panic::AssertUnwindSafe(ex.run());
+        let exit = match futures_util::FutureExt::catch_unwind(run).await {
+            Ok(exit) => exit,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                tracing::error!(pid = ex.p.pid, panic = %what, "the agent's run panicked");
+                failed(format!(
+                    "internal error (a bug in the daemon, please report it): {what}"
+                ))
+            }
+        };
         ex.finish(exit).await;
     });
 }

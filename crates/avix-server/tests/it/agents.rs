@@ -483,3 +483,48 @@ async fn capability_tokens_bind_pid_user_and_tools_and_die_with_the_process() {
     wait_exit(&proc).await;
     assert!(t.kernel.verify_token(&second).is_err(), "revoked at exit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_an_agents_run_fails_that_agent_cleanly() {
+    // Issue 13: a panic in an agent's task (the Retry-After case) left it `running` forever,
+    // and `kill` answered "already exited".
+    use avix_kernel::tools::{Category, ToolContext, ToolDescriptor, ToolError, ToolState};
+    let t = TestKernel::boot();
+    let d = ToolDescriptor {
+        name: avix_proto::tool::ToolName::new("test/boom").unwrap(),
+        description: "panics".into(),
+        owner: "test".into(),
+        category: Category::Direct,
+        state: ToolState::Available,
+        input_schema: serde_json::json!({"type": "object"}),
+    };
+    t.kernel.tools().register(
+        t.kernel.vfs(),
+        d,
+        std::sync::Arc::new(|_cx: ToolContext, _args: serde_json::Value| async move {
+            if true {
+                panic!("the tool blew up");
+            }
+            Ok::<_, ToolError>(serde_json::json!({}))
+        }),
+    );
+    crate::services::agent(&t, "boomer", "test/boom");
+    t.script(
+        "boom",
+        "  turns:\n    - toolCalls: [{name: test/boom, args: {}}]\n    - text: never\n",
+    );
+    let proc = t.spawn("boomer", "go", Some("boom")).await;
+    let exit = wait_exit(&proc).await;
+    assert_eq!(exit.state, ProcState::Failed);
+    assert!(
+        exit.reason.contains("internal error") && exit.reason.contains("the tool blew up"),
+        "{}",
+        exit.reason
+    );
+    assert_ne!(exit.code, 0);
+    let status = t.read(&format!("/proc/{}/status.yaml", proc.pid));
+    assert!(status.contains("state: failed"), "{status}");
+    // The daemon goes on: another agent runs to completion.
+    let ok = t.spawn("assistant", "notes", None).await;
+    assert_eq!(wait_exit(&ok).await.state, ProcState::Completed);
+}
