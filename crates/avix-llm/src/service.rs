@@ -272,14 +272,59 @@ impl LlmService {
         &self.ledger
     }
 
-    /// Resolves a model string to `(provider, model)`.
+    /// Resolves a model string to `(provider, model)`, and checks what can be checked before
+    /// any call: the provider exists, the model is one it lists (when it lists any), a
+    /// scripted provider has that script. Spawn calls this, so a typo costs no process.
     pub fn resolve(&self, model: &str) -> Result<(String, String), LlmError> {
+        let (p, m) = self.route(model)?;
+        let routes = self.routes();
+        if let Some(entry) = routes.providers.get(&p) {
+            let c = &entry.config;
+            if !m.is_empty() && !c.models.is_empty() && !c.models.iter().any(|x| x == &m) {
+                return Err(LlmError::Config(format!(
+                    "provider {p} does not serve the model {m:?}: llm.yaml lists {}",
+                    c.models.join(", ")
+                )));
+            }
+            if c.kind == ProviderKind::Scripted && !m.is_empty() && m != "default" {
+                let file = self.paths.etc.join("scripts").join(format!("{m}.yaml"));
+                if !file.is_file() {
+                    let mut have: Vec<String> = std::fs::read_dir(self.paths.etc.join("scripts"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter_map(|e| {
+                            e.file_name()
+                                .to_str()?
+                                .strip_suffix(".yaml")
+                                .map(str::to_owned)
+                        })
+                        .collect();
+                    have.sort();
+                    return Err(LlmError::Config(format!(
+                        "the scripted provider {p} has no script {m:?} (ROOT/etc/scripts/{m}.yaml); scripts: {}; for a real model, configure its provider in llm.yaml",
+                        have.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok((p, m))
+    }
+
+    /// Resolves a model string to `(provider, model)`.
+    fn route(&self, model: &str) -> Result<(String, String), LlmError> {
         let routes = self.routes();
         let model = routes.aliases.get(model).map_or(model, String::as_str);
-        if let Some((p, m)) = model.split_once('/')
-            && (routes.providers.contains_key(p) || p == "replay")
-        {
-            return Ok((p.to_owned(), m.to_owned()));
+        if let Some((p, m)) = model.split_once('/') {
+            if routes.providers.contains_key(p) || p == "replay" {
+                return Ok((p.to_owned(), m.to_owned()));
+            }
+            let mut known: Vec<&str> = routes.providers.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(LlmError::Config(format!(
+                "unknown provider {p:?} in {model:?}: llm.yaml configures {}; write PROVIDER/MODEL (a model name with a slash goes after its provider: openrouter/{model})",
+                known.join(", ")
+            )));
         }
         if let Some(p) = routes.providers.get(model) {
             return Ok((
@@ -906,35 +951,69 @@ mod tests {
     }
 
     #[test]
-    fn resolves_aliases_providers_and_defaults() {
+    fn routes_aliases_providers_and_defaults() {
         let s = LlmService::new(Some(&config()), paths());
+        assert_eq!(s.route("fast").unwrap(), ("anthropic".into(), "m1".into()));
         assert_eq!(
-            s.resolve("fast").unwrap(),
+            s.route("anthropic").unwrap(),
             ("anthropic".into(), "m1".into())
         );
         assert_eq!(
-            s.resolve("anthropic").unwrap(),
-            ("anthropic".into(), "m1".into())
-        );
-        assert_eq!(
-            s.resolve("scripted/demo").unwrap(),
+            s.route("scripted/demo").unwrap(),
             ("scripted".into(), "demo".into())
         );
-        assert_eq!(s.resolve("").unwrap(), ("scripted".into(), "".into()));
+        assert_eq!(s.route("").unwrap(), ("scripted".into(), "".into()));
         assert_eq!(
-            s.resolve("some-model").unwrap(),
+            s.route("some-model").unwrap(),
             ("scripted".into(), "some-model".into())
         );
         assert_eq!(
-            s.resolve("replay/abc").unwrap(),
+            s.route("replay/abc").unwrap(),
             ("replay".into(), "abc".into())
         );
         let none = LlmService::new(None, paths());
         assert!(
-            none.resolve("x")
+            none.route("x")
                 .unwrap_err()
                 .to_string()
                 .contains("llm.yaml")
+        );
+    }
+
+    #[test]
+    fn resolve_refuses_what_could_never_run() {
+        // Issue 13: a model typo was found only when the LLM was called, after a process,
+        // a session and a record existed.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("scripts")).unwrap();
+        std::fs::write(d.path().join("scripts/demo.yaml"), "x").unwrap();
+        let s = LlmService::new(
+            Some(&config()),
+            ServicePaths {
+                etc: d.path().into(),
+                users: "/users-root".into(),
+            },
+        );
+        assert_eq!(s.resolve("scripted/demo").unwrap().1, "demo");
+        assert_eq!(s.resolve("").unwrap().0, "scripted");
+        let e = s.resolve("gpt-5").unwrap_err().to_string();
+        assert!(
+            e.contains("no script \"gpt-5\"") && e.contains("scripts: demo"),
+            "{e}"
+        );
+        let e = s.resolve("nosuch/model").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown provider \"nosuch\"") && e.contains("anthropic, scripted"),
+            "{e}"
+        );
+        let e = s.resolve("anthropic/m2").unwrap_err().to_string();
+        assert!(
+            e.contains("does not serve the model \"m2\"") && e.contains("m1"),
+            "{e}"
+        );
+        assert_eq!(
+            s.resolve("fast").unwrap(),
+            ("anthropic".into(), "m1".into())
         );
     }
 

@@ -528,3 +528,30 @@ async fn a_panic_in_an_agents_run_fails_that_agent_cleanly() {
     let ok = t.spawn("assistant", "notes", None).await;
     assert_eq!(wait_exit(&ok).await.state, ProcState::Completed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_typo_is_refused_at_spawn_and_creates_nothing() {
+    // Issue 13: `--model gpt-5` on a scripted root, or `nosuch/model`, failed only at the
+    // first LLM call, after a process, a session and a record were created.
+    let t = TestKernel::boot();
+    let before = t.kernel.procs().all().len();
+    for (model, says) in [
+        ("gpt-5", "has no script \"gpt-5\""),
+        ("nosuch/model", "unknown provider \"nosuch\""),
+    ] {
+        let mut req = TestKernel::req("assistant", "x", None);
+        req.model = Some(model.into());
+        let e = t.kernel.spawn(&t.alice, req, None).await.unwrap_err();
+        assert!(matches!(e, SpawnError::BadRequest(_)), "{e:?}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    assert_eq!(t.kernel.procs().all().len(), before, "no process");
+    let k = Caller::kernel();
+    let sessions = t.kernel.vfs().list(&k, &p("/users/alice/sessions"));
+    assert!(sessions.map_or(true, |s| s.is_empty()), "no session");
+    let agents = t.kernel.layout().data().join("users/alice/agents");
+    assert!(
+        std::fs::read_dir(&agents).map_or(true, |mut d| d.next().is_none()),
+        "no journal or record"
+    );
+}
