@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Part two, after the daemon was killed and started again: both runs continue under new PIDs.
 # The approval is asked again and runs the call once; the slow call is reported interrupted,
-# not run again. Arguments: the two invocation ids.
+# not run again. Arguments: the two invocation ids, and the approval request's file before the
+# restart (the request keeps its id).
 set -euo pipefail
 ws="$M/users/$AVIX_USER/workspace"
 pid_of() { # invocation -> its new pid
@@ -22,6 +23,7 @@ b=$(pid_of "$2")
 wait_for "$M/proc/$a/status.yaml" "waitingOn: human-approval"
 [ -e "$ws/old.txt" ]
 req=$(ls "$M/proc/$a/hil/")
+[ "$req" = "$3" ] || { echo "the approval request changed its id: $3 -> $req" >&2; exit 1; }
 grep -q "tool: fs/delete" "$M/proc/$a/hil/$req"
 echo approve > "$M/proc/$a/hil/$req"
 wait_for "$M/proc/$a/status.yaml" "state: completed"

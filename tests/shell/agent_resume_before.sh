@@ -41,4 +41,4 @@ b=$(spawn '{"agent": "sleeper", "goal": "be slow", "model": "scripted/slow"}')
 wait_for "$M/proc/$a/status.yaml" "waitingOn: human-approval"
 for _ in $(seq 1 400); do [ -e "$ws/runs.txt" ] && break; sleep 0.05; done
 [ -e "$ws/runs.txt" ]
-echo "$(sed -n 's/^  invocation: //p' "$M/proc/$a/status.yaml") $(sed -n 's/^  invocation: //p' "$M/proc/$b/status.yaml")"
+echo "$(sed -n 's/^  invocation: //p' "$M/proc/$a/status.yaml") $(sed -n 's/^  invocation: //p' "$M/proc/$b/status.yaml") $(ls "$M/proc/$a/hil/")"

@@ -80,8 +80,12 @@ pub(crate) enum PendingOutcome {
     /// It was dispatched and had no result: it may have had effects, so it is not run again.
     Interrupted,
     /// It was never dispatched (waiting for approval, or not reached): it goes through the
-    /// policy and, if gated, asks again.
-    NotStarted,
+    /// policy and, if gated, asks again — under the id of the request it was waiting on,
+    /// when there was one.
+    NotStarted {
+        /// The unanswered approval request of the call.
+        hil: Option<String>,
+    },
 }
 
 /// Starts the executor of `process` on the kernel's runtime.
@@ -268,7 +272,7 @@ impl Executor {
             let mut results = Vec::new();
             let mut notes = Vec::new();
             for (id, name, input) in calls {
-                let (block, note) = self.run_tool(&id, &name, input).await?;
+                let (block, note) = self.run_tool(&id, &name, input, None).await?;
                 results.push(block);
                 notes.extend(note);
             }
@@ -647,10 +651,10 @@ impl Executor {
                     "EINTERRUPTED",
                     "the daemon stopped while this call ran and it was not run again: check what it did before you retry it",
                 )),
-                PendingOutcome::NotStarted => {
+                PendingOutcome::NotStarted { hil } => {
                     // A service or MCP server may still be coming up after the restart.
                     self.wait_for_tool(&c.name, RESUME_TOOL_WAIT).await?;
-                    let (block, note) = self.run_tool(&c.id, &c.name, c.input).await?;
+                    let (block, note) = self.run_tool(&c.id, &c.name, c.input, hil).await?;
                     results.push(block);
                     notes.extend(note);
                 }
@@ -690,6 +694,7 @@ impl Executor {
         id: &str,
         name: &str,
         input: serde_json::Value,
+        reuse_hil: Option<String>,
     ) -> Flow<(ContentBlock, Option<ContentBlock>)> {
         let entry = match self.kernel.check_call(&self.p, name) {
             Check::Deny { code, reason } => {
@@ -719,11 +724,13 @@ impl Executor {
                     Some(input.clone()),
                     Some(reason),
                     vec![],
+                    reuse_hil,
                 );
                 self.durable(JournalEvent::HilRequested {
                     hil_id: hid.clone(),
                     kind: HilKind::ToolCallApproval,
                     tool: Some(name.into()),
+                    call_id: Some(id.into()),
                 })
                 .await?;
                 self.kernel.events().emit_process(&self.p, "hil.request", serde_json::json!({"hilId": hid, "kind": "tool_call_approval", "tool": name, "args": input}));

@@ -130,9 +130,12 @@ impl HilManager {
         args: Option<serde_json::Value>,
         reason: Option<String>,
         options: Vec<String>,
+        reuse: Option<String>,
     ) -> (String, oneshot::Receiver<HilAnswer>) {
-        // Unguessable: an id says nothing of how many requests exist, or whose they are.
-        let id = format!("h{:016x}", rand::random::<u64>());
+        // Unguessable: an id says nothing of how many requests exist, or whose they are. A
+        // request asked again after a restart keeps the id it had (`reuse`), so a script or
+        // a client waiting on it keeps track.
+        let id = reuse.unwrap_or_else(|| format!("h{:016x}", rand::random::<u64>()));
         let safety = kernel.config().get().kernel.safety.clone();
         let timeout = safety.hil_timeout.get();
         let now = Timestamp::now();

@@ -62,8 +62,20 @@ fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingC
     };
     let mut results: HashMap<&str, (bool, String)> = HashMap::new();
     let mut dispatched: HashMap<&str, ()> = HashMap::new();
+    // Approval requests still waiting, by the call they gate.
+    let mut asked: HashMap<&str, &str> = HashMap::new();
     for e in entries {
         match &e.event {
+            JournalEvent::HilRequested {
+                hil_id,
+                call_id: Some(call_id),
+                ..
+            } => {
+                asked.insert(call_id, hil_id);
+            }
+            JournalEvent::HilAnswered { hil_id, .. } => {
+                asked.retain(|_, h| h != hil_id);
+            }
             JournalEvent::ToolResult {
                 call_id,
                 ok,
@@ -104,7 +116,9 @@ fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingC
                     content: content.clone(),
                 },
                 (None, true) => PendingOutcome::Interrupted,
-                (None, false) => PendingOutcome::NotStarted,
+                (None, false) => PendingOutcome::NotStarted {
+                    hil: asked.get(id.as_str()).map(|h| (*h).to_owned()),
+                },
             },
         })
         .collect()
@@ -354,7 +368,7 @@ mod tests {
             matches!(&p[1].outcome, PendingOutcome::Done { ok: false, content } if content.contains("not granted"))
         );
         assert!(matches!(p[2].outcome, PendingOutcome::Interrupted));
-        assert!(matches!(p[3].outcome, PendingOutcome::NotStarted));
+        assert!(matches!(p[3].outcome, PendingOutcome::NotStarted { .. }));
         // A conversation that ends with a user message has nothing pending.
         assert!(pending_calls(&messages[..1], &entries).is_empty());
     }

@@ -840,6 +840,9 @@ pub enum JournalEvent {
         /// Tool.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool: Option<String>,
+        /// The tool call it gates (a resumed run asks again under the same id).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
     },
     /// A human answered (or the timeout did).
     HilAnswered {

@@ -171,7 +171,7 @@ fn runs_continue_after_the_daemon_is_killed_with_their_approvals_pending() {
     );
     let ids = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let ids: Vec<&str> = ids.split(' ').collect();
-    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids.len(), 3, "{ids:?}");
     d.signal(libc::SIGKILL);
     assert!(d.wait_unmounted());
     d.start();

@@ -135,11 +135,13 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
             None,
             Some(reason),
             vec![],
+            None,
         );
         cx.process.journal.append(JournalEvent::HilRequested {
             hil_id: hid.clone(),
             kind: HilKind::CapabilityUpgrade,
             tool: Some(tool.into()),
+            call_id: None,
         });
         cx.kernel.events().emit_process(
             &cx.process,
@@ -213,11 +215,13 @@ async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
         None,
         Some(reason),
         options,
+        None,
     );
     cx.process.journal.append(JournalEvent::HilRequested {
         hil_id: hid.clone(),
         kind: HilKind::Escalation,
         tool: None,
+        call_id: None,
     });
     cx.kernel.events().emit_process(
         &cx.process,
