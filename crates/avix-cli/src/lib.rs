@@ -9,7 +9,7 @@ mod client;
 mod client_secret;
 mod client_service;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use avix_proto::config::kernel::{MasterKeySource, Mode};
@@ -42,10 +42,31 @@ enum ServerCommand {
     /// Configuration of a runtime root.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Start the daemon in the foreground (stop it with Ctrl-C or SIGTERM).
+    /// Start the daemon in the foreground (stop it with Ctrl-C, SIGTERM or `server stop`).
     Start(StartArgs),
+    /// Whether a daemon runs on a root (exit 0 if it does, 3 if not).
+    Status(RootArgs),
+    /// Stop the daemon of a root: SIGTERM, then wait until it has stopped.
+    Stop(StopArgs),
     /// Run one agent without a daemon, print its progress, exit with its status.
     Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RootArgs {
+    /// The runtime root.
+    #[arg(long, env = "AVIX_ROOT")]
+    root: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct StopArgs {
+    /// The runtime root.
+    #[arg(long, env = "AVIX_ROOT")]
+    root: PathBuf,
+    /// How long to wait for a clean stop, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -265,11 +286,53 @@ fn run_agent(a: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Runs a parsed command line; returns the process exit code.
+/// `server status`: 0 when a daemon holds the root's pid lock, 3 (LSB "not running") if not.
+fn server_status(root: &Path) -> i32 {
+    let layout = avix_kernel::layout::RootLayout::new(root);
+    match avix_server::pidfile::holder(&layout.pid_file()) {
+        Some(pid) => {
+            println!("running: pid {pid} on {}", root.display());
+            0
+        }
+        None => {
+            println!("not running on {}", root.display());
+            3
+        }
+    }
+}
+
+/// `server stop`: SIGTERM to the daemon holding the lock, then wait for the lock to go.
+fn server_stop(a: &StopArgs) -> anyhow::Result<i32> {
+    let layout = avix_kernel::layout::RootLayout::new(&a.root);
+    let pid_file = layout.pid_file();
+    let Some(pid) = avix_server::pidfile::holder(&pid_file) else {
+        println!("not running on {}", a.root.display());
+        return Ok(0);
+    };
+    let target = nix::unistd::Pid::from_raw(i32::try_from(pid).context("a pid out of range")?);
+    nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM)
+        .with_context(|| format!("cannot signal the daemon (pid {pid}): run this as its user"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(a.timeout);
+    while avix_server::pidfile::holder(&pid_file).is_some() {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the daemon (pid {pid}) did not stop within {} s; see its log, or kill -9 {pid}",
+                a.timeout
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("stopped: pid {pid}");
+    Ok(0)
+}
+
 pub fn run(args: Args) -> anyhow::Result<i32> {
     match args.command {
         Command::Server(ServerCommand::Config(ConfigCommand::Init(a))) => init(a).map(|()| 0),
         Command::Server(ServerCommand::Start(a)) => start(a).map(|()| 0),
         Command::Server(ServerCommand::Run(a)) => run_agent(a),
+        Command::Server(ServerCommand::Status(a)) => Ok(server_status(&a.root)),
+        Command::Server(ServerCommand::Stop(a)) => server_stop(&a),
         Command::Client(a) => client::run(a),
     }
 }

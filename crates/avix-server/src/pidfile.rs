@@ -73,6 +73,21 @@ impl PidLock {
     }
 }
 
+/// The pid of the daemon holding the lock at `path`, if one does (the lock, not the file,
+/// says so: a file left by a killed daemon names nobody).
+pub fn holder(path: &Path) -> Option<u32> {
+    let mut file = File::open(path).ok()?;
+    // SAFETY: flock on a descriptor we own; a shared lock we get is released at once.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        // SAFETY: as above.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return None;
+    }
+    let mut pid = String::new();
+    file.read_to_string(&mut pid).ok()?;
+    pid.trim().parse().ok()
+}
+
 impl Drop for PidLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -98,7 +113,10 @@ mod tests {
         // flock locks are per open file description: a second open conflicts even in-process.
         let e = PidLock::acquire(&p, d.path()).unwrap_err().to_string();
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert_eq!(holder(&p), Some(std::process::id()));
         drop(lock);
         assert!(!p.exists());
+        std::fs::write(&p, "999999\n").unwrap();
+        assert_eq!(holder(&p), None, "a stale file names nobody");
     }
 }

@@ -233,3 +233,35 @@ fn sighup_rereads_the_configuration_and_never_stops_the_daemon() {
     d.stop();
     assert!(d.log_text().contains("stopped cleanly"));
 }
+
+#[test]
+fn server_status_and_stop_find_the_daemon_by_its_root() {
+    // Issue 13: `avix server status` and `avix server stop` (SIGTERM, then wait).
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    let root = d.root.to_str().unwrap().to_owned();
+    let status = d.avix(&["server", "status", "--root", &root]);
+    assert_eq!(status.status.code(), Some(3), "not running yet");
+    d.start();
+    let status = d.avix(&["server", "status", "--root", &root]);
+    assert_eq!(status.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains(&format!("running: pid {}", d.pid())),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    let stop = d.avix(&["server", "stop", "--root", &root]);
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    assert!(String::from_utf8_lossy(&stop.stdout).contains("stopped"));
+    assert!(d.wait_unmounted());
+    assert!(d.log_text().contains("stopped cleanly"));
+    assert_eq!(
+        d.avix(&["server", "status", "--root", &root]).status.code(),
+        Some(3)
+    );
+    let again = d.avix(&["server", "stop", "--root", &root]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("not running"));
+}
