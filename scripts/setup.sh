@@ -15,6 +15,11 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # Editors and tools the mount tests drive (vim edits /etc/avix in place).
 command -v vim >/dev/null 2>&1 || need_apt+=(vim)
+# Everyday workloads the data-tree tests run on the mount.
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+/usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The ATP manual-session test speaks WebSocket from Python, as the reference README does.
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need_apt+=(python3-websockets)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -19,6 +19,7 @@ use fuser::{
 
 use crate::Identities;
 use crate::inodes::{InodeTable, ROOT};
+use crate::posix::{self, Posix, Who};
 
 /// How long the kernel may cache attributes and entries of persistent files. Changes from
 /// other doors invalidate them at once, so this only bounds the cost of a missed event.
@@ -47,6 +48,8 @@ pub struct AvixFs {
     inodes: Arc<Mutex<InodeTable>>,
     // Directory listings snapshotted at opendir, served by offset.
     dirs: Mutex<HashMap<u64, Listing>>,
+    /// The data trees, served as plain POSIX files.
+    posix: Arc<Posix>,
     next_dir: AtomicU64,
     /// Whether reads of persistent files may keep the page cache between opens.
     pub(crate) keep_cache: bool,
@@ -84,6 +87,8 @@ impl AvixFs {
     ) -> Self {
         let inodes = Arc::new(Mutex::new(InodeTable::default()));
         let table = inodes.clone();
+        let posix = Arc::new(Posix::default());
+        let trees = posix.clone();
         vfs.subscribe(move |change| {
             if !live.load(Ordering::Relaxed) {
                 return;
@@ -115,6 +120,7 @@ impl AvixFs {
                 }
             }
             drop(t);
+            trees.invalidations(change, &mut out);
             for i in out {
                 let _ = tx.send(i);
             }
@@ -124,6 +130,7 @@ impl AvixFs {
             identities,
             inodes,
             dirs: Mutex::new(HashMap::new()),
+            posix,
             next_dir: AtomicU64::new(1),
             keep_cache: true,
         }
@@ -134,6 +141,24 @@ impl AvixFs {
             tracing::debug!(uid = req.uid(), "request from an unmapped uid refused");
             Errno::EACCES
         })
+    }
+
+    fn who(&self, req: &Request) -> Result<Who, Errno> {
+        Ok(Who {
+            caller: self.caller(req)?,
+            uid: req.uid(),
+            gid: req.gid(),
+            pid: req.pid(),
+        })
+    }
+
+    /// How data-tree files are served: `passthrough` (the kernel does the I/O) or `served`.
+    pub fn data_io(&self) -> &'static str {
+        if self.posix.passthrough.load(Ordering::Relaxed) {
+            "passthrough"
+        } else {
+            "served"
+        }
     }
 
     fn path(&self, ino: INodeNo) -> Result<VfsPath, Errno> {
@@ -265,21 +290,55 @@ impl Filesystem for AvixFs {
         {
             tracing::warn!("kernel lacks FUSE_ATOMIC_O_TRUNC; O_TRUNC is a separate truncate");
         }
+        // Data trees: the kernel reads and writes the host files itself (Linux 6.9+, and the
+        // daemon needs CAP_SYS_ADMIN); otherwise the daemon serves their I/O.
+        let wanted = std::env::var("AVIX_FUSE_PASSTHROUGH").map_or(true, |v| v != "0");
+        let passthrough = wanted
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        self.posix.passthrough.store(passthrough, Ordering::Relaxed);
+        tracing::debug!(data_io = self.data_io(), "FUSE session initialised");
         Ok(())
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if posix::is_posix(parent.0) {
+            let who = tri!(reply, self.who(req));
+            return self.posix.lookup(&who, parent.0, name, reply);
+        }
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.child(parent, name));
+        if avix_vfs::access::data_tree_root(&path).as_ref() == Some(&path) {
+            match self.vfs.data_tree(&caller, &path) {
+                Ok(Some(fd)) => {
+                    let Some(fd) = Posix::usable(std::os::fd::AsFd::as_fd(&fd)) else {
+                        let st = vfs!(reply, self.vfs.stat(&caller, &path));
+                        return self.entry(&path, &st, reply);
+                    };
+                    let who = tri!(reply, self.who(req));
+                    let shown = posix::tree_owner(&path).and_then(|u| self.identities.host_uid(&u));
+                    return self.posix.enter(&path, fd, shown, &who, reply);
+                }
+                Ok(None) => {}
+                Err(e) => return reply.error(errno(&e)),
+            }
+        }
         let st = vfs!(reply, self.vfs.stat(&caller, &path));
         self.entry(&path, &st, reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        if posix::is_posix(ino.0) {
+            return self.posix.forget(ino.0, nlookup);
+        }
         lock(&self.inodes).forget(ino.0, nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        if posix::is_posix(ino.0) {
+            let who = tri!(reply, self.who(req));
+            return self.posix.getattr(&who, ino.0, fh, reply);
+        }
         let st = match fh.map(|h| self.vfs.stat_handle(HandleId(h.0))) {
             Some(Ok(st)) => st,
             _ => {
@@ -295,12 +354,12 @@ impl Filesystem for AvixFs {
         &self,
         req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -309,6 +368,12 @@ impl Filesystem for AvixFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if posix::is_posix(ino.0) {
+            let who = tri!(reply, self.who(req));
+            return self
+                .posix
+                .setattr(&who, ino.0, mode, uid, gid, size, atime, mtime, fh, reply);
+        }
         // Modes and owners follow the access rules, and times are the storage's: only the
         // size can be set. chmod, chown and touch succeed without effect, so tools that
         // preserve attributes (cp -p, tar) keep working.
@@ -332,10 +397,14 @@ impl Filesystem for AvixFs {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        if posix::is_posix(parent.0) {
+            let who = tri!(reply, self.who(req));
+            return self.posix.mkdir(&who, parent.0, name, mode, reply);
+        }
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.child(parent, name));
         vfs!(reply, self.vfs.create_dir(&caller, &path));
@@ -344,6 +413,10 @@ impl Filesystem for AvixFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if posix::is_posix(parent.0) {
+            let who = tri!(reply, self.who(req));
+            return self.posix.remove(&who, parent.0, name, false, reply);
+        }
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.child(parent, name));
         vfs!(reply, self.vfs.remove_file(&caller, &path));
@@ -351,6 +424,10 @@ impl Filesystem for AvixFs {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if posix::is_posix(parent.0) {
+            let who = tri!(reply, self.who(req));
+            return self.posix.remove(&who, parent.0, name, true, reply);
+        }
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.child(parent, name));
         vfs!(reply, self.vfs.remove_dir(&caller, &path));
@@ -367,6 +444,17 @@ impl Filesystem for AvixFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        match (posix::is_posix(parent.0), posix::is_posix(newparent.0)) {
+            (true, true) => {
+                let who = tri!(reply, self.who(req));
+                return self
+                    .posix
+                    .rename(&who, parent.0, name, newparent.0, newname, flags, reply);
+            }
+            (false, false) => {}
+            // Between a data tree and a document tree: like two filesystems.
+            _ => return reply.error(Errno::EXDEV),
+        }
         let caller = tri!(reply, self.caller(req));
         let from = tri!(reply, self.child(parent, name));
         let to = tri!(reply, self.child(newparent, newname));
@@ -382,6 +470,10 @@ impl Filesystem for AvixFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if posix::is_posix(ino.0) {
+            let who = tri!(reply, self.who(req));
+            return self.posix.open(&who, ino.0, flags.0, reply);
+        }
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.path(ino));
         let mut opts = open_options(flags.0);
@@ -404,6 +496,9 @@ impl Filesystem for AvixFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if posix::is_posix_fh(fh.0) {
+            return self.posix.read(fh.0, offset, size, reply);
+        }
         let data = vfs!(reply, self.vfs.read_at(HandleId(fh.0), offset, size));
         reply.data(&data);
     }
@@ -420,6 +515,9 @@ impl Filesystem for AvixFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if posix::is_posix_fh(fh.0) {
+            return self.posix.write(fh.0, offset, data, reply);
+        }
         let n = vfs!(reply, self.vfs.write_at(HandleId(fh.0), offset, data));
         reply.written(u32::try_from(n).unwrap_or(u32::MAX));
     }
@@ -432,6 +530,9 @@ impl Filesystem for AvixFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        if posix::is_posix_fh(fh.0) {
+            return reply.ok();
+        }
         match self.vfs.flush(HandleId(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => {
@@ -453,6 +554,10 @@ impl Filesystem for AvixFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if posix::is_posix_fh(fh.0) {
+            self.posix.release(fh.0);
+            return reply.ok();
+        }
         if let Err(e) = self.vfs.release(HandleId(fh.0)) {
             // close(2) has already returned; the reason is in the log.
             tracing::warn!(ino = ino.0, error = %e, "commit at close failed");
@@ -468,14 +573,24 @@ impl Filesystem for AvixFs {
         _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
-        _datasync: bool,
+        datasync: bool,
         reply: ReplyEmpty,
     ) {
+        if posix::is_posix_fh(fh.0) {
+            return self.posix.fsync(fh.0, datasync, reply);
+        }
         vfs!(reply, self.vfs.flush(HandleId(fh.0)));
         reply.ok();
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if posix::is_posix(ino.0) {
+            let who = tri!(reply, self.who(req));
+            let entries = tri!(reply, self.posix.list(&who, ino.0, ROOT));
+            let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
+            lock(&self.dirs).insert(fh, entries);
+            return reply.opened(FileHandle(fh), FopenFlags::empty());
+        }
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.path(ino));
         let list = vfs!(reply, self.vfs.list(&caller, &path));
@@ -538,6 +653,9 @@ impl Filesystem for AvixFs {
 
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         tri!(reply, self.caller(req));
+        if posix::is_posix(ino.0) {
+            return self.posix.statfs(ino.0, reply);
+        }
         let path = self.path(ino).unwrap_or_else(|_| VfsPath::root());
         let s = self.vfs.space(&path);
         reply.statfs(
@@ -553,6 +671,10 @@ impl Filesystem for AvixFs {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if posix::is_posix(ino.0) {
+            let who = tri!(reply, self.who(req));
+            return self.posix.access(&who, ino.0, mask.bits(), reply);
+        }
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.path(ino));
         let read = mask.contains(AccessFlags::R_OK);
@@ -573,11 +695,15 @@ impl Filesystem for AvixFs {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
+        if posix::is_posix(parent.0) {
+            let who = tri!(reply, self.who(req));
+            return self.posix.create(&who, parent.0, name, mode, flags, reply);
+        }
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.child(parent, name));
         let mut opts = open_options(flags);
@@ -591,5 +717,93 @@ impl Filesystem for AvixFs {
             FileHandle(h.0),
             Self::open_flags(&st, self.keep_cache, opts.write),
         );
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        if !posix::is_posix(ino.0) {
+            return reply.error(Errno::EINVAL);
+        }
+        let who = tri!(reply, self.who(req));
+        self.posix.readlink(&who, ino.0, reply);
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if !posix::is_posix(parent.0) {
+            // Document trees hold regular files and directories only.
+            return reply.error(Errno::EPERM);
+        }
+        let who = tri!(reply, self.who(req));
+        self.posix.mknod(&who, parent.0, name, mode, rdev, reply);
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        if !posix::is_posix(parent.0) {
+            return reply.error(Errno::EPERM);
+        }
+        let who = tri!(reply, self.who(req));
+        self.posix.symlink(&who, parent.0, link_name, target, reply);
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match (posix::is_posix(ino.0), posix::is_posix(newparent.0)) {
+            (true, true) => {
+                let who = tri!(reply, self.who(req));
+                self.posix.link(&who, ino.0, newparent.0, newname, reply);
+            }
+            (false, false) => reply.error(Errno::EPERM),
+            _ => reply.error(Errno::EXDEV),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if !posix::is_posix_fh(fh.0) {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        self.posix.fallocate(fh.0, offset, length, mode, reply);
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Directory changes in data trees are durable when the host filesystem makes them so;
+        // document trees sync every change already.
+        reply.ok();
     }
 }

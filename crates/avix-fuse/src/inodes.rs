@@ -7,6 +7,9 @@ use avix_vfs::VfsPath;
 
 /// The root inode.
 pub const ROOT: u64 = 1;
+/// The first inode number of path-served nodes; data-tree nodes use the host's inode numbers,
+/// which lie below it (see [`crate::posix`]).
+pub const PATH_BASE: u64 = 1 << 48;
 
 #[derive(Debug)]
 struct Entry {
@@ -28,7 +31,7 @@ impl Default for InodeTable {
         let mut t = Self {
             by_ino: HashMap::new(),
             by_path: HashMap::new(),
-            next: ROOT + 1,
+            next: PATH_BASE,
         };
         t.by_ino.insert(
             ROOT,

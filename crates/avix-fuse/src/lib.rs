@@ -18,6 +18,7 @@ pub mod fs;
 pub mod guard;
 pub mod inodes;
 pub mod mount;
+pub mod posix;
 
 use avix_proto::UserName;
 use avix_vfs::Caller;

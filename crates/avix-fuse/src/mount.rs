@@ -201,7 +201,6 @@ pub fn mount(
         MountOption::Subtype("avix".into()),
         MountOption::NoDev,
         MountOption::NoSuid,
-        MountOption::NoExec,
         MountOption::NoAtime,
     ];
     // Every uid reaches the daemon, which maps it to an Avix user or refuses it (EACCES).

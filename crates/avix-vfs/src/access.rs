@@ -67,6 +67,25 @@ pub fn is_hidden(path: &VfsPath) -> bool {
     name.ends_with(".key") && path.parent().is_some_and(|p| p.as_str() == "/etc/avix")
 }
 
+/// The data tree `path` lies in, if any: `/users/<u>/workspace`, `/users/<u>/scratch`,
+/// `/crews/<c>/shared` or `/services/<s>/workspace` (the root itself included). Data trees
+/// hold plain user data: the mount serves them as ordinary POSIX files (links, modes, times,
+/// offsets), unlike documents, which are validated and replaced atomically.
+pub fn data_tree_root(path: &VfsPath) -> Option<VfsPath> {
+    let mut c = path.components();
+    let top = c.next()?;
+    let owner = c.next()?;
+    let tree = c.next()?;
+    let data = matches!(
+        (top, tree),
+        ("users", "workspace" | "scratch") | ("crews", "shared") | ("services", "workspace")
+    );
+    if !data {
+        return None;
+    }
+    VfsPath::parse(&format!("/{top}/{owner}/{tree}")).ok()
+}
+
 fn denied(path: &VfsPath, reason: &'static str) -> VfsError {
     VfsError::Denied {
         path: path.clone(),

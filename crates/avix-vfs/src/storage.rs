@@ -159,4 +159,11 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn rename(&self, from: &str, to: &str) -> Result<(), StorageError>;
     /// Space figures.
     fn space(&self) -> Result<SpaceStats, StorageError>;
+    /// The directory `rel` as an `O_PATH` descriptor on the host, for a door that serves it as
+    /// an ordinary POSIX tree (the mount's data trees); `None` when the driver has no host
+    /// files (memory).
+    fn open_tree(&self, rel: &str) -> Result<Option<std::os::fd::OwnedFd>, StorageError> {
+        let _ = rel;
+        Ok(None)
+    }
 }

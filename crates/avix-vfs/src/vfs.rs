@@ -407,6 +407,27 @@ impl Vfs {
             .is_ok_and(|(tree, rel)| tree.remove(&rel))
     }
 
+    /// The host directory of the data tree rooted at `root` (see [`access::data_tree_root`]),
+    /// opened as an `O_PATH` descriptor for a door that serves it as plain POSIX files, if
+    /// `caller` may look it up and its driver has host files (`None`: serve it through the VFS).
+    pub fn data_tree(
+        &self,
+        caller: &Caller,
+        root: &VfsPath,
+    ) -> Result<Option<std::os::fd::OwnedFd>, VfsError> {
+        if access::data_tree_root(root).as_ref() != Some(root) {
+            return Ok(None);
+        }
+        access::check(caller, root, Access::Lookup)?;
+        match self.table.resolve(root) {
+            Resolved::Mounted(m, rel) => match &m.backend {
+                Backend::Storage(s) => s.open_tree(rel).map_err(|e| storage_err(root, e)),
+                _ => Ok(None),
+            },
+            _ => Err(VfsError::NotFound(root.clone())),
+        }
+    }
+
     /// Attributes of `path`.
     pub fn stat(&self, caller: &Caller, path: &VfsPath) -> Result<Stat, VfsError> {
         access::check(caller, path, Access::Lookup)?;
@@ -577,7 +598,11 @@ impl Vfs {
         }
         let seen = self.cache.generation();
         let data = s.read(rel).map_err(|e| storage_err(path, e))?;
-        self.cache.insert(path, &data, seen);
+        // Data trees change under the VFS (the mount writes them as plain files, the sandbox
+        // too): only documents are cached.
+        if access::data_tree_root(path).is_none() {
+            self.cache.insert(path, &data, seen);
+        }
         Ok(data)
     }
 

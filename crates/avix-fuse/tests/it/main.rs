@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod posix;
+
 use std::process::{Command, Output};
 use std::sync::Arc;
 

@@ -11,6 +11,8 @@
 
 mod beneath;
 
+pub use beneath::open_path_beneath;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -348,6 +350,10 @@ impl Storage for LocalStorage {
             beneath::sync(da.as_fd())?;
         }
         Ok(())
+    }
+
+    fn open_tree(&self, rel: &str) -> Result<Option<OwnedFd>, StorageError> {
+        beneath::open_dir_path(self.root_fd.as_fd(), rel).map(Some)
     }
 
     fn space(&self) -> Result<SpaceStats, StorageError> {

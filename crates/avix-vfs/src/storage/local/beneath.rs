@@ -116,6 +116,22 @@ fn not_a_dir(at: BorrowedFd<'_>, name: &str, e: Errno) -> StorageError {
     }
 }
 
+/// Opens `rel` beneath `root` as a path only (`O_PATH`), following no link anywhere (a link at
+/// `rel` itself is opened as the link): for a door that resolves names inside a tree it holds.
+pub fn open_path_beneath(root: BorrowedFd<'_>, rel: &str) -> std::io::Result<OwnedFd> {
+    if rel.is_empty() {
+        return root.try_clone_to_owned();
+    }
+    open(root, rel, OFlag::O_PATH).map_err(|e| match e {
+        StorageError::Io(e) => e,
+        StorageError::NotADirectory => std::io::Error::from(Errno::ENOTDIR),
+        StorageError::IsADirectory => std::io::Error::from(Errno::EISDIR),
+        StorageError::AlreadyExists => std::io::Error::from(Errno::EEXIST),
+        StorageError::NotEmpty => std::io::Error::from(Errno::ENOTEMPTY),
+        StorageError::NotFound => std::io::Error::from(Errno::ENOENT),
+    })
+}
+
 /// Opens the directory `rel` beneath `root` for listing.
 pub(crate) fn open_dir(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, StorageError> {
     open_dir_with(root, rel, OFlag::O_RDONLY)
