@@ -88,6 +88,7 @@ impl AvixFs {
         let inodes = Arc::new(Mutex::new(InodeTable::default()));
         let table = inodes.clone();
         let posix = Arc::new(Posix::default());
+        posix.set_invalidations(tx.clone());
         let trees = posix.clone();
         vfs.subscribe(move |change| {
             if !live.load(Ordering::Relaxed) {
@@ -150,6 +151,12 @@ impl AvixFs {
             gid: req.gid(),
             pid: req.pid(),
         })
+    }
+
+    /// Set while data-tree I/O is FUSE passthrough (the kernel does it), clear while the
+    /// daemon serves it.
+    pub fn passthrough(&self) -> Arc<AtomicBool> {
+        self.posix.passthrough.clone()
     }
 
     /// How data-tree files are served: `passthrough` (the kernel does the I/O) or `served`.

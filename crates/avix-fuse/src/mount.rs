@@ -155,6 +155,7 @@ pub struct Mounted {
     mount_point: PathBuf,
     live: Arc<AtomicBool>,
     notifier: Option<JoinHandle<()>>,
+    passthrough: Arc<AtomicBool>,
 }
 
 /// Mounts `vfs` at `mount_point`, cleaning a stale mount left by a crash first.
@@ -195,6 +196,7 @@ pub fn mount(
     let (tx, rx) = std::sync::mpsc::channel::<Invalidation>();
     let live = Arc::new(AtomicBool::new(true));
     let fs = AvixFs::new(vfs, identities, tx, live.clone());
+    let passthrough = fs.passthrough();
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName("avix".into()),
@@ -239,6 +241,7 @@ pub fn mount(
         mount_point: mount_point.to_path_buf(),
         live,
         notifier: Some(handle),
+        passthrough,
     })
 }
 
@@ -246,6 +249,11 @@ impl Mounted {
     /// Where it is mounted.
     pub fn mount_point(&self) -> &Path {
         &self.mount_point
+    }
+
+    /// Set while data trees are served with FUSE passthrough (see [`crate::posix`]).
+    pub fn passthrough(&self) -> Arc<AtomicBool> {
+        self.passthrough.clone()
     }
 
     /// Unmounts. If a process still has a file or its working directory inside, the mount is

@@ -326,8 +326,10 @@ pub(crate) struct Posix {
     files: Mutex<HashMap<u64, OpenFile>>,
     backings: Mutex<HashMap<u64, Weak<BackingId>>>,
     next_fh: AtomicU64,
-    /// Whether opens are handed to the kernel (FUSE passthrough).
-    pub passthrough: AtomicBool,
+    inval: Mutex<Option<std::sync::mpsc::Sender<Invalidation>>>,
+    /// Whether opens are handed to the kernel (FUSE passthrough); shared with the daemon's
+    /// status.
+    pub passthrough: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -468,6 +470,19 @@ impl Posix {
         }
     }
 
+    /// How long the kernel may keep the name of `st` in the directory `dir`. The kernel walks
+    /// cached names without asking (the mount has no `default_permissions`, since document
+    /// trees follow the VFS rules, not modes), and its cache is shared by every host user; so
+    /// a name is cached only in a directory everyone may search. In any other, every walk
+    /// comes here and the search permission is checked for the caller.
+    fn entry_ttl(tree: &Tree, dir: &libc::stat, st: &libc::stat) -> Duration {
+        if dir.st_mode & 0o111 == 0o111 {
+            Self::ttl(tree, st)
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// Enters the data tree `root` (a lookup from the path-served parent), whose host
     /// directory is `fd`.
     pub(crate) fn enter(
@@ -534,13 +549,14 @@ impl Posix {
             return reply.error(Errno::ENOENT);
         }
         let c = tri!(reply, cstr(name));
-        self.reply_entry(&tree, dir.as_fd(), &c, who, reply);
+        self.reply_entry(&tree, dir.as_fd(), &dst, &c, who, reply);
     }
 
     fn reply_entry(
         &self,
         tree: &Arc<Tree>,
         dir: BorrowedFd<'_>,
+        dst: &libc::stat,
         name: &CString,
         who: &Who,
         reply: ReplyEntry,
@@ -552,7 +568,7 @@ impl Posix {
         let st = tri!(reply, fstat(fd.as_fd()));
         let attr = tri!(reply, self.attr(tree, &st, who));
         tri!(reply, self.remember(tree, fd.as_fd(), &st));
-        reply.entry(&Self::ttl(tree, &st), &attr, Generation(0));
+        reply.entry(&Self::entry_ttl(tree, dst, &st), &attr, Generation(0));
     }
 
     pub(crate) fn getattr(&self, who: &Who, ino: u64, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -596,12 +612,13 @@ impl Posix {
         let st = tri!(reply, fstat(fd.as_fd()));
         let link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
         if uid.is_some() || gid.is_some() {
+            // As on the host: only root gives a file away; its owner may set its group to
+            // one of theirs; nobody else may even restate the owner.
             let owner = Self::is_owner(&tree, &st, who);
             let cur = tree.shown_uid(st.st_uid, who.uid);
-            let uid_change = uid.is_some_and(|u| u != cur);
-            let gid_change = gid.is_some_and(|g| g != st.st_gid);
-            let member = gid.is_some_and(|g| who.in_group(g));
-            if !who.root() && (uid_change || (gid_change && (!owner || !member))) {
+            let uid_ok = uid.is_none_or(|u| owner && u == cur);
+            let gid_ok = gid.is_none_or(|g| owner && (g == st.st_gid || who.in_group(g)));
+            if !who.root() && !(uid_ok && gid_ok) {
                 return reply.error(Errno::EPERM);
             }
             let disk_uid = uid.map_or(u32::MAX, |u| tree.stored_uid(u, who.uid));
@@ -636,7 +653,12 @@ impl Posix {
             }
         }
         if let Some(m) = mode {
-            if !Self::is_owner(&tree, &st, who) {
+            // The kernel clears set-ID bits of a file written by someone else by a mode
+            // change made as the writer: allowed to whoever may write it.
+            let changed = (st.st_mode ^ m) & 0o7777;
+            let kill_priv =
+                changed != 0 && changed & !m_setid(&st) == 0 && Self::permits(&tree, &st, who, W);
+            if !Self::is_owner(&tree, &st, who) && !kill_priv {
                 return reply.error(Errno::EPERM);
             }
             if link {
@@ -651,6 +673,10 @@ impl Posix {
             let p = proc_path(fd.as_fd());
             // SAFETY: NUL-terminated path.
             tri!(reply, check(unsafe { libc::chmod(p.as_ptr(), m) }));
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR && m & 0o111 != 0o111 {
+                // Names cached while everyone could search it must be looked up again.
+                self.forget_names(ino, fd.as_fd());
+            }
         }
         if (atime.is_some() || mtime.is_some()) && !link {
             let now_only = matches!(atime, None | Some(TimeOrNow::Now))
@@ -793,7 +819,7 @@ impl Posix {
             unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
             return reply.error(e);
         }
-        self.reply_entry(&tree, dir.as_fd(), &c, who, reply);
+        self.reply_entry(&tree, dir.as_fd(), &dst, &c, who, reply);
     }
 
     pub(crate) fn mkdir(&self, who: &Who, parent: u64, name: &OsStr, mode: u32, reply: ReplyEntry) {
@@ -812,7 +838,7 @@ impl Posix {
             unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) };
             return reply.error(e);
         }
-        self.reply_entry(&tree, dir.as_fd(), &c, who, reply);
+        self.reply_entry(&tree, dir.as_fd(), &dst, &c, who, reply);
     }
 
     pub(crate) fn symlink(
@@ -835,7 +861,7 @@ impl Posix {
             unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
             return reply.error(e);
         }
-        self.reply_entry(&tree, dir.as_fd(), &c, who, reply);
+        self.reply_entry(&tree, dir.as_fd(), &dst, &c, who, reply);
     }
 
     pub(crate) fn link(
@@ -847,7 +873,7 @@ impl Posix {
         reply: ReplyEntry,
     ) {
         let (tree, fd) = tri!(reply, self.path_fd(ino));
-        let (ntree, dir, _, c) = tri!(reply, self.writable_dir(who, newparent, newname));
+        let (ntree, dir, dst, c) = tri!(reply, self.writable_dir(who, newparent, newname));
         if !Arc::ptr_eq(&tree, &ntree) {
             return reply.error(Errno::EXDEV);
         }
@@ -864,7 +890,7 @@ impl Posix {
                 )
             })
         );
-        self.reply_entry(&tree, dir.as_fd(), &c, who, reply);
+        self.reply_entry(&tree, dir.as_fd(), &dst, &c, who, reply);
     }
 
     /// The sticky-bit rule: in a sticky directory only the entry's owner, the directory's
@@ -928,6 +954,18 @@ impl Posix {
             return reply.error(Errno::EXDEV);
         }
         tri!(reply, Self::sticky_ok(&tree, from.as_fd(), &fst, &fc, who));
+        if parent != newparent && !who.root() {
+            // A directory moved to another parent has its `..` rewritten: that needs write
+            // permission on the directory itself.
+            let src = tri!(
+                reply,
+                open_at(from.as_fd(), &fc, libc::O_PATH | libc::O_NOFOLLOW, 0)
+            );
+            let sst = tri!(reply, fstat(src.as_fd()));
+            if sst.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                tri!(reply, Self::need(&tree, &sst, who, W));
+            }
+        }
         if let Ok(t) = open_at(to.as_fd(), &tc, libc::O_PATH | libc::O_NOFOLLOW, 0) {
             drop(t);
             tri!(reply, Self::sticky_ok(&tree, to.as_fd(), &tst, &tc, who));
@@ -1069,7 +1107,7 @@ impl Posix {
         let attr = tri!(reply, self.attr(&tree, &st, who));
         let ino = tri!(reply, self.remember(&tree, fd.as_fd(), &st));
         let (fh, backing) = self.register(File::from(fd), ino, |f| reply.open_backing(f));
-        let ttl = Self::ttl(&tree, &st);
+        let ttl = Self::entry_ttl(&tree, &dst, &st);
         match backing {
             Some(id) => reply.created_passthrough(
                 &ttl,
@@ -1263,6 +1301,37 @@ impl Posix {
         reply.ok();
     }
 
+    /// Drops the kernel's cached names in the directory `ino` (open as `fd`).
+    fn forget_names(&self, ino: u64, fd: BorrowedFd<'_>) {
+        let Some(tx) = lock(&self.inval).clone() else {
+            return;
+        };
+        let Ok(dir) = open_at(
+            fd,
+            &CString::from(c"."),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        ) else {
+            return;
+        };
+        let Ok(mut d) = nix::dir::Dir::from_fd(dir) else {
+            return;
+        };
+        for e in d.iter().flatten() {
+            if let Ok(name) = e.file_name().to_str()
+                && name != "."
+                && name != ".."
+            {
+                let _ = tx.send(Invalidation::Entry(ino, name.to_owned()));
+            }
+        }
+    }
+
+    /// Where invalidations go (the mount's notifier thread).
+    pub(crate) fn set_invalidations(&self, tx: std::sync::mpsc::Sender<Invalidation>) {
+        *lock(&self.inval) = Some(tx);
+    }
+
     /// The kernel caches to drop after `change` (made through another door, or on the host):
     /// nodes the mount knows, found by resolving the path beneath the tree.
     pub(crate) fn invalidations(&self, change: &Change, out: &mut Vec<Invalidation>) {
@@ -1319,6 +1388,11 @@ impl Posix {
             }
         }
     }
+}
+
+/// The set-ID bits a writer's mode change may clear.
+fn m_setid(st: &libc::stat) -> u32 {
+    st.st_mode & (libc::S_ISUID | libc::S_ISGID)
 }
 
 fn open_handle(mount: BorrowedFd<'_>, handle: &[u32], flags: i32) -> Result<OwnedFd, Errno> {

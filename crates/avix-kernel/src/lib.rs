@@ -127,6 +127,9 @@ pub struct RuntimeInfo {
     pub atp_address: Option<String>,
     /// Boot to ready, in milliseconds.
     pub boot_ms: u64,
+    /// Set while the mount serves data trees with FUSE passthrough (the kernel does their
+    /// I/O); clear while the daemon serves it. `None` without a mount.
+    pub passthrough: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Keys derived from the master key at boot; the master key itself is not kept.

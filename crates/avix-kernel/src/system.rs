@@ -117,6 +117,13 @@ pub fn status(kernel: &Kernel) -> SystemStatus {
         boot_ms: info.boot_ms,
         root: kernel.layout().root().display().to_string(),
         mount_point: info.mount_point,
+        data_io: info.passthrough.map(|p| {
+            if p.load(std::sync::atomic::Ordering::Relaxed) {
+                "passthrough".to_owned()
+            } else {
+                "served".to_owned()
+            }
+        }),
         atp_address: info.atp_address,
         mode: config.kernel.mode.as_str().to_owned(),
         counts: StatusCounts {

@@ -24,6 +24,10 @@ pub struct SystemStatus {
     /// Where the VFS is mounted on the host, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_point: Option<String>,
+    /// How the mount serves data trees: `passthrough` (the host kernel reads and writes the
+    /// files itself) or `served` (the daemon does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_io: Option<String>,
     /// ATP address, if the gateway listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub atp_address: Option<String>,

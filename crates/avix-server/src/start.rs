@@ -506,6 +506,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         mount_point: mount_point.as_ref().map(|m| m.display().to_string()),
         atp_address: Some(addr.to_string()),
         boot_ms,
+        passthrough: mounted.as_ref().map(avix_fuse::Mounted::passthrough),
     });
     tracing::info!(
         mount = %mount_point.as_ref().map_or_else(|| "none".to_owned(), |m| m.display().to_string()),

@@ -95,7 +95,10 @@ fn a_full_disk_fails_writes_loudly_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = TestDaemon::init_in(bin(), dir, disk.at.join("root"), &[]);
     d.start();
+    // A document (atomic commits) and a data tree (plain POSIX files).
+    let doc = "$M/users/alice";
     let w = "$M/users/alice/workspace";
+    d.ok(&format!("echo precious original > {doc}/p.txt"));
     d.ok(&format!("echo precious original > {w}/p.txt"));
     let s = client(&d, &["secret", "set", "TOKEN"]);
     assert!(!s.status.success(), "no value on stdin is refused");
@@ -104,15 +107,26 @@ fn a_full_disk_fails_writes_loudly_and_loses_nothing() {
     assert!(c.wait_with_output().unwrap().status.success());
     disk.fill();
 
-    // Through the mount: the shell's redirection, and a program that checks close().
-    let err = d.fails(&format!("echo new > {w}/p.txt"));
+    // Through the mount, a document: the shell's redirection, and a program that checks
+    // close(); the old content stays.
+    let err = d.fails(&format!("echo new > {doc}/p.txt"));
     assert!(err.contains("No space left"), "{err}");
     let py = d.sh(&format!(
-        "python3 -c \"f=open('{w}/p.txt','w'); f.write('X'*200000); f.close()\""
+        "python3 -c \"f=open('{doc}/p.txt','w'); f.write('X'*200000); f.close()\""
     ));
     assert!(!py.status.success(), "write or close reports the error");
     assert!(String::from_utf8_lossy(&py.stderr).contains("No space left"));
-    assert_eq!(d.ok(&format!("cat {w}/p.txt")), "precious original\n");
+    assert_eq!(d.ok(&format!("cat {doc}/p.txt")), "precious original\n");
+    // A data tree is POSIX: the write that does not fit fails loudly (what fitted stays).
+    let py = d.sh(&format!(
+        "python3 -c \"f=open('{w}/big','w'); f.write('X'*2000000); f.close()\""
+    ));
+    assert!(
+        !py.status.success(),
+        "a write past the end of the disk fails"
+    );
+    assert!(String::from_utf8_lossy(&py.stderr).contains("No space left"));
+    d.ok(&format!("rm {w}/big"));
     let host = d.root.join("data/users/alice/workspace/p.txt");
     assert_eq!(
         std::fs::read_to_string(&host).unwrap(),
