@@ -29,6 +29,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# Ordinary users mount through fusermount3, which opens /dev/fuse as them: Debian makes it
+# 0666; some VM images leave it 0600 (root only).
+if [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+  chmod 0666 /dev/fuse
+fi
+
 # The exec sandbox runs as this unprivileged account when the daemon is root (the daemon
 # creates it too when missing; creating it here keeps parallel test daemons from racing).
 if [ "$(id -u)" -eq 0 ] && ! getent passwd avix-sandbox >/dev/null 2>&1; then

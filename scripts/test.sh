@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, clippy with warnings as errors, all tests (unit,
 # integration, FUSE mounts driven with shell tools, doc tests), the supply-chain check
-# (cargo deny) and every fuzz target for a fixed time. FUSE tests need root and /dev/fuse.
+# (cargo deny), the POSIX suite on the mount and every fuzz target for a fixed time. FUSE
+# tests need root and /dev/fuse.
 # FUZZ_SECONDS (default 15) sets the time per fuzz target; 0 skips fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ else
 fi
 echo "== doc tests"
 cargo test --locked --workspace --doc
+echo "== POSIX suite (pjdfstest) in a data tree of the mount"
+scripts/posix-suite.sh
 echo "== supply chain (cargo deny)"
 scripts/deny.sh
 if [ "${FUZZ_SECONDS:-15}" != 0 ]; then

@@ -300,7 +300,9 @@ impl Filesystem for AvixFs {
         // Data trees: the kernel reads and writes the host files itself (Linux 6.9+, and the
         // daemon needs CAP_SYS_ADMIN); otherwise the daemon serves their I/O.
         let wanted = std::env::var("AVIX_FUSE_PASSTHROUGH").map_or(true, |v| v != "0");
+        // Registering a backing file needs CAP_SYS_ADMIN: root only.
         let passthrough = wanted
+            && nix::unistd::geteuid().is_root()
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok();
         self.posix.passthrough.store(passthrough, Ordering::Relaxed);
@@ -318,13 +320,13 @@ impl Filesystem for AvixFs {
         if avix_vfs::access::data_tree_root(&path).as_ref() == Some(&path) {
             match self.vfs.data_tree(&caller, &path) {
                 Ok(Some(fd)) => {
-                    let Some(fd) = Posix::usable(std::os::fd::AsFd::as_fd(&fd)) else {
+                    let Some((fd, handles)) = Posix::usable(std::os::fd::AsFd::as_fd(&fd)) else {
                         let st = vfs!(reply, self.vfs.stat(&caller, &path));
                         return self.entry(&path, &st, reply);
                     };
                     let who = tri!(reply, self.who(req));
                     let shown = posix::tree_owner(&path).and_then(|u| self.identities.host_uid(&u));
-                    return self.posix.enter(&path, fd, shown, &who, reply);
+                    return self.posix.enter(&path, fd, handles, shown, &who, reply);
                 }
                 Ok(None) => {}
                 Err(e) => return reply.error(errno(&e)),

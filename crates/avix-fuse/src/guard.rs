@@ -125,8 +125,11 @@ fn guard_main(mount_point: &CString) -> ! {
             let mut st: libc::stat = std::mem::zeroed();
             if libc::stat(mount_point.as_ptr(), &mut st) != 0
                 && *libc::__errno_location() == libc::ENOTCONN
+                && libc::umount2(mount_point.as_ptr(), libc::MNT_DETACH) != 0
             {
-                libc::umount2(mount_point.as_ptr(), libc::MNT_DETACH);
+                // Not root: the setuid helper may detach our own mount.
+                let path = std::path::Path::new(OsStr::from_bytes(mount_point.as_bytes()));
+                let _ = crate::mount::fusermount_unmount(path, true);
             }
         }
         libc::_exit(0)

@@ -1,6 +1,7 @@
 //! Mounting and unmounting, and the state of a mount point before we use it.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,7 +69,9 @@ pub enum MountError {
         source: std::io::Error,
     },
     /// The kernel refused the mount.
-    #[error("cannot mount the VFS at {path}: {source} (the daemon needs root and /dev/fuse)")]
+    #[error(
+        "cannot mount the VFS at {path}: {source} (as root, /dev/fuse must exist; as another user, fusermount3 must be installed and /dev/fuse readable and writable by everyone: chmod 0666 /dev/fuse); or start with --no-mount"
+    )]
     Mount {
         /// The mount point.
         path: String,
@@ -136,8 +139,12 @@ pub fn probe_mount_point(path: &Path) -> MountPointState {
     }
 }
 
-/// Lazily detaches whatever is mounted at `path` (`umount -l`).
+/// Lazily detaches whatever is mounted at `path` (`umount -l`; `fusermount3 -uz` for a
+/// daemon that is not root).
 pub fn detach(path: &Path) -> std::io::Result<()> {
+    if !privileged() {
+        return fusermount_unmount(path, true);
+    }
     let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
     // SAFETY: `c` is a valid NUL-terminated path.
     let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
@@ -145,6 +152,118 @@ pub fn detach(path: &Path) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether this process mounts itself (root), or through the setuid `fusermount3`.
+fn privileged() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The setuid helper's name (`FUSERMOUNT_PATH` overrides it, as for libfuse).
+fn fusermount_bin() -> std::ffi::OsString {
+    std::env::var_os("FUSERMOUNT_PATH").unwrap_or_else(|| "fusermount3".into())
+}
+
+/// Unmounts through `fusermount3 -u` (`-z`: lazily).
+pub(crate) fn fusermount_unmount(path: &Path, lazy: bool) -> std::io::Result<()> {
+    let out = std::process::Command::new(fusermount_bin())
+        .arg(if lazy { "-uz" } else { "-u" })
+        .arg("--")
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    if msg.contains("busy") {
+        return Err(std::io::Error::from_raw_os_error(libc::EBUSY));
+    }
+    Err(std::io::Error::other(msg))
+}
+
+/// Mounts through the setuid `fusermount3`, as libfuse does for unprivileged users: the helper
+/// opens /dev/fuse, mounts, and hands the descriptor back over a socket (`_FUSE_COMMFD`).
+fn fusermount_mount(path: &Path, options: &str) -> std::io::Result<OwnedFd> {
+    use std::os::unix::net::UnixStream;
+    use std::os::unix::process::CommandExt;
+    let (ours, theirs) = UnixStream::pair()?;
+    let child_fd = theirs.as_raw_fd();
+    let mut cmd = std::process::Command::new(fusermount_bin());
+    cmd.arg("-o")
+        .arg(options)
+        .arg("--")
+        .arg(path)
+        .env("_FUSE_COMMFD", child_fd.to_string())
+        .stdin(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe fcntl between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The helper inherits its end of the socket.
+            let flags = libc::fcntl(child_fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(child_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.stderr(std::process::Stdio::piped()).spawn()?;
+    drop(theirs);
+    let received = receive_fd(&ours);
+    let out = child.wait_with_output()?;
+    match received {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            Err(std::io::Error::new(
+                e.kind(),
+                if msg.is_empty() { e.to_string() } else { msg },
+            ))
+        }
+    }
+}
+
+/// Receives one descriptor (SCM_RIGHTS) from `sock`.
+fn receive_fd(sock: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // Room for one descriptor's control message, 8-aligned.
+    let mut cbuf = [0u64; 8];
+    // SAFETY: a zeroed msghdr is valid; the buffers outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    let n = loop {
+        // SAFETY: valid socket and msghdr.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break n;
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled `msg`; CMSG_* walk the buffer it describes.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "fusermount3 did not mount (no descriptor received)",
+            ));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
+        Ok(OwnedFd::from_raw_fd(fd))
     }
 }
 
@@ -156,6 +275,8 @@ pub struct Mounted {
     live: Arc<AtomicBool>,
     notifier: Option<JoinHandle<()>>,
     passthrough: Arc<AtomicBool>,
+    /// Mounted through fusermount3 (the session cannot unmount itself).
+    helper: bool,
 }
 
 /// Mounts `vfs` at `mount_point`, cleaning a stale mount left by a crash first.
@@ -205,15 +326,25 @@ pub fn mount(
         MountOption::NoSuid,
         MountOption::NoAtime,
     ];
-    // Every uid reaches the daemon, which maps it to an Avix user or refuses it (EACCES).
-    cfg.acl = SessionACL::All;
     cfg.n_threads = Some(threads.max(1));
     cfg.clone_fd = threads > 1;
-    let session =
-        fuser::spawn_mount(fs, mount_point, &cfg).map_err(|source| MountError::Mount {
-            path: shown.clone(),
-            source,
-        })?;
+    let privileged = privileged();
+    let session = if privileged {
+        // Every uid reaches the daemon, which maps it to an Avix user or refuses it (EACCES).
+        cfg.acl = SessionACL::All;
+        fuser::spawn_mount(fs, mount_point, &cfg)
+    } else {
+        // Not root: mounted through fusermount3, for the daemon's own uid only (others would
+        // need `user_allow_other` in /etc/fuse.conf; the daemon's uid maps to its user).
+        cfg.acl = SessionACL::Owner;
+        fusermount_mount(mount_point, "nosuid,nodev,noatime,fsname=avix,subtype=avix")
+            .and_then(|fd| fuser::Session::from_fd(fs, fd, SessionACL::Owner, cfg))
+            .and_then(fuser::Session::spawn)
+    }
+    .map_err(|source| MountError::Mount {
+        path: shown.clone(),
+        source,
+    })?;
     let notifier = session.notifier();
     let flag = live.clone();
     let handle = std::thread::Builder::new()
@@ -242,6 +373,7 @@ pub fn mount(
         live,
         notifier: Some(handle),
         passthrough,
+        helper: !privileged,
     })
 }
 
@@ -270,6 +402,16 @@ impl Mounted {
         let result = if session.guard.is_finished() {
             // Someone ran `fusermount3 -u`; the session already ended.
             session.join()
+        } else if self.helper {
+            let r = match fusermount_unmount(&self.mount_point, false) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    tracing::warn!(mount_point = %self.mount_point.display(), "mount busy; detaching lazily");
+                    fusermount_unmount(&self.mount_point, true)
+                }
+                r => r,
+            };
+            // The session ends once the kernel closes the connection.
+            r.and_then(|()| session.join())
         } else {
             match session.umount_and_join() {
                 Ok(()) => Ok(()),

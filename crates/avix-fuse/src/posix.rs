@@ -234,6 +234,8 @@ pub(crate) struct Tree {
     ino: u64,
     /// The uid that owns the tree's host directory (the sandbox account's, or the daemon's).
     disk_uid: u32,
+    /// Whether nodes are kept as file handles (else as held descriptors).
+    handles: bool,
     shown: Shown,
 }
 
@@ -270,10 +272,20 @@ impl Tree {
     }
 }
 
+/// How a node is found again.
+#[derive(Debug, Clone)]
+enum NodeRef {
+    /// Its kernel file handle (nothing held open).
+    Handle(Arc<[u32]>),
+    /// An `O_PATH` descriptor held while the kernel knows the node (a daemon without
+    /// `CAP_DAC_READ_SEARCH` cannot open by handle).
+    Fd(Arc<OwnedFd>),
+}
+
 #[derive(Debug)]
 struct Node {
     tree: Arc<Tree>,
-    handle: Box<[u32]>,
+    handle: NodeRef,
     lookups: u64,
 }
 
@@ -347,9 +359,10 @@ macro_rules! tri {
 
 impl Posix {
     /// The tree's host directory opened for reading (`open_by_handle_at` refuses an `O_PATH`
-    /// descriptor as its mount reference), if the host filesystem can serve a data tree
-    /// (file handles work there).
-    pub(crate) fn usable(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+    /// descriptor as its mount reference), and whether nodes can be kept as file handles
+    /// (the daemon has `CAP_DAC_READ_SEARCH` and the host filesystem exports handles); if
+    /// not, each node the kernel knows holds an `O_PATH` descriptor.
+    pub(crate) fn usable(fd: BorrowedFd<'_>) -> Option<(OwnedFd, bool)> {
         let dir = open_at(
             fd,
             &CString::from(c"."),
@@ -357,22 +370,41 @@ impl Posix {
             0,
         )
         .ok()?;
-        let h = handle_of(dir.as_fd()).ok()?;
-        open_handle(dir.as_fd(), &h, libc::O_PATH).ok()?;
-        Some(dir)
+        let handles = handle_of(dir.as_fd())
+            .and_then(|h| open_handle(dir.as_fd(), &h, libc::O_PATH))
+            .is_ok();
+        Some((dir, handles))
     }
 
-    fn node(&self, ino: u64) -> Result<(Arc<Tree>, Box<[u32]>), Errno> {
+    fn node(&self, ino: u64) -> Result<(Arc<Tree>, NodeRef), Errno> {
         let nodes = lock(&self.nodes);
         let n = nodes.get(&ino).ok_or(Errno::ESTALE)?;
         Ok((n.tree.clone(), n.handle.clone()))
     }
 
+    /// The node `ino` opened with `flags`, and its tree.
+    fn reopen(&self, ino: u64, flags: i32) -> Result<(Arc<Tree>, OwnedFd), Errno> {
+        let (tree, r) = self.node(ino)?;
+        let fd = match r {
+            NodeRef::Handle(h) => open_handle(tree.fd.as_fd(), &h, flags)?,
+            NodeRef::Fd(fd) if flags == libc::O_PATH => fd.try_clone().map_err(os)?,
+            NodeRef::Fd(fd) => {
+                let p = proc_path(fd.as_fd());
+                // SAFETY: NUL-terminated path.
+                let n = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
+                if n < 0 {
+                    return Err(last());
+                }
+                // SAFETY: a fresh descriptor we own.
+                unsafe { OwnedFd::from_raw_fd(n) }
+            }
+        };
+        Ok((tree, fd))
+    }
+
     /// An `O_PATH` descriptor on the node `ino`, and its tree.
     fn path_fd(&self, ino: u64) -> Result<(Arc<Tree>, OwnedFd), Errno> {
-        let (tree, handle) = self.node(ino)?;
-        let fd = open_handle(tree.fd.as_fd(), &handle, libc::O_PATH)?;
-        Ok((tree, fd))
+        self.reopen(ino, libc::O_PATH)
     }
 
     /// The tree rules for `who` on `tree`: anything at all needs read; changes need write.
@@ -449,7 +481,11 @@ impl Posix {
             n.lookups += 1;
             return Ok(ino);
         }
-        let handle = handle_of(fd)?;
+        let handle = if tree.handles {
+            NodeRef::Handle(handle_of(fd)?.into())
+        } else {
+            NodeRef::Fd(Arc::new(fd.try_clone_to_owned().map_err(os)?))
+        };
         nodes.insert(
             ino,
             Node {
@@ -489,6 +525,7 @@ impl Posix {
         &self,
         root: &VfsPath,
         fd: OwnedFd,
+        handles: bool,
         shown_uid: Option<u32>,
         who: &Who,
         reply: ReplyEntry,
@@ -509,6 +546,7 @@ impl Posix {
                         root: root.clone(),
                         ino: st.st_ino,
                         disk_uid: st.st_uid,
+                        handles,
                         shown,
                         fd,
                     });
@@ -618,7 +656,7 @@ impl Posix {
             let cur = tree.shown_uid(st.st_uid, who.uid);
             let uid_ok = uid.is_none_or(|u| owner && u == cur);
             let gid_ok = gid.is_none_or(|g| owner && (g == st.st_gid || who.in_group(g)));
-            if !who.root() && !(uid_ok && gid_ok) {
+            if !(who.root() || uid_ok && gid_ok) {
                 return reply.error(Errno::EPERM);
             }
             let disk_uid = uid.map_or(u32::MAX, |u| tree.stored_uid(u, who.uid));
@@ -678,7 +716,7 @@ impl Posix {
                 self.forget_names(ino, fd.as_fd());
             }
         }
-        if (atime.is_some() || mtime.is_some()) && !link {
+        if atime.is_some() || mtime.is_some() {
             let now_only = matches!(atime, None | Some(TimeOrNow::Now))
                 && matches!(mtime, None | Some(TimeOrNow::Now));
             let owner = Self::is_owner(&tree, &st, who);
@@ -689,12 +727,30 @@ impl Posix {
                 tri!(reply, Self::need(&tree, &st, who, W));
             }
             let times = [timespec(atime), timespec(mtime)];
-            let p = proc_path(fd.as_fd());
-            // SAFETY: NUL-terminated path, two timespecs.
-            tri!(
-                reply,
-                check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) })
-            );
+            // SAFETY: valid descriptor, empty path with AT_EMPTY_PATH, two timespecs. The
+            // descriptor is the node itself, a symbolic link included (lutimes).
+            let r = check(unsafe {
+                libc::utimensat(
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    times.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
+            });
+            match r {
+                Err(Errno::EINVAL) if !link => {
+                    // Kernels without AT_EMPTY_PATH for utimensat: through /proc.
+                    let p = proc_path(fd.as_fd());
+                    // SAFETY: NUL-terminated path, two timespecs.
+                    tri!(
+                        reply,
+                        check(unsafe {
+                            libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0)
+                        })
+                    );
+                }
+                r => tri!(reply, r),
+            }
         }
         let st = match &open {
             Some(f) => tri!(reply, fstat(f.as_fd())),
@@ -1042,14 +1098,13 @@ impl Posix {
     }
 
     pub(crate) fn open(&self, who: &Who, ino: u64, flags: i32, reply: ReplyOpen) {
-        let (tree, handle) = tri!(reply, self.node(ino));
-        let (_, pfd) = tri!(reply, self.path_fd(ino));
+        let (tree, pfd) = tri!(reply, self.path_fd(ino));
         let st = tri!(reply, fstat(pfd.as_fd()));
         let want = Self::open_rights(flags);
         tri!(reply, self.allowed(who, &tree, want & W != 0));
         tri!(reply, Self::need(&tree, &st, who, want));
         let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW);
-        let fd = tri!(reply, open_handle(tree.fd.as_fd(), &handle, flags));
+        let (_, fd) = tri!(reply, self.reopen(ino, flags));
         let file = File::from(fd);
         let (fh, backing) = self.register(file, ino, |f| reply.open_backing(f));
         match backing {
@@ -1201,12 +1256,11 @@ impl Posix {
         ino: u64,
         parent_ino: u64,
     ) -> Result<Vec<(u64, FileType, String)>, Errno> {
-        let (tree, handle) = self.node(ino)?;
+        let (tree, pfd) = self.path_fd(ino)?;
         self.allowed(who, &tree, false)?;
-        let pfd = open_handle(tree.fd.as_fd(), &handle, libc::O_PATH)?;
         let st = fstat(pfd.as_fd())?;
         Self::need(&tree, &st, who, R)?;
-        let fd = open_handle(tree.fd.as_fd(), &handle, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let (_, fd) = self.reopen(ino, libc::O_RDONLY | libc::O_DIRECTORY)?;
         let probe = fd.try_clone().map_err(os)?;
         let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| Errno::from_i32(e as i32))?;
         let mut out = vec![(ino, FileType::Directory, ".".to_owned())];

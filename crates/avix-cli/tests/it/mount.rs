@@ -267,3 +267,81 @@ fn sed_i_and_vim_edit_a_document_in_place() {
     let left = d.ok("ls -a $M/etc/avix");
     assert!(!left.contains(".swp") && !left.contains("sed"), "{left}");
 }
+
+#[test]
+fn an_ordinary_user_runs_the_daemon_and_its_mount() {
+    // `avix server start` as an unprivileged account: mounted through fusermount3, the
+    // daemon's uid mapped to its init user, data trees still POSIX (I/O served by the daemon:
+    // passthrough needs root). Runs as uid 65534 (needs root to switch, and /dev/fuse open
+    // to everyone, as Debian ships it; scripts/setup.sh makes sure).
+    if !require_fuse() || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("u");
+    std::fs::create_dir(&base).unwrap();
+    std::fs::create_dir(base.join("m")).unwrap();
+    for p in [dir.path().to_path_buf(), base.clone(), base.join("m")] {
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    let port = avix_testkit::free_port();
+    let as_user = |script: &str| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(["sh", "-c", script])
+            .env("AVIX", bin())
+            .env("B", &base)
+            .env("HOME", &base)
+            .env_remove("AVIX_MASTER_KEY")
+            .output()
+            .unwrap()
+    };
+    let init = as_user(
+        "$AVIX server config init --root $B/r --user me --role admin --non-interactive --host-uid 65534",
+    );
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let mut daemon = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["server", "start", "--root"])
+        .arg(base.join("r"))
+        .arg("--mount")
+        .arg(base.join("m"))
+        .args(["--port", &port.to_string()])
+        .env("HOME", &base)
+        .env_remove("AVIX_MASTER_KEY")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the unprivileged mount", || {
+        as_user("test -f $B/m/proc/status.yaml").status.success()
+    });
+    let out = as_user(
+        "set -e; cd $B/m/users/me/workspace; echo hi > a; ln -s a l; cat l; ln a h; \
+         stat -c %h a; chmod +x a; stat -c %a a; sed -n 's/.*dataIo: //p' $B/m/proc/status.yaml",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi\n2\n755\nserved\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Other users (root included) cannot use someone else's unprivileged mount.
+    assert!(std::fs::metadata(base.join("m/proc")).is_err());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "clean stop");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(base.join("m").to_str().unwrap()),
+        "unmounted at stop"
+    );
+}
