@@ -53,6 +53,8 @@ pub struct AvixFs {
     next_dir: AtomicU64,
     /// Whether reads of persistent files may keep the page cache between opens.
     pub(crate) keep_cache: bool,
+    /// Whether to ask the kernel for FUSE passthrough on data trees.
+    pub(crate) want_passthrough: bool,
 }
 
 impl std::fmt::Debug for AvixFs {
@@ -134,6 +136,7 @@ impl AvixFs {
             posix,
             next_dir: AtomicU64::new(1),
             keep_cache: true,
+            want_passthrough: true,
         }
     }
 
@@ -299,7 +302,7 @@ impl Filesystem for AvixFs {
         }
         // Data trees: the kernel reads and writes the host files itself (Linux 6.9+, and the
         // daemon needs CAP_SYS_ADMIN); otherwise the daemon serves their I/O.
-        let wanted = std::env::var("AVIX_FUSE_PASSTHROUGH").map_or(true, |v| v != "0");
+        let wanted = self.want_passthrough;
         // Registering a backing file needs CAP_SYS_ADMIN: root only.
         let passthrough = wanted
             && nix::unistd::geteuid().is_root()

@@ -24,7 +24,9 @@ use avix_proto::UserName;
 use avix_vfs::Caller;
 
 pub use fs::AvixFs;
-pub use mount::{MountError, MountPointState, Mounted, mount, probe_mount_point};
+pub use mount::{
+    DataIo, MountError, MountPointState, Mounted, mount, mount_with, probe_mount_point,
+};
 
 /// Maps host uids to Avix callers and back (for `ls -l`).
 pub trait Identities: Send + Sync + 'static {

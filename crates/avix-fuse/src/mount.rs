@@ -288,6 +288,31 @@ pub fn mount(
     mount_point: &Path,
     threads: usize,
 ) -> Result<Mounted, MountError> {
+    // `AVIX_FUSE_PASSTHROUGH=0` forces served I/O (for comparisons).
+    let io = match std::env::var("AVIX_FUSE_PASSTHROUGH").as_deref() {
+        Ok("0") => DataIo::Served,
+        _ => DataIo::Auto,
+    };
+    mount_with(vfs, identities, mount_point, threads, io)
+}
+
+/// How the mount does the I/O of data-tree files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataIo {
+    /// FUSE passthrough where the kernel and the daemon's privileges allow, else served.
+    Auto,
+    /// Always served by the daemon (`pread`/`pwrite` on the host file).
+    Served,
+}
+
+/// [`mount`], choosing how data-tree I/O is done.
+pub fn mount_with(
+    vfs: Arc<Vfs>,
+    identities: Arc<dyn Identities>,
+    mount_point: &Path,
+    threads: usize,
+    io: DataIo,
+) -> Result<Mounted, MountError> {
     let shown = mount_point.display().to_string();
     match probe_mount_point(mount_point) {
         MountPointState::Free => {}
@@ -316,7 +341,8 @@ pub fn mount(
     }
     let (tx, rx) = std::sync::mpsc::channel::<Invalidation>();
     let live = Arc::new(AtomicBool::new(true));
-    let fs = AvixFs::new(vfs, identities, tx, live.clone());
+    let mut fs = AvixFs::new(vfs, identities, tx, live.clone());
+    fs.want_passthrough = io == DataIo::Auto;
     let passthrough = fs.passthrough();
     let mut cfg = Config::default();
     cfg.mount_options = vec![

@@ -69,10 +69,10 @@ pub fn is_posix_fh(fh: u64) -> bool {
     fh & TAG != 0
 }
 
-/// The mount's inode number of a host file: its own, when it fits below [`PATH_BASE`] (ext4,
+/// The mount's inode number of a host file: its own, when it fits below [`ALIAS_BASE`] (ext4,
 /// xfs, btrfs and tmpfs numbers do); a host whose numbers do not cannot serve data trees.
 fn ino_of(st: &libc::stat) -> Result<u64, Errno> {
-    if st.st_ino >= PATH_BASE || st.st_ino == ROOT {
+    if st.st_ino >= ALIAS_BASE || st.st_ino == ROOT {
         return Err(Errno::EOVERFLOW);
     }
     Ok(st.st_ino)
@@ -287,7 +287,23 @@ struct Node {
     tree: Arc<Tree>,
     handle: NodeRef,
     lookups: u64,
+    /// The host inode number.
+    host: u64,
 }
+
+/// The nodes the kernel holds, by the mount's inode number, with the current node of each host
+/// inode number. The mount's number is the host's, except when the host reused the number of
+/// a deleted file the kernel still holds: the new file then gets a number of its own (from
+/// [`ALIAS_BASE`]), since one number must name one object while the kernel knows it.
+#[derive(Debug, Default)]
+struct NodeTable {
+    by_id: HashMap<u64, Node>,
+    by_host: HashMap<u64, u64>,
+    next_alias: u64,
+}
+
+/// Where the numbers of nodes whose host number is taken start (host numbers lie below it).
+const ALIAS_BASE: u64 = 1 << 47;
 
 #[derive(Debug)]
 struct OpenFile {
@@ -334,7 +350,7 @@ const X: u32 = 1;
 #[derive(Debug, Default)]
 pub(crate) struct Posix {
     trees: Mutex<HashMap<VfsPath, Arc<Tree>>>,
-    nodes: Mutex<HashMap<u64, Node>>,
+    nodes: Mutex<NodeTable>,
     files: Mutex<HashMap<u64, OpenFile>>,
     backings: Mutex<HashMap<u64, Weak<BackingId>>>,
     next_fh: AtomicU64,
@@ -378,7 +394,7 @@ impl Posix {
 
     fn node(&self, ino: u64) -> Result<(Arc<Tree>, NodeRef), Errno> {
         let nodes = lock(&self.nodes);
-        let n = nodes.get(&ino).ok_or(Errno::ESTALE)?;
+        let n = nodes.by_id.get(&ino).ok_or(Errno::ESTALE)?;
         Ok((n.tree.clone(), n.handle.clone()))
     }
 
@@ -414,10 +430,10 @@ impl Posix {
         access::check(&who.caller, &probe, want).map_err(|e| Errno::from_i32(e.errno()))
     }
 
-    fn attr(&self, tree: &Tree, st: &libc::stat, who: &Who) -> Result<FileAttr, Errno> {
+    fn attr(&self, id: u64, tree: &Tree, st: &libc::stat, who: &Who) -> FileAttr {
         let mtime = time(st.st_mtime, st.st_mtime_nsec);
-        Ok(FileAttr {
-            ino: INodeNo(ino_of(st)?),
+        FileAttr {
+            ino: INodeNo(id),
             size: u64::try_from(st.st_size).unwrap_or(0),
             blocks: u64::try_from(st.st_blocks).unwrap_or(0),
             atime: time(st.st_atime, st.st_atime_nsec),
@@ -432,7 +448,7 @@ impl Posix {
             rdev: u32::try_from(st.st_rdev).unwrap_or(0),
             blksize: u32::try_from(st.st_blksize).unwrap_or(4096),
             flags: 0,
-        })
+        }
     }
 
     /// Whether the POSIX mode of `st` grants `want` (R, W, X bits) to `who`.
@@ -475,26 +491,48 @@ impl Posix {
         fd: BorrowedFd<'_>,
         st: &libc::stat,
     ) -> Result<u64, Errno> {
-        let ino = ino_of(st)?;
-        let mut nodes = lock(&self.nodes);
-        if let Some(n) = nodes.get_mut(&ino) {
-            n.lookups += 1;
-            return Ok(ino);
-        }
+        let host = ino_of(st)?;
         let handle = if tree.handles {
-            NodeRef::Handle(handle_of(fd)?.into())
+            Some(handle_of(fd)?)
         } else {
-            NodeRef::Fd(Arc::new(fd.try_clone_to_owned().map_err(os)?))
+            None
         };
-        nodes.insert(
-            ino,
+        let mut t = lock(&self.nodes);
+        if let Some(&id) = t.by_host.get(&host)
+            && let Some(n) = t.by_id.get_mut(&id)
+        {
+            // The same object, unless the number now names another file (a handle carries
+            // the inode's generation; a held descriptor pins its inode, so no reuse).
+            let same = match (&n.handle, &handle) {
+                (NodeRef::Handle(old), Some(new)) => old[..] == new[..],
+                _ => true,
+            };
+            if same {
+                n.lookups += 1;
+                return Ok(id);
+            }
+        }
+        let id = if t.by_id.contains_key(&host) {
+            t.next_alias += 1;
+            ALIAS_BASE + t.next_alias
+        } else {
+            host
+        };
+        let handle = match handle {
+            Some(h) => NodeRef::Handle(h.into()),
+            None => NodeRef::Fd(Arc::new(fd.try_clone_to_owned().map_err(os)?)),
+        };
+        t.by_id.insert(
+            id,
             Node {
                 tree: tree.clone(),
                 handle,
                 lookups: 1,
+                host,
             },
         );
-        Ok(ino)
+        t.by_host.insert(host, id);
+        Ok(id)
     }
 
     fn ttl(tree: &Tree, st: &libc::stat) -> Duration {
@@ -556,9 +594,8 @@ impl Posix {
             }
         };
         tri!(reply, self.allowed(who, &tree, false));
-        let ino = tri!(reply, self.remember(&tree, tree.fd.as_fd(), &st));
-        let _ = ino;
-        let attr = tri!(reply, self.attr(&tree, &st, who));
+        let id = tri!(reply, self.remember(&tree, tree.fd.as_fd(), &st));
+        let attr = self.attr(id, &tree, &st, who);
         reply.entry(&Duration::ZERO, &attr, Generation(0));
     }
 
@@ -568,13 +605,27 @@ impl Posix {
     }
 
     pub(crate) fn forget(&self, ino: u64, n: u64) {
-        let mut nodes = lock(&self.nodes);
-        if let Some(node) = nodes.get_mut(&ino) {
+        let mut t = lock(&self.nodes);
+        if let Some(node) = t.by_id.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
             if node.lookups == 0 {
-                nodes.remove(&ino);
+                let host = node.host;
+                t.by_id.remove(&ino);
+                if t.by_host.get(&host) == Some(&ino) {
+                    t.by_host.remove(&host);
+                }
             }
         }
+    }
+
+    /// The mount's number for a host inode number (the host's own when the kernel holds no
+    /// node for it).
+    fn id_of(&self, host: u64) -> u64 {
+        lock(&self.nodes)
+            .by_host
+            .get(&host)
+            .copied()
+            .unwrap_or(host)
     }
 
     /// Looks up `name` in the directory `parent`: needs search (x) on it.
@@ -604,8 +655,8 @@ impl Posix {
             open_at(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)
         );
         let st = tri!(reply, fstat(fd.as_fd()));
-        let attr = tri!(reply, self.attr(tree, &st, who));
-        tri!(reply, self.remember(tree, fd.as_fd(), &st));
+        let id = tri!(reply, self.remember(tree, fd.as_fd(), &st));
+        let attr = self.attr(id, tree, &st, who);
         reply.entry(&Self::entry_ttl(tree, dst, &st), &attr, Generation(0));
     }
 
@@ -623,7 +674,7 @@ impl Posix {
                 tri!(reply, fstat(fd.as_fd()))
             }
         };
-        let attr = tri!(reply, self.attr(&tree, &st, who));
+        let attr = self.attr(ino, &tree, &st, who);
         reply.attr(&Self::ttl(&tree, &st), &attr);
     }
 
@@ -756,7 +807,7 @@ impl Posix {
             Some(f) => tri!(reply, fstat(f.as_fd())),
             None => tri!(reply, fstat(fd.as_fd())),
         };
-        let attr = tri!(reply, self.attr(&tree, &st, who));
+        let attr = self.attr(ino, &tree, &st, who);
         reply.attr(&Self::ttl(&tree, &st), &attr);
     }
 
@@ -1159,8 +1210,8 @@ impl Posix {
             Err(e) => return reply.error(e),
         };
         let st = tri!(reply, fstat(fd.as_fd()));
-        let attr = tri!(reply, self.attr(&tree, &st, who));
         let ino = tri!(reply, self.remember(&tree, fd.as_fd(), &st));
+        let attr = self.attr(ino, &tree, &st, who);
         let (fh, backing) = self.register(File::from(fd), ino, |f| reply.open_backing(f));
         let ttl = Self::entry_ttl(&tree, &dst, &st);
         match backing {
@@ -1270,7 +1321,7 @@ impl Posix {
             match open_at(probe.as_fd(), &CString::from(c".."), libc::O_PATH, 0)
                 .and_then(|p| fstat(p.as_fd()))
             {
-                Ok(p) => ino_of(&p).unwrap_or(parent_ino),
+                Ok(p) => ino_of(&p).map_or(parent_ino, |h| self.id_of(h)),
                 Err(_) => parent_ino,
             }
         };
@@ -1310,7 +1361,7 @@ impl Posix {
             if !is_posix(ino) {
                 continue;
             }
-            out.push((ino, kind, name.to_owned()));
+            out.push((self.id_of(ino), kind, name.to_owned()));
         }
         Ok(out)
     }
@@ -1407,7 +1458,7 @@ impl Posix {
             let known = |st: &libc::stat| {
                 ino_of(st)
                     .ok()
-                    .filter(|i| lock(&self.nodes).contains_key(i))
+                    .and_then(|h| lock(&self.nodes).by_host.get(&h).copied())
             };
             let Ok(dfd) = open_path_beneath(tree.fd.as_fd(), dir) else {
                 return;

@@ -66,6 +66,10 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Self::with(avix_fuse::DataIo::Auto)
+    }
+
+    fn with(io: avix_fuse::DataIo) -> Self {
         let data = tempfile::tempdir().unwrap();
         for d in ["users/alice/workspace", "users/bob/workspace", "etc"] {
             std::fs::create_dir_all(data.path().join(d)).unwrap();
@@ -87,7 +91,7 @@ impl Fixture {
                 .build(),
         );
         let mnt = tempfile::tempdir().unwrap();
-        let mounted = avix_fuse::mount(vfs.clone(), Arc::new(Ids), mnt.path(), 2).unwrap();
+        let mounted = avix_fuse::mount_with(vfs.clone(), Arc::new(Ids), mnt.path(), 2, io).unwrap();
         Self {
             vfs,
             mnt,

@@ -210,3 +210,73 @@ fn everyday_workloads_run_in_a_workspace() {
     ));
     assert_eq!(out, "same\n", "a 200 MB file reads back intact");
 }
+
+#[test]
+fn served_io_keeps_the_same_semantics() {
+    // Where the kernel or the daemon's privileges rule out passthrough, the daemon serves
+    // data-tree I/O itself: the same bugs must stay fixed.
+    if !fuse_available() {
+        return;
+    }
+    let f = Fixture::with(avix_fuse::DataIo::Served);
+    let out = f.ok(&format!(
+        "set -e; {WS}; : > lb; python3 -c \"import os; fd=os.open('lb',os.O_WRONLY|os.O_APPEND); \
+         [(os.write(fd,b'p%d\\n'%i), os.fstat(fd)) for i in range(4)]; os.close(fd)\"; cat lb; \
+         : > two; (for i in $(seq 300); do echo a$i >> two; done) & \
+         (for i in $(seq 300); do echo b$i >> two; done); wait; sort -u two | wc -l; \
+         n=0; for i in $(seq 100); do echo 12345678 > f; : > f; [ -s f ] && n=$((n+1)); done; echo $n; \
+         head -c 3000000 /dev/urandom > r; cp r r2; cmp r r2 && echo same; \
+         sqlite3 db 'pragma journal_mode=wal; create table t(x); insert into t values (7);' >/dev/null; \
+         sqlite3 db 'select x from t'"
+    ));
+    assert_eq!(out, "p0\np1\np2\np3\n600\n0\nsame\n7\n");
+    let out = f.ok(&format!(
+        "{WS} && python3 - <<'EOF'
+import os
+f = open('u', 'w'); f.write('x' * 10); f.flush()
+os.unlink('u'); f.write('y'); f.flush()
+print(os.fstat(f.fileno()).st_size); f.close()
+f = open('r', 'w'); f.write('one'); f.flush()
+os.rename('r', 'r3'); f.write('two'); f.close()
+print(open('r3').read())
+EOF"
+    ));
+    assert_eq!(out, "11\nonetwo\n");
+}
+
+#[test]
+fn a_reused_host_inode_number_is_a_new_file() {
+    // ext4 hands the number of a deleted file to the next one at once, while the kernel may
+    // still hold the deleted one: the new file must not be taken for the old (ESTALE, or the
+    // old file's attributes).
+    if !fuse_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let out = f.ok(&format!(
+        "{WS} && bad=0; for i in $(seq 300); do echo $i > a; exec 5<a; rm a; echo x$i > b; exec 5<&-; \
+         [ \"$(cat b)\" = x$i ] || bad=$((bad+1)); rm b; done; echo $bad"
+    ));
+    assert_eq!(out, "0\n");
+    let out = f.ok(&format!(
+        "{WS} && python3 - <<'EOF'
+import os
+seen = bad = 0
+for i in range(300):
+    with open('old', 'w') as f:
+        f.write('old')
+    held = os.open('old', os.O_RDONLY)
+    before = os.fstat(held).st_ino
+    os.unlink('old')
+    os.close(held)
+    with open('new', 'w') as f:
+        f.write('new%d' % i)
+    st = os.stat('new')
+    seen += st.st_ino == before
+    bad += open('new').read() != 'new%d' % i or st.st_size != len('new%d' % i)
+    os.unlink('new')
+print(bad)
+EOF"
+    ));
+    assert_eq!(out, "0\n");
+}
