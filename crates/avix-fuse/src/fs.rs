@@ -321,19 +321,24 @@ impl Filesystem for AvixFs {
         let caller = tri!(reply, self.caller(req));
         let path = tri!(reply, self.child(parent, name));
         if avix_vfs::access::data_tree_root(&path).as_ref() == Some(&path) {
+            let who = tri!(reply, self.who(req));
+            let Some(reply) = self.posix.reenter(&path, &who, reply) else {
+                return;
+            };
             match self.vfs.data_tree(&caller, &path) {
                 Ok(Some(fd)) => {
                     let Some((fd, handles)) = Posix::usable(std::os::fd::AsFd::as_fd(&fd)) else {
                         let st = vfs!(reply, self.vfs.stat(&caller, &path));
                         return self.entry(&path, &st, reply);
                     };
-                    let who = tri!(reply, self.who(req));
                     let shown = posix::tree_owner(&path).and_then(|u| self.identities.host_uid(&u));
                     return self.posix.enter(&path, fd, handles, shown, &who, reply);
                 }
                 Ok(None) => {}
                 Err(e) => return reply.error(errno(&e)),
             }
+            let st = vfs!(reply, self.vfs.stat(&caller, &path));
+            return self.entry(&path, &st, reply);
         }
         let st = vfs!(reply, self.vfs.stat(&caller, &path));
         self.entry(&path, &st, reply);

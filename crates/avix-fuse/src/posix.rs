@@ -604,6 +604,43 @@ impl Posix {
         lock(&self.trees).get(root).cloned()
     }
 
+    /// Enters a tree the mount knows again (the root's entry is never cached, so every walk
+    /// from outside comes here): the rules are checked for `who`, nothing is opened. `None`
+    /// when the tree's directory is gone (then it is looked up afresh).
+    pub(crate) fn reenter(
+        &self,
+        root: &VfsPath,
+        who: &Who,
+        reply: ReplyEntry,
+    ) -> Option<ReplyEntry> {
+        let Some(tree) = self.tree(root) else {
+            return Some(reply);
+        };
+        let Ok(st) = fstat(tree.fd.as_fd()) else {
+            return Some(reply);
+        };
+        if st.st_nlink == 0 {
+            lock(&self.trees).remove(root);
+            return Some(reply);
+        }
+        if let Err(e) = access::check(&who.caller, root, Access::Lookup) {
+            reply.error(Errno::from_i32(e.errno()));
+            return None;
+        }
+        if let Err(e) = self.allowed(who, &tree, false) {
+            reply.error(e);
+            return None;
+        }
+        match self.remember(&tree, tree.fd.as_fd(), &st) {
+            Ok(id) => {
+                let attr = self.attr(id, &tree, &st, who);
+                reply.entry(&Duration::ZERO, &attr, Generation(0));
+            }
+            Err(e) => reply.error(e),
+        }
+        None
+    }
+
     pub(crate) fn forget(&self, ino: u64, n: u64) {
         let mut t = lock(&self.nodes);
         if let Some(node) = t.by_id.get_mut(&ino) {
@@ -1124,6 +1161,10 @@ impl Posix {
                 None => match reply_backing(&file) {
                     Ok(id) => {
                         let id = Arc::new(id);
+                        // Entries of closed files go at the next registration past a bound.
+                        if b.len() > 1024 {
+                            b.retain(|_, w| w.strong_count() > 0);
+                        }
                         b.insert(ino, Arc::downgrade(&id));
                         Some(id)
                     }
@@ -1149,13 +1190,22 @@ impl Posix {
     }
 
     pub(crate) fn open(&self, who: &Who, ino: u64, flags: i32, reply: ReplyOpen) {
-        let (tree, pfd) = tri!(reply, self.path_fd(ino));
-        let st = tri!(reply, fstat(pfd.as_fd()));
         let want = Self::open_rights(flags);
-        tri!(reply, self.allowed(who, &tree, want & W != 0));
-        tri!(reply, Self::need(&tree, &st, who, want));
         let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW);
-        let (_, fd) = tri!(reply, self.reopen(ino, flags));
+        let fd = if want == R {
+            // Opening for reading changes nothing: open, then check on what was opened.
+            let (tree, fd) = tri!(reply, self.reopen(ino, flags));
+            tri!(reply, self.allowed(who, &tree, false));
+            let st = tri!(reply, fstat(fd.as_fd()));
+            tri!(reply, Self::need(&tree, &st, who, want));
+            fd
+        } else {
+            let (tree, pfd) = tri!(reply, self.path_fd(ino));
+            let st = tri!(reply, fstat(pfd.as_fd()));
+            tri!(reply, self.allowed(who, &tree, true));
+            tri!(reply, Self::need(&tree, &st, who, want));
+            tri!(reply, self.reopen(ino, flags)).1
+        };
         let file = File::from(fd);
         let (fh, backing) = self.register(file, ino, |f| reply.open_backing(f));
         match backing {
@@ -1440,59 +1490,99 @@ impl Posix {
     /// The kernel caches to drop after `change` (made through another door, or on the host):
     /// nodes the mount knows, found by resolving the path beneath the tree.
     pub(crate) fn invalidations(&self, change: &Change, out: &mut Vec<Invalidation>) {
-        let entry = |path: &VfsPath, out: &mut Vec<Invalidation>, inode: bool| {
-            let Some(root) = access::data_tree_root(path) else {
-                return;
+        // A tree root renamed or removed elsewhere: found afresh at the next lookup.
+        if matches!(
+            change.kind,
+            ChangeKind::Removed | ChangeKind::Renamed { .. }
+        ) {
+            let from = match &change.kind {
+                ChangeKind::Renamed { from } => Some(from),
+                _ => None,
             };
-            let Some(tree) = self.tree(&root) else { return };
-            let Some(rel) = path.strip_prefix(&root) else {
-                return;
-            };
-            if rel.is_empty() {
-                return;
+            for p in [Some(&change.path), from].into_iter().flatten() {
+                if access::data_tree_root(p).as_ref() == Some(p) {
+                    lock(&self.trees).remove(p);
+                }
             }
-            let (dir, name) = match rel.rfind('/') {
-                Some(i) => (&rel[..i], &rel[i + 1..]),
-                None => ("", rel),
-            };
-            let known = |st: &libc::stat| {
-                ino_of(st)
-                    .ok()
-                    .and_then(|h| lock(&self.nodes).by_host.get(&h).copied())
-            };
-            let Ok(dfd) = open_path_beneath(tree.fd.as_fd(), dir) else {
-                return;
-            };
-            if let Some(parent) = fstat(dfd.as_fd()).ok().as_ref().and_then(known) {
-                out.push(Invalidation::Entry(parent, name.to_owned()));
-                out.push(Invalidation::Inode(parent));
+        }
+        let name_gone = |path: &VfsPath, out: &mut Vec<Invalidation>| {
+            if let Some(t) = self.resolve(path) {
+                out.extend(t.parent.map(|p| Invalidation::Entry(p, t.name.clone())));
+                out.extend(t.parent.map(Invalidation::Inode));
             }
-            if inode
-                && let Ok(c) = CString::new(name)
-                && let Ok(fd) = open_at(dfd.as_fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0)
-                && let Some(ino) = fstat(fd.as_fd()).ok().as_ref().and_then(known)
-            {
-                out.push(Invalidation::Inode(ino));
+        };
+        let name_new = |path: &VfsPath, out: &mut Vec<Invalidation>| {
+            if let Some(t) = self.resolve(path) {
+                out.extend(t.parent.map(|p| Invalidation::Entry(p, t.name.clone())));
+                out.extend(t.parent.map(Invalidation::Inode));
+                out.extend(t.target.map(Invalidation::Inode));
             }
         };
         match &change.kind {
-            ChangeKind::Created => entry(&change.path, out, true),
+            ChangeKind::Created => name_new(&change.path, out),
             ChangeKind::Modified => {
-                // Content or attributes: the inode only (its name did not change).
-                let mut tmp = Vec::new();
-                entry(&change.path, &mut tmp, true);
-                out.extend(
-                    tmp.into_iter()
-                        .filter(|i| matches!(i, Invalidation::Inode(_))),
-                );
+                let Some(t) = self.resolve(&change.path) else {
+                    return;
+                };
+                match t.target {
+                    // The same file changed: its attributes and pages only.
+                    Some(id) => out.push(Invalidation::Inode(id)),
+                    // Another file now has this name (an atomic replace): the kernel may hold
+                    // the old one under it.
+                    None if t.exists => {
+                        out.extend(t.parent.map(|p| Invalidation::Entry(p, t.name.clone())));
+                        out.extend(t.parent.map(Invalidation::Inode));
+                    }
+                    None => {}
+                }
             }
-            ChangeKind::Removed => entry(&change.path, out, false),
+            ChangeKind::Removed => name_gone(&change.path, out),
             ChangeKind::Renamed { from } => {
-                entry(from, out, false);
-                entry(&change.path, out, true);
+                name_gone(from, out);
+                name_new(&change.path, out);
             }
         }
     }
+
+    /// What the kernel may hold for `path` in a known data tree: its directory's node, its
+    /// own node (by its current host file), and whether a file is there now.
+    fn resolve(&self, path: &VfsPath) -> Option<Resolved> {
+        let root = access::data_tree_root(path)?;
+        let tree = self.tree(&root)?;
+        let rel = path.strip_prefix(&root)?;
+        if rel.is_empty() {
+            return None;
+        }
+        let (dir, name) = match rel.rfind('/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => ("", rel),
+        };
+        let known = |st: &libc::stat| {
+            ino_of(st)
+                .ok()
+                .and_then(|h| lock(&self.nodes).by_host.get(&h).copied())
+        };
+        let dfd = open_path_beneath(tree.fd.as_fd(), dir).ok()?;
+        let parent = fstat(dfd.as_fd()).ok().as_ref().and_then(known);
+        let target = CString::new(name)
+            .ok()
+            .and_then(|c| open_at(dfd.as_fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0).ok())
+            .and_then(|fd| fstat(fd.as_fd()).ok());
+        Some(Resolved {
+            parent,
+            name: name.to_owned(),
+            target: target.as_ref().and_then(known),
+            exists: target.is_some(),
+        })
+    }
+}
+
+/// See [`Posix::resolve`].
+struct Resolved {
+    parent: Option<u64>,
+    name: String,
+    target: Option<u64>,
+    exists: bool,
 }
 
 /// The set-ID bits a writer's mode change may clear.
