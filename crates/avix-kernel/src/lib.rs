@@ -158,6 +158,8 @@ pub struct Kernel {
     keys: KernelKeys,
     started: Instant,
     started_at: Timestamp,
+    /// kernel.yaml as it was at boot: what the settings that need a restart are still set to.
+    started_with: avix_proto::config::kernel::KernelConfig,
     // Written by the daemon once the doors are up; read by the status file.
     runtime_info: RwLock<RuntimeInfo>,
     rt: tokio::runtime::Handle,
@@ -245,9 +247,11 @@ impl Kernel {
             }
         };
         let secrets_store = secrets::SecretStore::new(layout.secrets(), &keys.secrets);
+        let started_with = config.get().kernel.clone();
         let kernel = Arc::new(Self {
             layout,
             vfs,
+            started_with,
             config,
             keys,
             started,
@@ -685,6 +689,11 @@ impl Kernel {
         }
     }
 
+    /// Settings of kernel.yaml changed since boot that take effect only at the next start.
+    pub fn restart_needed(&self) -> Vec<&'static str> {
+        self.config.get().kernel.restart_needed(&self.started_with)
+    }
+
     /// Reloads configuration whenever a file in `/etc/avix` changes, through any door or on
     /// disk.
     fn watch_config(self: &Arc<Self>) {
@@ -700,6 +709,15 @@ impl Kernel {
             };
             if let Ok(true) = k.config.reload(file) {
                 match file {
+                    EtcFile::Kernel => {
+                        let pending = k.restart_needed();
+                        if !pending.is_empty() {
+                            tracing::warn!(
+                                settings = %pending.join(", "),
+                                "kernel.yaml changed settings that take effect at the next start (avix server stop, then start); the rest applies now"
+                            );
+                        }
+                    }
                     EtcFile::Users => k.ensure_homes(),
                     EtcFile::Llm => {
                         if let Some(svc) = &k.llm_service {

@@ -126,6 +126,11 @@ pub fn status(kernel: &Kernel) -> SystemStatus {
         }),
         atp_address: info.atp_address,
         mode: config.kernel.mode.as_str().to_owned(),
+        restart_needed: kernel
+            .restart_needed()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         counts: StatusCounts {
             users: config.users.users.len() as u64,
             crews: config.crews.crews.len() as u64,

@@ -33,6 +33,10 @@ pub struct SystemStatus {
     pub atp_address: Option<String>,
     /// Deployment mode.
     pub mode: String,
+    /// kernel.yaml settings changed since the daemon started that take effect only at the
+    /// next start (`gateway.port`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
     /// Counts of things.
     pub counts: StatusCounts,
 }

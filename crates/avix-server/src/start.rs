@@ -188,12 +188,41 @@ impl std::io::Write for SafeStderr {
     }
 }
 
-/// Sets up logging to stderr at `level` (`RUST_LOG` refines it), copied to [`log_ring`].
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The live log filter, changed when kernel.yaml's `observability.logLevel` changes.
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
+/// The filter for `level`: `RUST_LOG`'s directives, when set, refine it (`RUST_LOG=avix_llm=debug`
+/// adds debug output of one crate to the level in force).
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let base = format!("{level},fuser=warn");
+    match std::env::var("RUST_LOG") {
+        Ok(extra) if !extra.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(format!("{base},{extra}")).unwrap_or_else(|e| {
+                eprintln!("RUST_LOG ignored: {e}");
+                tracing_subscriber::EnvFilter::new(&base)
+            })
+        }
+        _ => tracing_subscriber::EnvFilter::new(base),
+    }
+}
+
+/// Applies a new log level at once (see [`init_logging`]).
+pub fn set_log_level(level: &str) {
+    if let Some(h) = LOG_FILTER.get() {
+        let _ = h.reload(log_filter(level));
+    }
+}
+
+/// Sets up logging to stderr at `level` (`RUST_LOG` refines it), copied to [`log_ring`]. The
+/// level can be changed later with [`set_log_level`].
 pub fn init_logging(level: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},fuser=warn")));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(level));
+    let _ = LOG_FILTER.set(handle);
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(
@@ -204,6 +233,32 @@ pub fn init_logging(level: &str) {
         )
         .with(RingLayer)
         .try_init();
+}
+
+/// Applies kernel.yaml's `observability.logLevel` whenever it changes (unless `--log-level`
+/// was given, which wins for the daemon's life).
+fn follow_log_level(kernel: &Arc<Kernel>) {
+    let weak = Arc::downgrade(kernel);
+    let current =
+        std::sync::Mutex::new(kernel.config().get().kernel.observability.log_level.clone());
+    let Ok(kernel_yaml) = avix_vfs::VfsPath::parse("/etc/avix/kernel.yaml") else {
+        return;
+    };
+    kernel.vfs().subscribe(move |change| {
+        if change.path != kernel_yaml {
+            return;
+        }
+        let Some(k) = weak.upgrade() else { return };
+        let level = k.config().get().kernel.observability.log_level.clone();
+        let mut cur = current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *cur != level {
+            set_log_level(&level);
+            tracing::info!(level = %level, "log level changed by kernel.yaml");
+            *cur = level;
+        }
+    });
 }
 
 /// Maps host uids through the configuration in force.
@@ -227,6 +282,8 @@ struct Prepared {
     mount_point: Option<PathBuf>,
     guard: Option<MountGuard>,
     port: u16,
+    /// `--log-level` was given: kernel.yaml's level does not apply.
+    fixed_log_level: bool,
 }
 
 /// Removes `name` from the environment, overwriting its value first. `remove_var` alone only
@@ -364,6 +421,7 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, StartError> {
         mount_point,
         guard,
         port,
+        fixed_log_level: opts.log_level.is_some(),
     })
 }
 
@@ -439,6 +497,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         mount_point,
         guard,
         port,
+        fixed_log_level,
     } = p;
     let addr = listen_addr(&kernel_config, port)?;
     let tls = tls_setup(&kernel_config, &layout)?;
@@ -501,6 +560,9 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         )),
         None => tokio::spawn(avix_gateway::serve(gateway, listener, shutdown.clone())),
     };
+    if !fixed_log_level {
+        follow_log_level(&kernel);
+    }
     let boot_ms = t0.elapsed().as_millis() as u64;
     kernel.set_runtime_info(RuntimeInfo {
         mount_point: mount_point.as_ref().map(|m| m.display().to_string()),

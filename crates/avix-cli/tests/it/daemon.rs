@@ -265,3 +265,49 @@ fn server_status_and_stop_find_the_daemon_by_its_root() {
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("not running"));
 }
+
+#[test]
+fn reloads_say_what_needs_a_restart_and_the_log_level_applies_at_once() {
+    // Issue 13, item 6: a valid change that needs a restart was accepted silently; logLevel
+    // changed nothing until a restart.
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    let wait_log = |d: &TestDaemon, needle: &str| {
+        for _ in 0..250 {
+            if d.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("no {needle:?} in the log:\n{}", d.log_text());
+    };
+    assert!(!d.ok("cat $M/proc/status.yaml").contains("restartNeeded"));
+    d.ok("sed -i 's/logLevel: info/logLevel: debug/' $M/etc/avix/kernel.yaml");
+    wait_log(&d, "log level changed by kernel.yaml");
+    // Debug lines flow at once: a request from an unmapped uid is logged at debug.
+    let before = d.log_text().matches("DEBUG").count();
+    let _ = d.sh("setpriv --reuid=4242 --regid=4242 --clear-groups ls $M");
+    for _ in 0..100 {
+        if d.log_text().matches("DEBUG").count() > before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        d.log_text().matches("DEBUG").count() > before,
+        "{}",
+        d.log_text()
+    );
+    d.ok("sed -i 's/    port: 9142/    port: 9199/' $M/etc/avix/kernel.yaml");
+    wait_log(&d, "take effect at the next start");
+    let status = d.ok("cat $M/proc/status.yaml");
+    assert!(
+        status.contains("restartNeeded:") && status.contains("- gateway.port"),
+        "{status}"
+    );
+    // The daemon still answers on the port it started with.
+    assert!(http_get(d.port, "/atp/health").contains("ok"));
+}

@@ -73,6 +73,41 @@ pub struct KernelConfig {
     pub secrets: Secrets,
 }
 
+impl KernelConfig {
+    /// The settings of `self` that differ from `running` (the configuration the daemon started
+    /// with) and take effect only at the next start: the deployment mode, the ATP gateway (its
+    /// listener and limits are set up once) and the master-key source. Everything else in
+    /// kernel.yaml applies at once.
+    pub fn restart_needed(&self, running: &KernelConfig) -> Vec<&'static str> {
+        let g = (&self.gateway, &running.gateway);
+        [
+            ("mode", self.mode != running.mode),
+            ("gateway.bind", g.0.bind != g.1.bind),
+            ("gateway.port", g.0.port != g.1.port),
+            ("gateway.allowRemote", g.0.allow_remote != g.1.allow_remote),
+            ("gateway.tls", g.0.tls != g.1.tls),
+            (
+                "gateway.maxConnections",
+                g.0.max_connections != g.1.max_connections,
+            ),
+            ("gateway.maxPending", g.0.max_pending != g.1.max_pending),
+            (
+                "gateway.maxPendingPerPeer",
+                g.0.max_pending_per_peer != g.1.max_pending_per_peer,
+            ),
+            (
+                "gateway.requestTimeout",
+                g.0.request_timeout != g.1.request_timeout,
+            ),
+            ("gateway.idleTimeout", g.0.idle_timeout != g.1.idle_timeout),
+            ("secrets", self.secrets != running.secrets),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+}
+
 /// ATP gateway settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
