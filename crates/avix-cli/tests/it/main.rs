@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod chaos;
 mod client;
 mod daemon;
 mod init;
@@ -25,4 +26,50 @@ pub fn repo() -> &'static Path {
 /// stderr as text.
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts that every line of every journal under `root` (alice's runs) is whole JSON.
+pub fn journal_lines_are_whole(root: &Path) {
+    for j in journals(root) {
+        let Ok(text) = std::fs::read_to_string(&j) else {
+            continue;
+        };
+        for l in text.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(l).is_ok(),
+                "{}: a torn line: {l:?}",
+                j.display()
+            );
+        }
+    }
+}
+
+/// The journal files of alice's runs under `root`.
+pub fn journals(root: &Path) -> Vec<std::path::PathBuf> {
+    let users = root.join("data/users/alice/agents");
+    let mut out = Vec::new();
+    for a in std::fs::read_dir(&users).into_iter().flatten().flatten() {
+        for run in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
+            out.push(run.path().join("journal.jsonl"));
+        }
+    }
+    out
+}
+
+/// Processes whose command line contains `needle`.
+pub fn pids_of(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd)
+            .replace('\0', " ")
+            .contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
 }

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use avix_testkit::{TestDaemon, require_fuse};
 
-use crate::bin;
 use crate::client::{client, client_piped};
+use crate::{bin, journal_lines_are_whole, pids_of};
 
 /// A tmpfs of `mb` MiB mounted in a fresh temp directory; unmounted when dropped.
 struct SmallDisk {
@@ -64,25 +64,6 @@ fn atp_shell(d: &TestDaemon, lines: &str) -> String {
     c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
     let out = c.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn journal_lines_are_whole(root: &Path) {
-    let users = root.join("data/users/alice/agents");
-    for a in std::fs::read_dir(&users).into_iter().flatten().flatten() {
-        for run in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
-            let j = run.path().join("journal.jsonl");
-            let Ok(text) = std::fs::read_to_string(&j) else {
-                continue;
-            };
-            for l in text.lines() {
-                assert!(
-                    serde_json::from_str::<serde_json::Value>(l).is_ok(),
-                    "{}: a torn line: {l:?}",
-                    j.display()
-                );
-            }
-        }
-    }
 }
 
 #[test]
@@ -197,24 +178,6 @@ fn walk(p: &Path) -> Vec<PathBuf> {
             out.extend(walk(&e.path()));
         } else {
             out.push(e.path());
-        }
-    }
-    out
-}
-
-/// Processes whose command line contains `needle`.
-fn pids_of(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd)
-            .replace('\0', " ")
-            .contains(needle)
-        {
-            out.push(pid);
         }
     }
     out
