@@ -30,28 +30,15 @@ start() { # $1: prefix command (e.g. "taskset -c 0")
 }
 stop() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
 
-loop='
-import os, sys, time
-path, n = sys.argv[1], int(sys.argv[2])
-for _ in range(200):
-    os.stat(path); f = open(path, "rb"); f.read(); f.close()
-best = None
-for _ in range(3):
-    t = time.perf_counter()
-    for _ in range(n):
-        os.stat(path); f = open(path, "rb"); f.read(); f.close()
-    dt = (time.perf_counter() - t) / n * 1e6
-    best = dt if best is None else min(best, dt)
-print(f"{best:.2f}")
-'
+loop="$PWD/benches/stat_read_loop.py"
 head -c 4096 /dev/urandom > "$LOCAL/file"
 
 measure() { # $1: label, $2: prefix for client and daemon
   start "$2"
   head -c 4096 /dev/urandom > "$MNT/users/bench/workspace/file"
   local m l
-  m=$($2 python3 -c "$loop" "$MNT/users/bench/workspace/file" "$N")
-  l=$($2 python3 -c "$loop" "$LOCAL/file" "$N")
+  m=$($2 python3 "$loop" "$MNT/users/bench/workspace/file" "$N")
+  l=$($2 python3 "$loop" "$LOCAL/file" "$N")
   printf '%-22s mount %7s us/iter   local %6s us/iter   ratio %s\n' "$1" "$m" "$l" \
     "$(python3 -c "print(f'{$m/$l:.2f}x')")"
   stop

@@ -38,20 +38,7 @@ bindfs "$BSRC" "$BIND"
 WS="$MNT/users/bench/workspace"
 echo "data I/O: $(sed -n 's/.*dataIo: //p' "$MNT/proc/status.yaml")"
 
-loop='
-import os, sys, time
-path, n = sys.argv[1], int(sys.argv[2])
-for _ in range(200):
-    os.stat(path); f = open(path, "rb"); f.read(); f.close()
-best = None
-for _ in range(3):
-    t = time.perf_counter()
-    for _ in range(n):
-        os.stat(path); f = open(path, "rb"); f.read(); f.close()
-    dt = (time.perf_counter() - t) / n * 1e6
-    best = dt if best is None else min(best, dt)
-print(f"{best:.1f}")
-'
+loop="$PWD/benches/stat_read_loop.py"
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); python3 -c "print(f'{$t1-$t0:.3f}')"; }
 row() { # label unit ext4 bindfs avix (lower is better unless unit is MB/s)
   python3 - "$@" <<'EOF'
@@ -76,7 +63,7 @@ for round in $(seq "${ROUNDS:-3}"); do
 for place in ext4 bindfs avix; do
   case $place in ext4) D=$LOCAL ;; bindfs) D=$BIND ;; avix) D=$WS ;; esac
   head -c 4096 /dev/urandom > "$D/small"
-  best $place.stat "$(python3 -c "$loop" "$D/small" "$N")"
+  best $place.stat "$(python3 "$loop" "$D/small" "$N")"
   cp "$WORK/big" "$D/big"; sync; echo 3 > /proc/sys/vm/drop_caches
   t=$(secs cat "$D/big"); best $place.read "$(python3 -c "print(f'{200/$t:.0f}')")"
   [ $place = avix ] && rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
