@@ -716,24 +716,23 @@ impl Executor {
             Check::Allow(entry) => (entry, None),
             Check::NeedsApproval(entry, reason) => {
                 let kernel = self.kernel.clone();
-                let (hid, rx) = kernel.hil().open(
-                    &kernel,
-                    &self.p,
-                    HilKind::ToolCallApproval,
-                    Some(name.into()),
-                    Some(input.clone()),
-                    Some(reason),
-                    vec![],
-                    reuse_hil,
-                );
-                self.durable(JournalEvent::HilRequested {
-                    hil_id: hid.clone(),
-                    kind: HilKind::ToolCallApproval,
-                    tool: Some(name.into()),
-                    call_id: Some(id.into()),
-                })
-                .await?;
-                self.kernel.events().emit_process(&self.p, "hil.request", serde_json::json!({"hilId": hid, "kind": "tool_call_approval", "tool": name, "args": input}));
+                let (hid, rx) = kernel
+                    .hil()
+                    .ask(
+                        &kernel,
+                        &self.p,
+                        crate::hil::Ask {
+                            kind: HilKind::ToolCallApproval,
+                            tool: Some(name.into()),
+                            args: Some(input.clone()),
+                            reason: Some(reason),
+                            options: vec![],
+                            call_id: Some(id.into()),
+                            reuse: reuse_hil,
+                        },
+                    )
+                    .await
+                    .map_err(|e| failed(format!("cannot write the journal: {e}")))?;
                 self.state(ProcState::Waiting, Some("human-approval"));
                 let answer = self.wait_for(rx).await;
                 self.p.inner().pending_hil.retain(|h| h != &hid);

@@ -96,6 +96,12 @@ impl std::fmt::Debug for HilManager {
     }
 }
 
+/// A fresh request id. Unguessable: an id says nothing of how many requests exist, or whose
+/// they are.
+fn new_id() -> String {
+    format!("h{:016x}", rand::random::<u64>())
+}
+
 /// A parsed answer: `approve [note]`, `approve once`, `deny [reason]`.
 pub fn parse_answer(text: &str) -> Result<(bool, Scope, Option<String>), HilError> {
     let t = text.trim();
@@ -118,7 +124,67 @@ pub fn parse_answer(text: &str) -> Result<(bool, Scope, Option<String>), HilErro
     }
 }
 
+/// A question for a human (see [`HilManager::ask`]).
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// What is asked.
+    pub kind: HilKind,
+    /// The tool concerned.
+    pub tool: Option<String>,
+    /// The call's arguments (approvals of a tool call).
+    pub args: Option<serde_json::Value>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Choices offered (escalations).
+    pub options: Vec<String>,
+    /// The tool call it gates, if any.
+    pub call_id: Option<String>,
+    /// The id it had before a restart, if it is asked again.
+    pub reuse: Option<String>,
+}
+
 impl HilManager {
+    /// Asks a human on behalf of `process`: the request is made durable in its journal
+    /// first, and only then published (`/proc/<pid>/hil/<id>.yaml`, the `hil.request` event),
+    /// so nothing a user was shown is lost by a crash (it is asked again after a restart,
+    /// under the same id). Returns the id and where the answer will arrive.
+    pub async fn ask(
+        &self,
+        kernel: &Arc<Kernel>,
+        process: &Arc<Process>,
+        ask: Ask,
+    ) -> Result<(String, oneshot::Receiver<HilAnswer>), crate::journal::JournalError> {
+        let id = ask.reuse.unwrap_or_else(new_id);
+        process
+            .journal
+            .append_durable(avix_proto::agent::JournalEvent::HilRequested {
+                hil_id: id.clone(),
+                kind: ask.kind,
+                tool: ask.tool.clone(),
+                call_id: ask.call_id,
+            })
+            .await?;
+        let (id, rx) = self.open(
+            kernel,
+            process,
+            ask.kind,
+            ask.tool.clone(),
+            ask.args.clone(),
+            ask.reason,
+            ask.options,
+            Some(id),
+        );
+        let mut body = serde_json::json!({"hilId": id, "kind": ask.kind});
+        if let Some(t) = ask.tool {
+            body["tool"] = t.into();
+        }
+        if let Some(a) = ask.args {
+            body["args"] = a;
+        }
+        kernel.events().emit_process(process, "hil.request", body);
+        Ok((id, rx))
+    }
+
     /// Opens a request for `process`; returns its id and where the answer will arrive.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
@@ -135,7 +201,7 @@ impl HilManager {
         // Unguessable: an id says nothing of how many requests exist, or whose they are. A
         // request asked again after a restart keeps the id it had (`reuse`), so a script or
         // a client waiting on it keeps track.
-        let id = reuse.unwrap_or_else(|| format!("h{:016x}", rand::random::<u64>()));
+        let id = reuse.unwrap_or_else(new_id);
         let safety = kernel.config().get().kernel.safety.clone();
         let timeout = safety.hil_timeout.get();
         let now = Timestamp::now();

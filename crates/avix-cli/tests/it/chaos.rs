@@ -49,6 +49,28 @@ fn no_call_ran_twice(root: &std::path::Path) {
     }
 }
 
+/// Whether the run whose journal holds the request `id` has ended.
+fn run_ended(d: &TestDaemon, id: &str) -> bool {
+    journals(&d.root).iter().any(|j| {
+        let t = std::fs::read_to_string(j).unwrap_or_default();
+        t.contains(id)
+            && t.lines()
+                .last()
+                .is_some_and(|l| l.contains("\"type\":\"exit\""))
+    })
+}
+
+/// The ids of the approval requests waiting now (`/proc/<pid>/hil/<id>.yaml`).
+fn pending_ids(d: &TestDaemon) -> Vec<String> {
+    let out = d.ok("ls $M/proc/*/hil/ 2>/dev/null | grep '\\.yaml$' || true");
+    let mut ids: Vec<String> = out
+        .lines()
+        .map(|l| l.trim_end_matches(".yaml").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
 #[test]
 fn the_daemon_killed_at_random_moments_loses_nothing_acknowledged() {
     if !require_fuse() {
@@ -74,10 +96,19 @@ fn the_daemon_killed_at_random_moments_loses_nothing_acknowledged() {
     d.start();
     d.ok("sed -i 's/agents: 5$/agents: unlimited/' $M/etc/avix/users.yaml");
     d.ok("mkdir -p $M/users/alice/workspace/chaos");
+    // Every fs/write needs an approval: runs wait on them across kills; some are approved.
+    d.ok("sed -i 's/hilRequiredTools: \\[\\]/hilRequiredTools: [fs\\/write]/' $M/etc/avix/kernel.yaml");
+    assert!(
+        d.ok("cat $M/etc/avix/kernel.yaml")
+            .contains("hilRequiredTools: [fs/write]"),
+        "{}",
+        d.ok("cat $M/etc/avix/kernel.yaml")
+    );
     let root = d.root.display().to_string();
     // Acknowledged writes: (path under the mount, content).
     let mut acked: Vec<(String, String)> = Vec::new();
     let t0 = Instant::now();
+    let mut total_pending = 0;
     for i in 0..kills {
         // Agents writing and reading their notes (tool calls), spawned through the mount.
         let _ = d.sh(&format!(
@@ -115,6 +146,24 @@ fn the_daemon_killed_at_random_moments_loses_nothing_acknowledged() {
                 acked.push((path, format!("atp {i}")));
             }
         }
+        // Approve one pending request in two; the others stay pending through the kill. An
+        // approval whose write succeeded is acknowledged: it is never asked again.
+        let listed = pending_ids(&d);
+        let mut approved = Vec::new();
+        for (n, id) in listed.iter().enumerate() {
+            if n % 2 == 1
+                && d.sh(&format!("echo approve > $M/proc/*/hil/{id}.yaml"))
+                    .status
+                    .success()
+            {
+                approved.push(id.clone());
+            }
+        }
+        let pending: Vec<String> = listed
+            .iter()
+            .filter(|id| !approved.contains(id))
+            .cloned()
+            .collect();
         std::thread::sleep(Duration::from_millis(rng.next() % 150));
         let status = d.signal(libc::SIGKILL);
         assert!(!status.success());
@@ -133,6 +182,48 @@ fn the_daemon_killed_at_random_moments_loses_nothing_acknowledged() {
         assert!(lost.is_empty(), "kill {i} (seed {seed}): {lost}");
         journal_lines_are_whole(&d.root);
         no_call_ran_twice(&d.root);
+        // Approvals pending before the kill are pending after it, under the same ids, once
+        // the interrupted runs have resumed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = pending_ids(&d);
+            let asked_again: Vec<_> = approved.iter().filter(|id| now.contains(*id)).collect();
+            assert!(
+                asked_again.is_empty(),
+                "kill {i} (seed {seed}): acknowledged approvals asked again: {asked_again:?}"
+            );
+            // Gone is right only when the run ended (a run interrupted by too many restarts
+            // is ended on purpose: docs/agents.md).
+            let missing: Vec<_> = pending
+                .iter()
+                .filter(|id| !now.contains(*id) && !run_ended(&d, id))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let mut ctx = String::new();
+                for j in journals(&d.root) {
+                    let t = std::fs::read_to_string(&j).unwrap_or_default();
+                    if missing.iter().any(|id| t.contains(id.as_str())) {
+                        let tail: Vec<&str> = t.lines().rev().take(8).collect();
+                        ctx += &format!(
+                            "{}:\n{}\n",
+                            j.display(),
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        );
+                    }
+                }
+                let log = d.log_text();
+                let log_tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!(
+                    "kill {i} (seed {seed}): approvals lost across the restart: {missing:?}\n{ctx}\nlog:\n{}",
+                    log_tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        total_pending = total_pending.max(pending.len());
         let ours = pids_of(&root);
         assert_eq!(
             ours,
@@ -153,7 +244,7 @@ fn the_daemon_killed_at_random_moments_loses_nothing_acknowledged() {
         journals(&d.root).len()
     );
     eprintln!(
-        "chaos: {kills} kills survived in {:.1} s; {} acknowledged writes intact; {calls} tool results journaled in {} runs",
+        "chaos: {kills} kills survived in {:.1} s; {} acknowledged writes intact; {calls} tool results journaled in {} runs; up to {total_pending} approvals pending across a kill",
         t0.elapsed().as_secs_f64(),
         acked.len(),
         journals(&d.root).len()

@@ -127,27 +127,24 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
     }
     let config = cx.kernel.config().get();
     let (scope, by) = if config.kernel.safety.cap_upgrade_requires_hil {
-        let (hid, rx) = cx.kernel.hil().open(
-            &cx.kernel,
-            &cx.process,
-            HilKind::CapabilityUpgrade,
-            Some(tool.into()),
-            None,
-            Some(reason),
-            vec![],
-            None,
-        );
-        cx.process.journal.append(JournalEvent::HilRequested {
-            hil_id: hid.clone(),
-            kind: HilKind::CapabilityUpgrade,
-            tool: Some(tool.into()),
-            call_id: None,
-        });
-        cx.kernel.events().emit_process(
-            &cx.process,
-            "hil.request",
-            json!({"hilId": hid, "kind": "capability_upgrade", "tool": tool}),
-        );
+        let (hid, rx) = cx
+            .kernel
+            .hil()
+            .ask(
+                &cx.kernel,
+                &cx.process,
+                crate::hil::Ask {
+                    kind: HilKind::CapabilityUpgrade,
+                    tool: Some(tool.into()),
+                    args: None,
+                    reason: Some(reason),
+                    options: vec![],
+                    call_id: None,
+                    reuse: None,
+                },
+            )
+            .await
+            .map_err(|e| ToolError::new("EIO", e.to_string()))?;
         cx.kernel
             .set_state(&cx.process, ProcState::Waiting, Some("human-approval"));
         let answer = rx.await;
@@ -207,27 +204,24 @@ async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
             .collect(),
         _ => Vec::new(),
     };
-    let (hid, rx) = cx.kernel.hil().open(
-        &cx.kernel,
-        &cx.process,
-        HilKind::Escalation,
-        None,
-        None,
-        Some(reason),
-        options,
-        None,
-    );
-    cx.process.journal.append(JournalEvent::HilRequested {
-        hil_id: hid.clone(),
-        kind: HilKind::Escalation,
-        tool: None,
-        call_id: None,
-    });
-    cx.kernel.events().emit_process(
-        &cx.process,
-        "hil.request",
-        json!({"hilId": hid, "kind": "escalation"}),
-    );
+    let (hid, rx) = cx
+        .kernel
+        .hil()
+        .ask(
+            &cx.kernel,
+            &cx.process,
+            crate::hil::Ask {
+                kind: HilKind::Escalation,
+                tool: None,
+                args: None,
+                reason: Some(reason),
+                options,
+                call_id: None,
+                reuse: None,
+            },
+        )
+        .await
+        .map_err(|e| ToolError::new("EIO", e.to_string()))?;
     cx.kernel
         .set_state(&cx.process, ProcState::Waiting, Some("human-approval"));
     let answer = rx.await;
