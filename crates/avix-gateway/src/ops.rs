@@ -442,12 +442,7 @@ fn unknown(domain: &str, op: &str, ops: &[&str]) -> AtpError {
 fn conversation(kernel: &Kernel, rec: &InvocationRecord) -> Vec<Message> {
     let path = kernel
         .layout()
-        .data()
-        .join("users")
-        .join(&rec.user)
-        .join("agents")
-        .join(&rec.agent)
-        .join(&rec.id)
+        .invocation_dir(&rec.user, &rec.agent, &rec.id)
         .join("journal.jsonl");
     avix_kernel::journal::read_entries(&path)
         .into_iter()

@@ -64,6 +64,17 @@ impl RootLayout {
         self.data().join("secrets")
     }
 
+    /// Where `user`'s runs are recorded: `ROOT/data/users/<user>/agents`
+    /// (`/users/<user>/agents`), one directory per agent, one per invocation below it.
+    pub fn agents_dir(&self, user: &str) -> PathBuf {
+        self.data().join("users").join(user).join("agents")
+    }
+
+    /// The directory of one invocation: its journal and record.
+    pub fn invocation_dir(&self, user: &str, agent: &str, invocation: &str) -> PathBuf {
+        self.agents_dir(user).join(agent).join(invocation)
+    }
+
     /// `ROOT/run`.
     pub fn run(&self) -> PathBuf {
         self.root.join("run")

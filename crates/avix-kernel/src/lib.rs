@@ -589,12 +589,7 @@ impl Kernel {
     /// Past invocations of `user` (all agents, or one), newest first, from the records next
     /// to the journals.
     pub fn history(&self, user: &UserName, agent: Option<&str>) -> Vec<InvocationRecord> {
-        let base = self
-            .layout
-            .data()
-            .join("users")
-            .join(user.as_str())
-            .join("agents");
+        let base = self.layout.agents_dir(user.as_str());
         let mut out = Vec::new();
         let Ok(agents) = std::fs::read_dir(&base) else {
             return out;

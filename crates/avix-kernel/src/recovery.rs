@@ -140,12 +140,7 @@ impl Kernel {
             .collect();
         let mut out = Vec::new();
         for user in users {
-            let base = self
-                .layout()
-                .data()
-                .join("users")
-                .join(user.as_str())
-                .join("agents");
+            let base = self.layout().agents_dir(user.as_str());
             let runs: Vec<std::path::PathBuf> = std::fs::read_dir(&base)
                 .into_iter()
                 .flatten()

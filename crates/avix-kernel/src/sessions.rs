@@ -138,13 +138,7 @@ impl Kernel {
     }
 
     fn invocation_dir(&self, user: &str, inv: &SessionInvocation) -> std::path::PathBuf {
-        self.layout()
-            .data()
-            .join("users")
-            .join(user)
-            .join("agents")
-            .join(&inv.agent)
-            .join(&inv.id)
+        self.layout().invocation_dir(user, &inv.agent, &inv.id)
     }
 
     /// The session's last invocation that an agent did not spawn.

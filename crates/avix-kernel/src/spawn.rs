@@ -515,12 +515,7 @@ impl Kernel {
                 };
                 let dir = self
                     .layout()
-                    .data()
-                    .join("users")
-                    .join(user.as_str())
-                    .join("agents")
-                    .join(name.as_str())
-                    .join(&id);
+                    .invocation_dir(user.as_str(), name.as_str(), &id);
                 (id, dir, session, new_session)
             }
         };
