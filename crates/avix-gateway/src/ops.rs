@@ -255,6 +255,9 @@ struct HilAnswerArg {
     /// `once` (default) or `session` (for the rest of the process's life).
     #[serde(default)]
     scope: Option<String>,
+    /// Edited arguments (`approve` of a tool call only): the call runs with these.
+    #[serde(default)]
+    args: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -618,7 +621,14 @@ impl Gateway {
                     };
                     let r = k
                         .hil()
-                        .answer(&arg.id, op == "approve", scope, arg.note, &a.caller)
+                        .answer_with(
+                            &arg.id,
+                            op == "approve",
+                            scope,
+                            arg.note,
+                            arg.args,
+                            &a.caller,
+                        )
                         .map_err(hil_error)?;
                     Ok((to_body(&r)?, none()))
                 }

@@ -693,7 +693,7 @@ impl Executor {
         &mut self,
         id: &str,
         name: &str,
-        input: serde_json::Value,
+        mut input: serde_json::Value,
         reuse_hil: Option<String>,
     ) -> Flow<(ContentBlock, Option<ContentBlock>)> {
         let entry = match self.kernel.check_call(&self.p, name) {
@@ -746,6 +746,7 @@ impl Executor {
                     outcome: answer.outcome,
                     by: answer.by.clone(),
                     note: answer.note.clone(),
+                    args: answer.args.clone(),
                 })
                 .await?;
                 self.kernel.events().emit_process(
@@ -766,10 +767,22 @@ impl Executor {
                     .to_lowercase();
                     return Ok((error_result(id, "EDENIED", &msg), None));
                 }
-                let text = format!(
-                    "[approval] {name} ({id}) was approved by {}{note}",
-                    answer.by
-                );
+                let text = match answer.args {
+                    // The approver changed the arguments: the call runs with theirs, and the
+                    // model is told so.
+                    Some(edited) => {
+                        let text = format!(
+                            "[approval] {name} ({id}) was approved by {} with edited arguments {edited}{note}",
+                            answer.by
+                        );
+                        input = edited;
+                        text
+                    }
+                    None => format!(
+                        "[approval] {name} ({id}) was approved by {}{note}",
+                        answer.by
+                    ),
+                };
                 (entry, Some(ContentBlock::Text { text }))
             }
         };

@@ -41,6 +41,8 @@ pub struct HilAnswer {
     pub note: Option<String>,
     /// For upgrades.
     pub scope: Scope,
+    /// Arguments the approver edited: the call runs with these instead of the asked ones.
+    pub args: Option<serde_json::Value>,
 }
 
 impl HilAnswer {
@@ -100,6 +102,60 @@ impl std::fmt::Debug for HilManager {
 /// they are.
 fn new_id() -> String {
     format!("h{:016x}", rand::random::<u64>())
+}
+
+/// An answer written to a request file, read: `approve [note]`, `approve once`,
+/// `approve {"args": {…}, "note": "…"}` (the call runs with the edited arguments),
+/// `deny [reason]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedAnswer {
+    /// Approve or deny.
+    pub approve: bool,
+    /// For upgrades.
+    pub scope: Scope,
+    /// Note or reason.
+    pub note: Option<String>,
+    /// Edited arguments.
+    pub args: Option<serde_json::Value>,
+}
+
+/// Reads an answer, edited arguments included (see [`ParsedAnswer`]).
+pub fn parse_answer_full(text: &str) -> Result<ParsedAnswer, HilError> {
+    let t = text.trim();
+    let (word, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+    let rest = rest.trim();
+    if rest.starts_with('{')
+        && matches!(
+            word.to_ascii_lowercase().as_str(),
+            "approve" | "approved" | "yes"
+        )
+    {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Edit {
+            args: serde_json::Map<String, serde_json::Value>,
+            #[serde(default)]
+            note: Option<String>,
+        }
+        let e: Edit = serde_json::from_str(rest).map_err(|e| {
+            HilError::Invalid(format!(
+                "cannot read the edited approval: {e}; write `approve {{\"args\": {{…}}, \"note\": \"…\"}}`"
+            ))
+        })?;
+        return Ok(ParsedAnswer {
+            approve: true,
+            scope: Scope::Once,
+            note: e.note,
+            args: Some(serde_json::Value::Object(e.args)),
+        });
+    }
+    let (approve, scope, note) = parse_answer(t)?;
+    Ok(ParsedAnswer {
+        approve,
+        scope,
+        note,
+        args: None,
+    })
 }
 
 /// A parsed answer: `approve [note]`, `approve once`, `deny [reason]`.
@@ -290,14 +346,13 @@ impl HilManager {
             move |caller, data| {
                 let kernel = k.upgrade().ok_or_else(|| VfsError::NotFound(p2.clone()))?;
                 let text = String::from_utf8_lossy(data);
-                let (ok, scope, note) =
-                    parse_answer(&text).map_err(|e| VfsError::InvalidInput {
-                        path: p2.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let a = parse_answer_full(&text).map_err(|e| VfsError::InvalidInput {
+                    path: p2.clone(),
+                    reason: e.to_string(),
+                })?;
                 let doc = kernel
                     .hil()
-                    .answer(&hid, ok, scope, note, caller)
+                    .answer_with(&hid, a.approve, a.scope, a.note, a.args, caller)
                     .map_err(|e| VfsError::InvalidInput {
                         path: p2.clone(),
                         reason: e.to_string(),
@@ -326,6 +381,20 @@ impl HilManager {
         note: Option<String>,
         caller: &Caller,
     ) -> Result<HilRequest, HilError> {
+        self.answer_with(id, approve, scope, note, None, caller)
+    }
+
+    /// [`HilManager::answer`], approving with edited arguments when `args` is given (a tool
+    /// call's approval only; the arguments must be an object).
+    pub fn answer_with(
+        &self,
+        id: &str,
+        approve: bool,
+        scope: Scope,
+        note: Option<String>,
+        args: Option<serde_json::Value>,
+        caller: &Caller,
+    ) -> Result<HilRequest, HilError> {
         let entry = self.get(id)?;
         if caller.is_agent() {
             return Err(HilError::Forbidden(
@@ -344,7 +413,19 @@ impl HilManager {
         } else {
             HilState::Denied
         };
-        self.resolve(id, outcome, &by, note, scope)
+        if let Some(a) = &args {
+            let kind = entry
+                .doc
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .kind;
+            if !approve || kind != HilKind::ToolCallApproval || !a.is_object() {
+                return Err(HilError::Invalid(
+                    "edited arguments go with an approval of a tool call, as a JSON object".into(),
+                ));
+            }
+        }
+        self.resolve_with(id, outcome, &by, note, scope, args)
     }
 
     /// Resolves a request (first resolution wins).
@@ -355,6 +436,18 @@ impl HilManager {
         by: &str,
         note: Option<String>,
         scope: Scope,
+    ) -> Result<HilRequest, HilError> {
+        self.resolve_with(id, outcome, by, note, scope, None)
+    }
+
+    fn resolve_with(
+        &self,
+        id: &str,
+        outcome: HilState,
+        by: &str,
+        note: Option<String>,
+        scope: Scope,
+        args: Option<serde_json::Value>,
     ) -> Result<HilRequest, HilError> {
         let entry = self.get(id)?;
         let tx = entry
@@ -389,6 +482,7 @@ impl HilManager {
             by: by.to_owned(),
             note,
             scope,
+            args,
         });
         Ok(answered)
     }
@@ -466,6 +560,14 @@ mod tests {
         assert_eq!(
             parse_answer("approve\n").unwrap(),
             (true, Scope::Session, None)
+        );
+        let edit = parse_answer_full("approve {\"args\": {\"path\": \"b\"}}").unwrap();
+        assert!(edit.approve && edit.args.unwrap()["path"] == "b");
+        assert!(parse_answer_full("approve {\"args\": 1}").is_err());
+        assert!(parse_answer_full("approve {\"arg\": {}}").is_err());
+        assert_eq!(
+            parse_answer_full("deny {x}").unwrap().note.as_deref(),
+            Some("{x}")
         );
         assert_eq!(parse_answer("approve once").unwrap().1, Scope::Once);
         assert_eq!(

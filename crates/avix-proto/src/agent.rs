@@ -855,6 +855,9 @@ pub enum JournalEvent {
         /// Note.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+        /// Arguments the approver edited (the call ran with these).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        args: Option<serde_json::Value>,
     },
     /// Grants changed.
     Grant {

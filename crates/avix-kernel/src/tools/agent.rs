@@ -152,6 +152,7 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
         cx.kernel.set_state(&cx.process, ProcState::Running, None);
         let answer = answer.map_err(|_| ToolError::new("EIO", "the approval request vanished"))?;
         cx.process.journal.append(JournalEvent::HilAnswered {
+            args: None,
             hil_id: hid.clone(),
             outcome: answer.outcome,
             by: answer.by.clone(),
@@ -229,6 +230,7 @@ async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     cx.kernel.set_state(&cx.process, ProcState::Running, None);
     let answer = answer.map_err(|_| ToolError::new("EIO", "the escalation vanished"))?;
     cx.process.journal.append(JournalEvent::HilAnswered {
+        args: None,
         hil_id: hid.clone(),
         outcome: answer.outcome,
         by: answer.by.clone(),

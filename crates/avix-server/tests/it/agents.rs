@@ -555,3 +555,57 @@ async fn a_model_typo_is_refused_at_spawn_and_creates_nothing() {
         "no journal or record"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_with_edited_arguments_runs_the_call_with_them() {
+    // Issue 13, item 2: "edit before approve".
+    let t = TestKernel::boot();
+    for f in ["a.txt", "b.txt"] {
+        t.kernel
+            .vfs()
+            .write(
+                &Caller::kernel(),
+                &p(&format!("/users/alice/workspace/{f}")),
+                b"x",
+            )
+            .unwrap();
+    }
+    t.script("edit", "  turns:\n    - toolCalls: [{name: fs/delete, args: {path: a.txt}}]\n    - match:\n        - when: {contains: edited arguments}\n          text: deleted what you chose\n        - text: deleted a.txt\n");
+    let proc = t.spawn("assistant", "remove a.txt", Some("edit")).await;
+    wait_state(&proc, ProcState::Waiting, Some("human-approval")).await;
+    let hid = proc.inner().pending_hil[0].clone();
+    let file = p(&format!("/proc/{}/hil/{hid}.yaml", proc.pid));
+    let alice = t.alice_caller();
+    // Malformed edits are refused with the reason; the request stays open.
+    let bad = t
+        .kernel
+        .vfs()
+        .write(&alice, &file, b"approve {\"args\": 3}\n")
+        .unwrap_err();
+    assert!(bad.to_string().contains("edited approval"), "{bad}");
+    t.kernel
+        .vfs()
+        .write(
+            &alice,
+            &file,
+            b"approve {\"args\": {\"path\": \"b.txt\"}, \"note\": \"not that one\"}\n",
+        )
+        .unwrap();
+    let exit = wait_exit(&proc).await;
+    assert_eq!(exit.output.as_deref(), Some("deleted what you chose"));
+    let exists = |f: &str| {
+        t.kernel
+            .vfs()
+            .stat(
+                &Caller::kernel(),
+                &p(&format!("/users/alice/workspace/{f}")),
+            )
+            .is_ok()
+    };
+    assert!(exists("a.txt") && !exists("b.txt"), "the edited call ran");
+    let j = t.journal(&proc);
+    assert!(j.iter().any(|e| matches!(&e.event,
+        JournalEvent::HilAnswered { args: Some(a), note: Some(n), .. } if a["path"] == "b.txt" && n == "not that one")));
+    assert!(j.iter().any(|e| matches!(&e.event,
+        JournalEvent::ToolCall { tool, args, .. } if tool == "fs/delete" && args["path"] == "b.txt")));
+}
