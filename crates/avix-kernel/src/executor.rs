@@ -85,7 +85,49 @@ pub(crate) enum PendingOutcome {
     NotStarted {
         /// The unanswered approval request of the call.
         hil: Option<String>,
+        /// The answer to its approval request, recorded before the restart: it stands.
+        answer: Option<crate::hil::HilAnswer>,
     },
+}
+
+/// What an approval's answer means for a call: the note for the model (approved; `input`
+/// replaced by arguments the approver edited), or the call's error result (not approved).
+fn apply_answer(
+    id: &str,
+    name: &str,
+    input: &mut serde_json::Value,
+    answer: crate::hil::HilAnswer,
+) -> Result<ContentBlock, ContentBlock> {
+    let note = answer
+        .note
+        .as_deref()
+        .map(|n| format!(": {n}"))
+        .unwrap_or_default();
+    if !answer.approved() {
+        let msg = format!(
+            "the call was not approved ({:?}) by {}{note}",
+            answer.outcome, answer.by
+        )
+        .to_lowercase();
+        return Err(error_result(id, "EDENIED", &msg));
+    }
+    let text = match answer.args {
+        // The approver changed the arguments: the call runs with theirs, and the model is
+        // told so.
+        Some(edited) => {
+            let text = format!(
+                "[approval] {name} ({id}) was approved by {} with edited arguments {edited}{note}",
+                answer.by
+            );
+            *input = edited;
+            text
+        }
+        None => format!(
+            "[approval] {name} ({id}) was approved by {}{note}",
+            answer.by
+        ),
+    };
+    Ok(ContentBlock::Text { text })
 }
 
 /// Starts the executor of `process` on the kernel's runtime.
@@ -272,7 +314,7 @@ impl Executor {
             let mut results = Vec::new();
             let mut notes = Vec::new();
             for (id, name, input) in calls {
-                let (block, note) = self.run_tool(&id, &name, input, None).await?;
+                let (block, note) = self.run_tool(&id, &name, input, None, None).await?;
                 results.push(block);
                 notes.extend(note);
             }
@@ -651,10 +693,12 @@ impl Executor {
                     "EINTERRUPTED",
                     "the daemon stopped while this call ran and it was not run again: check what it did before you retry it",
                 )),
-                PendingOutcome::NotStarted { hil } => {
+                PendingOutcome::NotStarted { hil, answer } => {
                     // A service or MCP server may still be coming up after the restart.
                     self.wait_for_tool(&c.name, RESUME_TOOL_WAIT).await?;
-                    let (block, note) = self.run_tool(&c.id, &c.name, c.input, hil).await?;
+                    let (block, note) = self
+                        .run_tool(&c.id, &c.name, c.input, hil, answer)
+                        .await?;
                     results.push(block);
                     notes.extend(note);
                 }
@@ -695,6 +739,7 @@ impl Executor {
         name: &str,
         mut input: serde_json::Value,
         reuse_hil: Option<String>,
+        recorded: Option<crate::hil::HilAnswer>,
     ) -> Flow<(ContentBlock, Option<ContentBlock>)> {
         let entry = match self.kernel.check_call(&self.p, name) {
             Check::Deny { code, reason } => {
@@ -715,75 +760,50 @@ impl Executor {
             }
             Check::Allow(entry) => (entry, None),
             Check::NeedsApproval(entry, reason) => {
-                let kernel = self.kernel.clone();
-                let (hid, rx) = kernel
-                    .hil()
-                    .ask(
-                        &kernel,
-                        &self.p,
-                        crate::hil::Ask {
-                            kind: HilKind::ToolCallApproval,
-                            tool: Some(name.into()),
-                            args: Some(input.clone()),
-                            reason: Some(reason),
-                            options: vec![],
-                            call_id: Some(id.into()),
-                            reuse: reuse_hil,
-                        },
-                    )
-                    .await
-                    .map_err(|e| failed(format!("cannot write the journal: {e}")))?;
-                self.state(ProcState::Waiting, Some("human-approval"));
-                let answer = self.wait_for(rx).await;
-                self.p.inner().pending_hil.retain(|h| h != &hid);
-                let answer = answer?;
-                self.state(ProcState::Running, None);
-                let Ok(answer) = answer else {
-                    return Err(failed("the HIL request vanished"));
-                };
-                self.durable(JournalEvent::HilAnswered {
-                    hil_id: hid.clone(),
-                    outcome: answer.outcome,
-                    by: answer.by.clone(),
-                    note: answer.note.clone(),
-                    args: answer.args.clone(),
-                })
-                .await?;
-                self.kernel.events().emit_process(
-                    &self.p,
-                    "hil.resolved",
-                    serde_json::json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
-                );
-                let note = answer
-                    .note
-                    .as_deref()
-                    .map(|n| format!(": {n}"))
-                    .unwrap_or_default();
-                if !answer.approved() {
-                    let msg = format!(
-                        "the call was not approved ({:?}) by {}{note}",
-                        answer.outcome, answer.by
-                    )
-                    .to_lowercase();
-                    return Ok((error_result(id, "EDENIED", &msg), None));
-                }
-                let text = match answer.args {
-                    // The approver changed the arguments: the call runs with theirs, and the
-                    // model is told so.
-                    Some(edited) => {
-                        let text = format!(
-                            "[approval] {name} ({id}) was approved by {} with edited arguments {edited}{note}",
-                            answer.by
+                let answer = match recorded {
+                    // Answered before a restart: the recorded answer stands; nobody is asked
+                    // again.
+                    Some(answer) => answer,
+                    None => {
+                        let kernel = self.kernel.clone();
+                        let (hid, rx) = kernel
+                            .hil()
+                            .ask(
+                                &kernel,
+                                &self.p,
+                                crate::hil::Ask {
+                                    kind: HilKind::ToolCallApproval,
+                                    tool: Some(name.into()),
+                                    args: Some(input.clone()),
+                                    reason: Some(reason),
+                                    options: vec![],
+                                    call_id: Some(id.into()),
+                                    reuse: reuse_hil,
+                                },
+                            )
+                            .await
+                            .map_err(|e| failed(format!("cannot write the journal: {e}")))?;
+                        self.state(ProcState::Waiting, Some("human-approval"));
+                        let answer = self.wait_for(rx).await;
+                        self.p.inner().pending_hil.retain(|h| h != &hid);
+                        let answer = answer?;
+                        self.state(ProcState::Running, None);
+                        let Ok(answer) = answer else {
+                            return Err(failed("the HIL request vanished"));
+                        };
+                        // The answer is in the journal already (recorded before it counted).
+                        self.kernel.events().emit_process(
+                            &self.p,
+                            "hil.resolved",
+                            serde_json::json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
                         );
-                        input = edited;
-                        text
+                        answer
                     }
-                    None => format!(
-                        "[approval] {name} ({id}) was approved by {}{note}",
-                        answer.by
-                    ),
                 };
-                (entry, Some(ContentBlock::Text { text }))
+                match apply_answer(id, name, &mut input, answer) {
+                    Ok(note) => (entry, Some(note)),
+                    Err(refused) => return Ok((refused, None)),
+                }
             }
         };
         let (entry, note) = entry;

@@ -46,6 +46,24 @@ pub struct HilAnswer {
 }
 
 impl HilAnswer {
+    /// An answer recorded in the journal before a restart (`hil_answered`).
+    pub fn recorded(
+        outcome: HilState,
+        by: String,
+        note: Option<String>,
+        args: Option<serde_json::Value>,
+    ) -> Self {
+        Self {
+            outcome,
+            by,
+            note,
+            scope: Scope::Once,
+            args,
+        }
+    }
+}
+
+impl HilAnswer {
     /// Whether the request may proceed.
     pub fn approved(&self) -> bool {
         self.outcome == HilState::Approved
@@ -81,6 +99,8 @@ pub enum HilError {
 struct Entry {
     pid: Pid,
     owner: String,
+    /// The asking process: answers are recorded in its journal before they count.
+    process: Weak<Process>,
     doc: Mutex<HilRequest>,
     tx: Mutex<Option<oneshot::Sender<HilAnswer>>>,
 }
@@ -290,6 +310,7 @@ impl HilManager {
         let entry = Arc::new(Entry {
             pid: process.pid,
             owner: process.user.to_string(),
+            process: Arc::downgrade(process),
             doc: Mutex::new(doc),
             tx: Mutex::new(Some(tx)),
         });
@@ -470,6 +491,28 @@ impl HilManager {
                 at: doc.answered_at.map(|t| t.to_string()).unwrap_or_default(),
             });
         };
+        // Recorded before it counts: an answer whose write succeeded survives a crash (the
+        // run resumed after a restart uses it instead of asking again).
+        if let Some(p) = entry.process.upgrade()
+            && let Err(e) =
+                p.journal
+                    .append_durable_blocking(avix_proto::agent::JournalEvent::HilAnswered {
+                        hil_id: id.to_owned(),
+                        outcome,
+                        by: by.to_owned(),
+                        note: note.clone(),
+                        args: args.clone(),
+                    })
+        {
+            // Not answered: the request stays open for another try.
+            *entry
+                .tx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+            return Err(HilError::Invalid(format!(
+                "the answer could not be recorded ({e}); nothing was decided, try again"
+            )));
+        }
         doc.state = outcome;
         doc.answered_by = Some(by.to_owned());
         doc.answered_at = Some(Timestamp::now());

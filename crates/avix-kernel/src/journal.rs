@@ -292,6 +292,23 @@ impl Journal {
         self.wait(rx).await
     }
 
+    /// Appends an event and blocks the calling thread until it is durable: for a synchronous
+    /// caller that must not report success before the event is recorded (an answer written
+    /// to an approval file). The writer is its own thread, so this cannot deadlock it; the
+    /// wait runs on a scoped thread, which keeps it legal inside an async context too.
+    pub fn append_durable_blocking(&self, event: JournalEvent) -> Result<(), JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(event, Some(tx));
+        let err = |source| JournalError {
+            path: self.file.path.display().to_string(),
+            source,
+        };
+        match std::thread::scope(|s| s.spawn(move || rx.blocking_recv()).join()) {
+            Ok(Ok(r)) => r.map_err(err),
+            _ => Err(err(std::io::Error::other("the journal writer stopped"))),
+        }
+    }
+
     async fn wait(&self, rx: oneshot::Receiver<std::io::Result<()>>) -> Result<(), JournalError> {
         let err = |source| JournalError {
             path: self.file.path.display().to_string(),

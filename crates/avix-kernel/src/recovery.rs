@@ -62,8 +62,9 @@ fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingC
     };
     let mut results: HashMap<&str, (bool, String)> = HashMap::new();
     let mut dispatched: HashMap<&str, ()> = HashMap::new();
-    // Approval requests still waiting, by the call they gate.
+    // Approval requests still waiting, by the call they gate, and the answers recorded.
     let mut asked: HashMap<&str, &str> = HashMap::new();
+    let mut answered: HashMap<&str, crate::hil::HilAnswer> = HashMap::new();
     for e in entries {
         match &e.event {
             JournalEvent::HilRequested {
@@ -72,8 +73,26 @@ fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingC
                 ..
             } => {
                 asked.insert(call_id, hil_id);
+                answered.remove(call_id.as_str());
             }
-            JournalEvent::HilAnswered { hil_id, .. } => {
+            JournalEvent::HilAnswered {
+                hil_id,
+                outcome,
+                by,
+                note,
+                args,
+            } => {
+                if let Some((&call, _)) = asked.iter().find(|(_, h)| *h == hil_id) {
+                    answered.insert(
+                        call,
+                        crate::hil::HilAnswer::recorded(
+                            *outcome,
+                            by.clone(),
+                            note.clone(),
+                            args.clone(),
+                        ),
+                    );
+                }
                 asked.retain(|_, h| h != hil_id);
             }
             JournalEvent::ToolResult {
@@ -118,6 +137,7 @@ fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingC
                 (None, true) => PendingOutcome::Interrupted,
                 (None, false) => PendingOutcome::NotStarted {
                     hil: asked.get(id.as_str()).map(|h| (*h).to_owned()),
+                    answer: answered.get(id.as_str()).cloned(),
                 },
             },
         })

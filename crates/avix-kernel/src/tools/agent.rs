@@ -151,13 +151,7 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
         cx.process.inner().pending_hil.retain(|h| h != &hid);
         cx.kernel.set_state(&cx.process, ProcState::Running, None);
         let answer = answer.map_err(|_| ToolError::new("EIO", "the approval request vanished"))?;
-        cx.process.journal.append(JournalEvent::HilAnswered {
-            args: None,
-            hil_id: hid.clone(),
-            outcome: answer.outcome,
-            by: answer.by.clone(),
-            note: answer.note.clone(),
-        });
+        // The answer is in the journal already (recorded before it counted).
         cx.kernel.events().emit_process(
             &cx.process,
             "hil.resolved",
@@ -229,13 +223,7 @@ async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     cx.process.inner().pending_hil.retain(|h| h != &hid);
     cx.kernel.set_state(&cx.process, ProcState::Running, None);
     let answer = answer.map_err(|_| ToolError::new("EIO", "the escalation vanished"))?;
-    cx.process.journal.append(JournalEvent::HilAnswered {
-        args: None,
-        hil_id: hid.clone(),
-        outcome: answer.outcome,
-        by: answer.by.clone(),
-        note: answer.note.clone(),
-    });
+    // The answer is in the journal already (recorded before it counted).
     cx.kernel.events().emit_process(
         &cx.process,
         "hil.resolved",
