@@ -47,7 +47,16 @@ for _ in $(seq 1 400); do [ -f "$MNT/proc/status.yaml" ] && break; sleep 0.02; d
 echo "data I/O: $(sed -n 's/.*dataIo: //p' "$MNT/proc/status.yaml")"
 DIR="$MNT/users/posix/workspace/pjd"
 mkdir "$DIR" && chmod 0777 "$DIR"
-POSIX_SUITE_LOGS="$LOGS" "$SUITE" "$DIR" || true
+POSIX_SUITE_LOGS="$LOGS" "$SUITE" "$DIR" | tee "$WORK/summary" || true
+# A directory that ran no case (prove crashed or timed out) is a failure, not a pass.
+empty=$(awk '$2 ~ /^[0-9]+\/0$/ {print $1}' "$WORK/summary")
+if [ -n "$empty" ]; then
+  echo "posix-suite: no case ran in: $empty (see the logs above)"; exit 1
+fi
+passed=$(sed -n 's/^posix-suite: \([0-9]*\) passed.*/\1/p' "$WORK/summary")
+if [ "${passed:-0}" -lt 8700 ]; then
+  echo "posix-suite: only ${passed:-0} cases passed (8,741 expected)"; exit 1
+fi
 # Every failure must be the known one: another uid opening a FIFO it has no right to.
 unexpected=$(grep -h '^not ok' "$LOGS"/*.log | grep -v '# TODO' \
   | grep -v -E "open pjdfstest_[0-9a-f]+ (O_RDWR|O_RDONLY,O_NONBLOCK|O_WRONLY,O_NONBLOCK)', expected EACCES, got 0" || true)
