@@ -761,7 +761,11 @@ impl Vfs {
         access::check(caller, path, Access::Write)?;
         let (s, rel, _) = self.storage_target(path, "unlink")?;
         self.check_remove(caller, path)?;
-        s.remove_file(rel).map_err(|e| storage_err(path, e))?;
+        match s.remove_file(rel) {
+            // A draft (a new document before its last close) exists only in its open file.
+            Err(StorageError::NotFound) if self.discard_drafts(path) => {}
+            r => r.map_err(|e| storage_err(path, e))?,
+        }
         self.cache.invalidate(path);
         self.emit(path, ChangeKind::Removed, caller.door);
         Ok(())

@@ -297,3 +297,34 @@ fn control_files_and_fresh_reads() {
         "two, longer\n"
     );
 }
+
+#[test]
+fn a_new_document_unlinked_before_its_release_stays_unlinked() {
+    // vim's swap-name probe in /etc/avix: `open(O_CREAT|O_EXCL); close; unlink` of an empty
+    // file. The mount's RELEASE is asynchronous, so the daemon can see the unlink first,
+    // while the file is still a draft; the release that follows must not bring it back
+    // (seen as `.users.yaml.swp` and `.swx` left over).
+    if !fuse_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let k = Caller::kernel();
+    let path = p("/etc/avix/.users.yaml.swp");
+    let opts = avix_vfs::OpenOptions {
+        read: false,
+        write: true,
+        truncate: true,
+        create: true,
+        exclusive: true,
+    };
+    // vim's probe: create .swp and .swx empty, close them (FLUSH commits nothing: an empty
+    // new document is a draft until its last close), remove them.
+    let (h, _) = f.vfs.open(&k, &path, opts).unwrap();
+    f.vfs.flush(h).unwrap();
+    f.vfs.remove_file(&k, &path).unwrap();
+    f.vfs.release(h).unwrap();
+    assert!(
+        f.vfs.stat(&k, &path).is_err(),
+        "the unlinked draft came back"
+    );
+}

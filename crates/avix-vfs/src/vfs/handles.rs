@@ -316,6 +316,43 @@ impl Vfs {
         }
     }
 
+    /// Forgets the drafts open at `path`: their name was removed before their last close
+    /// (the mount's RELEASE is asynchronous, so vim's `close(swap); unlink(swap)` can reach the
+    /// daemon as unlink, then release), and a late close must not bring the file back.
+    /// Whether there was one.
+    pub(super) fn discard_drafts(&self, path: &VfsPath) -> bool {
+        let open: Vec<Arc<Mutex<OpenFile>>> = self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut any = false;
+        for f in open {
+            let mut f = lock(&f);
+            if &f.path != path {
+                continue;
+            }
+            if let Kind::Persistent {
+                draft,
+                txn,
+                dirty,
+                written,
+                ..
+            } = &mut f.kind
+                && *draft
+            {
+                *txn = None;
+                *dirty = false;
+                *written = false;
+                *draft = false;
+                any = true;
+            }
+        }
+        any
+    }
+
     /// The attributes of a draft (a new document not committed yet) open at `path`, for a
     /// caller that names it by path while it is being written (`sed -i` chmods its temp file).
     pub(super) fn draft_stat(&self, path: &VfsPath) -> Option<Stat> {
