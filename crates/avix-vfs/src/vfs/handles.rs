@@ -316,18 +316,22 @@ impl Vfs {
         }
     }
 
+    /// Every open file now (a snapshot: the table's lock is not held while they are used).
+    fn open_handles(&self) -> Vec<Arc<Mutex<OpenFile>>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Forgets the drafts open at `path`: their name was removed before their last close
     /// (the mount's RELEASE is asynchronous, so vim's `close(swap); unlink(swap)` can reach the
     /// daemon as unlink, then release), and a late close must not bring the file back.
     /// Whether there was one.
     pub(super) fn discard_drafts(&self, path: &VfsPath) -> bool {
-        let open: Vec<Arc<Mutex<OpenFile>>> = self
-            .handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let open = self.open_handles();
         let mut any = false;
         for f in open {
             let mut f = lock(&f);
@@ -356,13 +360,7 @@ impl Vfs {
     /// The attributes of a draft (a new document not committed yet) open at `path`, for a
     /// caller that names it by path while it is being written (`sed -i` chmods its temp file).
     pub(super) fn draft_stat(&self, path: &VfsPath) -> Option<Stat> {
-        let open: Vec<Arc<Mutex<OpenFile>>> = self
-            .handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let open = self.open_handles();
         open.iter().find_map(|f| {
             let f = lock(f);
             match &f.kind {
@@ -664,13 +662,7 @@ impl Vfs {
     /// Commits every buffered write of every open file (daemon shutdown). Returns how many
     /// commits failed; each failure is logged.
     pub fn flush_all(&self) -> usize {
-        let open: Vec<Arc<Mutex<OpenFile>>> = self
-            .handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let open = self.open_handles();
         let mut failed = 0;
         for f in open {
             let mut f = lock(&f);
