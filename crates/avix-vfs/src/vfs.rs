@@ -138,6 +138,7 @@ impl VfsBuilder {
             cache: ContentCache::default(),
             listeners: RwLock::new(Vec::new()),
             handles: Mutex::new(HashMap::new()),
+            drafts: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             rejections: AtomicU64::new(0),
             refusals: Mutex::default(),
@@ -154,6 +155,11 @@ pub struct Vfs {
     listeners: RwLock<Vec<Listener>>,
     // Held only to find or insert an open file; each open file has its own lock.
     handles: Mutex<HashMap<u64, Arc<Mutex<OpenFile>>>>,
+    // The drafts open now (new validated documents not committed yet), by handle id. A
+    // draft commits only while it is here, and an unlink of its name takes it out, both under
+    // this lock: a late last close (the mount's RELEASE is asynchronous) cannot bring back a
+    // file whose name was removed. Never held while an open file's lock is taken.
+    drafts: Mutex<HashMap<u64, VfsPath>>,
     next_handle: AtomicU64,
     rejections: AtomicU64,
     // The most recent refusals, for `/proc/errors`; short critical sections only.
@@ -761,10 +767,11 @@ impl Vfs {
         access::check(caller, path, Access::Write)?;
         let (s, rel, _) = self.storage_target(path, "unlink")?;
         self.check_remove(caller, path)?;
-        match s.remove_file(rel) {
+        if self.guard_for(path).is_some() {
             // A draft (a new document before its last close) exists only in its open file.
-            Err(StorageError::NotFound) if self.discard_drafts(path) => {}
-            r => r.map_err(|e| storage_err(path, e))?,
+            self.remove_document(s.as_ref(), rel, path)?;
+        } else {
+            s.remove_file(rel).map_err(|e| storage_err(path, e))?;
         }
         self.cache.invalidate(path);
         self.emit(path, ChangeKind::Removed, caller.door);

@@ -58,6 +58,7 @@ impl OpenOptions {
 }
 
 pub(crate) struct OpenFile {
+    id: u64,
     path: VfsPath,
     caller: Caller,
     read: bool,
@@ -248,14 +249,24 @@ impl Vfs {
                 }
             },
         };
+        let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        if matches!(kind, Kind::Persistent { draft: true, .. }) {
+            self.lock_drafts().insert(id, path.clone());
+        }
         let file = OpenFile {
+            id,
             path: path.clone(),
             caller: caller.clone(),
             read: opts.read,
             kind,
         };
-        let stat = self.stat_open(&file)?;
-        let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        let stat = match self.stat_open(&file) {
+            Ok(st) => st,
+            Err(e) => {
+                self.lock_drafts().remove(&id);
+                return Err(e);
+            }
+        };
         self.handles
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -326,45 +337,50 @@ impl Vfs {
             .collect()
     }
 
-    /// Forgets the drafts open at `path`: their name was removed before their last close
-    /// (the mount's RELEASE is asynchronous, so vim's `close(swap); unlink(swap)` can reach the
-    /// daemon as unlink, then release), and a late close must not bring the file back.
-    /// Whether there was one.
-    pub(super) fn discard_drafts(&self, path: &VfsPath) -> bool {
-        let open = self.open_handles();
-        let mut any = false;
-        for f in open {
-            let mut f = lock(&f);
-            if &f.path != path {
-                continue;
+    fn lock_drafts(&self) -> MutexGuard<'_, std::collections::HashMap<u64, VfsPath>> {
+        self.drafts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes the validated document `rel` (at `path`), or, when only drafts of it exist (new
+    /// documents before their last close), forgets those: a late close must not bring the
+    /// file back (vim's swap-name probe is `close(swap); unlink(swap)`, and the mount's RELEASE
+    /// can reach the daemon after the unlink).
+    pub(super) fn remove_document(
+        &self,
+        s: &dyn Storage,
+        rel: &str,
+        path: &VfsPath,
+    ) -> Result<(), VfsError> {
+        let mut drafts = self.lock_drafts();
+        match s.remove_file(rel) {
+            Err(crate::storage::StorageError::NotFound) => {
+                let before = drafts.len();
+                drafts.retain(|_, p| p != path);
+                if drafts.len() == before {
+                    return Err(VfsError::NotFound(path.clone()));
+                }
+                Ok(())
             }
-            if let Kind::Persistent {
-                draft,
-                txn,
-                dirty,
-                written,
-                ..
-            } = &mut f.kind
-                && *draft
-            {
-                *txn = None;
-                *dirty = false;
-                *written = false;
-                *draft = false;
-                any = true;
-            }
+            r => r.map_err(|e| storage_err(path, e)),
         }
-        any
     }
 
     /// The attributes of a draft (a new document not committed yet) open at `path`, for a
     /// caller that names it by path while it is being written (`sed -i` chmods its temp file).
     pub(super) fn draft_stat(&self, path: &VfsPath) -> Option<Stat> {
-        let open = self.open_handles();
-        open.iter().find_map(|f| {
-            let f = lock(f);
+        let ids: Vec<u64> = self
+            .lock_drafts()
+            .iter()
+            .filter(|(_, p)| *p == path)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().find_map(|id| {
+            let f = self.handle(HandleId(id)).ok()?;
+            let f = lock(&f);
             match &f.kind {
-                Kind::Persistent { draft: true, .. } if &f.path == path => self.stat_open(&f).ok(),
+                Kind::Persistent { draft: true, .. } => self.stat_open(&f).ok(),
                 _ => None,
             }
         })
@@ -643,7 +659,19 @@ impl Vfs {
             let content = t.contents().map_err(|e| storage_err(&path, e))?;
             self.check_content(&caller, &path, &content)?;
         }
-        if let Err(e) = t.commit() {
+        let committed = if *draft {
+            // Under the drafts lock, so an unlink of this name comes wholly before or after.
+            let mut drafts = self.lock_drafts();
+            if drafts.remove(&f.id).is_none() {
+                // Its name was removed before this close: nothing to commit.
+                *draft = false;
+                return Ok(());
+            }
+            t.commit()
+        } else {
+            t.commit()
+        };
+        if let Err(e) = committed {
             // The commit removed its temp file: the old content stays, and so does the error.
             let e = storage_err(&path, e);
             *failed = Some(e.errno());
@@ -683,6 +711,9 @@ impl Vfs {
             .remove(&h.0)
             .ok_or(VfsError::BadHandle)?;
         let mut f = lock(&f);
-        self.commit(&mut f, true)
+        let r = self.commit(&mut f, true);
+        // A draft that did not commit (a refused or failed one) is gone with its handle.
+        self.lock_drafts().remove(&f.id);
+        r
     }
 }
