@@ -254,6 +254,26 @@ fn start(a: StartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The exit status of a failed command: the kind of what the server refused (see
+/// [`avix_proto::ErrorKind::exit_code`]: 3 not found, 4 denied, 5 invalid, 6 conflict, 7 a
+/// limit, 8 the server unreachable or not answering), else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    use avix_client::ClientError;
+    use avix_proto::ErrorKind;
+    let kind = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<ClientError>()? {
+            ClientError::Atp(a) => Some(ErrorKind::from_atp(a.code)),
+            ClientError::Connect { .. } | ClientError::Timeout(_) | ClientError::Closed(_) => {
+                Some(ErrorKind::Unavailable)
+            }
+            ClientError::Login { .. } => Some(ErrorKind::Denied),
+            ClientError::Config(_) => Some(ErrorKind::Invalid),
+            ClientError::Protocol(_) => None,
+        });
+    kind.map_or(1, ErrorKind::exit_code)
+}
+
 /// An error and its causes on one line, each cause shown once (library messages often
 /// already include their source's text).
 pub fn one_line(e: &anyhow::Error) -> String {

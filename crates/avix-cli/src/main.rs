@@ -18,7 +18,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {}", avix_cli::one_line(&e));
-            ExitCode::FAILURE
+            ExitCode::from(avix_cli::exit_code(&e))
         }
     }
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use avix_auth::atptoken::AtpClaims;
 use avix_kernel::events::Event;
+use avix_proto::UserName;
 use avix_proto::atp::{
     AtpError, ClientFrame, ErrorCode, EventFrame, Reply, ServerFrame, Subscribe, event_matches,
 };
 use avix_proto::time::Timestamp;
-use avix_proto::{Role, UserName};
 use avix_vfs::{Caller, Door};
 use axum::extract::ws::{Message, WebSocket};
 use serde_json::{Value, json};
@@ -80,14 +80,12 @@ fn reply(r: Reply) -> String {
 
 impl State {
     fn visible(&self, e: &Event) -> bool {
-        let privileged = self.claims.role >= Role::Operator;
-        if e.event.starts_with("sys.") && !privileged {
-            return false;
-        }
-        match &e.user {
-            None => true,
-            Some(u) => privileged || *u == self.claims.sub,
-        }
+        avix_kernel::policy::may_see_event(
+            self.claims.role,
+            &self.claims.sub,
+            &e.event,
+            e.user.as_deref(),
+        )
     }
 
     fn wants(&self, e: &Event) -> bool {

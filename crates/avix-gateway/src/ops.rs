@@ -6,15 +6,14 @@
 use std::sync::Arc;
 
 use avix_kernel::Kernel;
-use avix_kernel::hil::{HilError, Scope};
+use avix_kernel::hil::Scope;
+use avix_kernel::policy;
 use avix_kernel::process::{Process, Signal};
-use avix_kernel::sessions::SessionError;
-use avix_kernel::spawn::SpawnError;
 use avix_proto::agent::{InvocationRecord, JournalEvent, SpawnRequest};
 use avix_proto::atp::{AtpError, ErrorCode, SpawnReply, WhoAmI};
 use avix_proto::llm::Message;
 use avix_proto::time::Timestamp;
-use avix_proto::{Role, UserName};
+use avix_proto::{HasKind, Role, UserName};
 use avix_vfs::{Caller, EntryKind, VfsError, VfsPath};
 use base64::Engine;
 use serde::Deserialize;
@@ -86,52 +85,9 @@ fn args<T: DeserializeOwned>(domain: &str, op: &str, body: Value) -> Result<T, A
     })
 }
 
-fn vfs_error(e: VfsError) -> AtpError {
-    let code = match e.code() {
-        "ENOENT" => ErrorCode::ENOTFOUND,
-        "EACCES" | "EPERM" => ErrorCode::EPERM,
-        "EINVAL" => ErrorCode::EINVAL,
-        "EFBIG" => ErrorCode::ETOOBIG,
-        "EEXIST" | "ENOTEMPTY" | "EISDIR" | "ENOTDIR" | "EXDEV" => ErrorCode::ECONFLICT,
-        "ENOTSUP" => ErrorCode::ENOSYS,
-        "ENOSPC" => ErrorCode::ENOSPC,
-        _ => ErrorCode::EINTERNAL,
-    };
-    AtpError::new(code, format!("{}: {e}", e.code()))
-}
-
-fn spawn_error(e: SpawnError) -> AtpError {
-    let code = match &e {
-        SpawnError::UnknownAgent { .. } => ErrorCode::ENOTFOUND,
-        SpawnError::BadManifest { .. } | SpawnError::BadConfig { .. } => ErrorCode::EINVAL,
-        SpawnError::BadRequest(m) if m.contains("no session") => ErrorCode::ENOTFOUND,
-        SpawnError::BadRequest(m) if m.contains("still running") => ErrorCode::ECONFLICT,
-        SpawnError::BadRequest(_) => ErrorCode::EINVAL,
-        SpawnError::ToolRequired { .. } | SpawnError::Forbidden(_) => ErrorCode::EPERM,
-        SpawnError::Quota(_) => ErrorCode::ELIMIT,
-        SpawnError::Io(_) => ErrorCode::EINTERNAL,
-    };
-    AtpError::new(code, e.to_string())
-}
-
-fn session_error(e: SessionError) -> AtpError {
-    let code = match &e {
-        SessionError::NotFound(_) => ErrorCode::ENOTFOUND,
-        SessionError::Forbidden(_) => ErrorCode::EPERM,
-        SessionError::Conflict(_) => ErrorCode::ECONFLICT,
-        SessionError::Io(_) => ErrorCode::EINTERNAL,
-    };
-    AtpError::new(code, e.to_string())
-}
-
-fn hil_error(e: HilError) -> AtpError {
-    let code = match &e {
-        HilError::NotFound(_) => ErrorCode::ENOTFOUND,
-        HilError::AlreadyAnswered { .. } => ErrorCode::ECONFLICT,
-        HilError::Forbidden(_) => ErrorCode::EPERM,
-        _ => ErrorCode::EINVAL,
-    };
-    AtpError::new(code, e.to_string())
+/// The door's one mapping of a kernel or VFS error: its kind's ATP code, its message.
+fn atp_error(e: impl HasKind) -> AtpError {
+    AtpError::new(e.kind().atp(), e.to_string())
 }
 
 /// A reply body, already serialized (replies are written without building a JSON tree).
@@ -150,18 +106,14 @@ fn to_body<T: serde::Serialize>(v: &T) -> Result<Body, AtpError> {
         .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))
 }
 
-/// A process `a` may see (its own, or any for operators); others do not exist for them.
+/// A process `a` may see ([`policy::visible`]); others do not exist for them.
 fn visible(kernel: &Kernel, a: &Asker, pid: u64) -> Result<Arc<Process>, AtpError> {
-    kernel
+    let p = kernel
         .procs()
         .get(pid)
-        .filter(|p| a.privileged() || p.user == a.user)
-        .ok_or_else(|| {
-            AtpError::new(
-                ErrorCode::ENOTFOUND,
-                format!("no process {pid} (proc list shows yours)"),
-            )
-        })
+        .ok_or_else(|| policy::no_process(pid))?;
+    policy::visible(&a.caller, &p)?;
+    Ok(p)
 }
 
 #[derive(Deserialize)]
@@ -382,16 +334,6 @@ struct SecretListArg {
     system: bool,
 }
 
-fn secret_error(e: avix_kernel::secrets::SecretStoreError) -> AtpError {
-    use avix_kernel::secrets::SecretStoreError as E;
-    let code = match &e {
-        E::BadName(_) | E::TooLarge(_) => ErrorCode::EINVAL,
-        E::NotFound(_) => ErrorCode::ENOTFOUND,
-        E::Crypto { .. } | E::Io(_) => ErrorCode::EINTERNAL,
-    };
-    AtpError::new(code, e.to_string())
-}
-
 /// The `sys` operations; the `service-*` ones start at index 4.
 const SYS_OPS: [&str; 11] = [
     "info",
@@ -406,17 +348,6 @@ const SYS_OPS: [&str; 11] = [
     "service-install",
     "service-uninstall",
 ];
-
-fn service_error(e: avix_kernel::services::ServiceError) -> AtpError {
-    let code = match e.code {
-        "ENOTFOUND" => ErrorCode::ENOTFOUND,
-        "EINVAL" => ErrorCode::EINVAL,
-        "ECONFLICT" => ErrorCode::ECONFLICT,
-        "EPERM" => ErrorCode::EPERM,
-        _ => ErrorCode::EINTERNAL,
-    };
-    AtpError::new(code, e.message)
-}
 
 /// Largest `fs read` reply.
 pub const MAX_FS_READ: u64 = 512 * 1024;
@@ -496,7 +427,7 @@ impl Gateway {
                 "spawn" => {
                     a.at_least(Role::User, "proc spawn")?;
                     let req: SpawnRequest = args(domain, op, body)?;
-                    let p = k.spawn(&a.user, req, None).await.map_err(spawn_error)?;
+                    let p = k.spawn(&a.user, req, None).await.map_err(atp_error)?;
                     let reply = SpawnReply {
                         pid: p.pid,
                         invocation: p.journal.id().to_owned(),
@@ -522,8 +453,7 @@ impl Gateway {
                     a.at_least(Role::User, "proc kill")?;
                     let PidArg { pid } = args(domain, op, body)?;
                     let p = visible(k, a, pid)?;
-                    k.signal(&a.caller, &p, Signal::Kill)
-                        .map_err(|e| AtpError::new(ErrorCode::ECONFLICT, e))?;
+                    k.signal(&a.caller, &p, Signal::Kill).map_err(atp_error)?;
                     Ok((Body::from(json!({"pid": pid, "signal": "SIGKILL"})), none()))
                 }
                 "show" => {
@@ -588,8 +518,7 @@ impl Gateway {
                         .map_err(|e| AtpError::new(ErrorCode::EINVAL, e))?;
                     let name = sig.name();
                     let p = visible(k, a, arg.pid)?;
-                    k.signal(&a.caller, &p, sig)
-                        .map_err(|e| AtpError::new(ErrorCode::ECONFLICT, e))?;
+                    k.signal(&a.caller, &p, sig).map_err(atp_error)?;
                     Ok((Body::from(json!({"pid": arg.pid, "signal": name})), none()))
                 }
                 _ => Err(unknown(domain, op, &["send"])),
@@ -629,7 +558,7 @@ impl Gateway {
                             arg.args,
                             &a.caller,
                         )
-                        .map_err(hil_error)?;
+                        .map_err(atp_error)?;
                     Ok((to_body(&r)?, none()))
                 }
                 _ => Err(unknown(domain, op, &["list", "approve", "deny"])),
@@ -714,12 +643,12 @@ impl Gateway {
                 let UserArg { user } = args("session", op, body)?;
                 let v = k
                     .session_list(&a.caller, user.as_deref())
-                    .map_err(session_error)?;
+                    .map_err(atp_error)?;
                 Ok((to_body(&v)?, none()))
             }
             "show" => {
                 let IdArg { id } = args("session", op, body)?;
-                let rec = k.session_get(&a.caller, &id).map_err(session_error)?;
+                let rec = k.session_get(&a.caller, &id).map_err(atp_error)?;
                 let owner = UserName::new(&rec.user)
                     .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))?;
                 let ids: Vec<&str> = rec.invocations.iter().map(|i| i.id.as_str()).collect();
@@ -736,7 +665,7 @@ impl Gateway {
             "resume" => {
                 a.at_least(Role::User, "session resume")?;
                 let ResumeArg { id, input } = args("session", op, body)?;
-                let rec = k.session_get(&a.caller, &id).map_err(session_error)?;
+                let rec = k.session_get(&a.caller, &id).map_err(atp_error)?;
                 // A live root process: resume it if paused, else hand it the input.
                 if let Some(p) = k
                     .session_live(&rec)
@@ -756,8 +685,7 @@ impl Gateway {
                             ));
                         }
                     };
-                    k.signal(&a.caller, &p, sig)
-                        .map_err(|e| AtpError::new(ErrorCode::ECONFLICT, e))?;
+                    k.signal(&a.caller, &p, sig).map_err(atp_error)?;
                     let reply = SpawnReply {
                         pid: p.pid,
                         invocation: p.journal.id().to_owned(),
@@ -781,7 +709,7 @@ impl Gateway {
                     interactive: None,
                     session: Some(id.clone()),
                 };
-                let p = k.spawn(&a.user, req, None).await.map_err(spawn_error)?;
+                let p = k.spawn(&a.user, req, None).await.map_err(atp_error)?;
                 let reply = SpawnReply {
                     pid: p.pid,
                     invocation: p.journal.id().to_owned(),
@@ -792,8 +720,7 @@ impl Gateway {
             "delete" => {
                 a.at_least(Role::User, "session delete")?;
                 let DeleteArg { id, force } = args("session", op, body)?;
-                k.session_delete(&a.caller, &id, force)
-                    .map_err(session_error)?;
+                k.session_delete(&a.caller, &id, force).map_err(atp_error)?;
                 Ok((Body::from(json!({"deleted": id})), none()))
             }
             _ => Err(unknown(
@@ -814,7 +741,7 @@ impl Gateway {
         let result = tokio::task::spawn_blocking(move || -> Result<Value, AtpError> {
             match op_owned.as_str() {
                 "read" => {
-                    let data = vfs.read(&caller, &p).map_err(vfs_error)?;
+                    let data = vfs.read(&caller, &p).map_err(atp_error)?;
                     let size = data.len() as u64;
                     let start = arg.offset.unwrap_or(0).min(size) as usize;
                     let len = arg.length.unwrap_or(MAX_FS_READ).min(MAX_FS_READ);
@@ -848,11 +775,11 @@ impl Gateway {
                         match vfs.read(&caller, &p) {
                             Ok(old) => bytes.extend_from_slice(&old),
                             Err(VfsError::NotFound(_)) => {}
-                            Err(e) => return Err(vfs_error(e)),
+                            Err(e) => return Err(atp_error(e)),
                         }
                     }
                     bytes.extend_from_slice(&new);
-                    let reply = vfs.write(&caller, &p, &bytes).map_err(vfs_error)?;
+                    let reply = vfs.write(&caller, &p, &bytes).map_err(atp_error)?;
                     let mut out = json!({"path": p.as_str(), "bytes": bytes.len()});
                     if let Some(r) = reply {
                         out["reply"] = json!(String::from_utf8_lossy(&r));
@@ -862,14 +789,14 @@ impl Gateway {
                 "list" => {
                     let entries: Vec<Value> = vfs
                         .list(&caller, &p)
-                        .map_err(vfs_error)?
+                        .map_err(atp_error)?
                         .into_iter()
                         .map(|e| json!({"name": e.name, "kind": if e.kind == EntryKind::Dir { "dir" } else { "file" }}))
                         .collect();
                     Ok(json!({"path": p.as_str(), "entries": entries}))
                 }
                 "stat" => {
-                    let st = vfs.stat(&caller, &p).map_err(vfs_error)?;
+                    let st = vfs.stat(&caller, &p).map_err(atp_error)?;
                     Ok(json!({
                         "path": p.as_str(),
                         "kind": if st.kind == EntryKind::Dir { "dir" } else { "file" },
@@ -879,11 +806,11 @@ impl Gateway {
                     }))
                 }
                 "delete" => {
-                    let st = vfs.stat(&caller, &p).map_err(vfs_error)?;
+                    let st = vfs.stat(&caller, &p).map_err(atp_error)?;
                     if st.kind == EntryKind::Dir {
-                        vfs.remove_dir(&caller, &p).map_err(vfs_error)?;
+                        vfs.remove_dir(&caller, &p).map_err(atp_error)?;
                     } else {
-                        vfs.remove_file(&caller, &p).map_err(vfs_error)?;
+                        vfs.remove_file(&caller, &p).map_err(atp_error)?;
                     }
                     Ok(json!({"path": p.as_str(), "deleted": true}))
                 }
@@ -915,7 +842,7 @@ impl Gateway {
                 let value = zeroize::Zeroizing::new(arg.value);
                 store
                     .set(&owner(arg.system)?, &arg.name, value.as_bytes())
-                    .map_err(secret_error)?;
+                    .map_err(atp_error)?;
                 tracing::info!(user = %a.user, name = %arg.name, system = arg.system, "secret set");
                 Ok((
                     Body::from(json!({"name": arg.name, "system": arg.system, "set": true})),
@@ -933,7 +860,7 @@ impl Gateway {
                 let arg: SecretNameArg = args(d, op, body)?;
                 if !store
                     .delete(&owner(arg.system)?, &arg.name)
-                    .map_err(secret_error)?
+                    .map_err(atp_error)?
                 {
                     return Err(AtpError::new(
                         ErrorCode::ENOTFOUND,
@@ -968,7 +895,7 @@ impl Gateway {
             "service-list" => Ok((to_body(&sup.list())?, none())),
             "service-status" => {
                 let ServiceArg { name } = args(d, op, body)?;
-                Ok((to_body(&sup.status(&name).map_err(service_error)?)?, none()))
+                Ok((to_body(&sup.status(&name).map_err(atp_error)?)?, none()))
             }
             "service-start" | "service-stop" | "service-restart" => {
                 a.at_least(Role::Operator, "controlling services")?;
@@ -978,7 +905,7 @@ impl Gateway {
                     "service-stop" => sup.stop(&name).await,
                     _ => sup.restart(&name).await,
                 }
-                .map_err(service_error)?;
+                .map_err(atp_error)?;
                 Ok((to_body(&st)?, none()))
             }
             "service-install" => {
@@ -993,7 +920,7 @@ impl Gateway {
                                 "path must be an absolute directory on the daemon's host holding service.yaml",
                             ));
                         }
-                        sup.install(&path).await.map_err(service_error)?
+                        sup.install(&path).await.map_err(atp_error)?
                     }
                     (None, Some(files)) => {
                         // Unpacked next to the installed services, installed from there.
@@ -1008,7 +935,7 @@ impl Gateway {
                             .await
                             .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))?;
                         let st = match unpacked {
-                            Ok(()) => sup.install(&dir).await.map_err(service_error),
+                            Ok(()) => sup.install(&dir).await.map_err(atp_error),
                             Err(e) => Err(e),
                         };
                         let _ = std::fs::remove_dir_all(&dir);
@@ -1026,7 +953,7 @@ impl Gateway {
             "service-uninstall" => {
                 a.at_least(Role::Admin, "uninstalling services")?;
                 let ServiceUninstallArg { name, force } = args(d, op, body)?;
-                sup.uninstall(&name, force).await.map_err(service_error)?;
+                sup.uninstall(&name, force).await.map_err(atp_error)?;
                 Ok((Body::from(json!({"uninstalled": name})), none()))
             }
             _ => Err(unknown(d, op, &SYS_OPS[4..])),

@@ -96,6 +96,17 @@ pub enum HilError {
     Invalid(String),
 }
 
+impl avix_proto::HasKind for HilError {
+    fn kind(&self) -> avix_proto::ErrorKind {
+        match self {
+            HilError::NotFound(_) => avix_proto::ErrorKind::NotFound,
+            HilError::AlreadyAnswered { .. } => avix_proto::ErrorKind::Conflict,
+            HilError::Forbidden(_) => avix_proto::ErrorKind::Denied,
+            HilError::Invalid(_) => avix_proto::ErrorKind::Invalid,
+        }
+    }
+}
+
 struct Entry {
     pid: Pid,
     owner: String,

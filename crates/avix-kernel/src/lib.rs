@@ -32,6 +32,7 @@ pub mod journal;
 pub mod layout;
 pub mod pid;
 pub mod pipes;
+pub mod policy;
 pub mod process;
 pub mod procfs;
 pub mod recovery;
@@ -48,10 +49,10 @@ use std::time::{Duration, Instant};
 
 use avix_auth::{MasterKey, Purpose, SubKey};
 use avix_llm::{LlmClient, LlmService, ServicePaths};
+use avix_proto::UserName;
 use avix_proto::agent::{InvocationRecord, JournalEvent, ProcState};
 use avix_proto::config::EtcFile;
 use avix_proto::time::Timestamp;
-use avix_proto::{Role, UserName};
 use avix_vfs::{Caller, LocalStorage, Vfs, VfsPath};
 
 use crate::config::{ConfigError, ConfigStore};
@@ -439,20 +440,13 @@ impl Kernel {
     /// Sends `sig` to `p` as `caller`: the owner, an operator or admin, the kernel, or an agent
     /// that is an ancestor of `p`. Kill, stop, pause and resume also reach `p`'s live
     /// descendants.
-    pub fn signal(&self, caller: &Caller, p: &Arc<Process>, sig: Signal) -> Result<(), String> {
-        let allowed = match &caller.principal {
-            avix_vfs::Principal::Kernel => true,
-            avix_vfs::Principal::User(u) => u == &p.user || caller.role >= Role::Operator,
-            avix_vfs::Principal::Agent { pid, .. } => {
-                *pid != p.pid && self.procs.is_ancestor(*pid, p.pid)
-            }
-        };
-        if !allowed {
-            return Err(format!("process {} belongs to another user", p.pid));
-        }
-        if caller.role == Role::Guest {
-            return Err("guests cannot signal processes".into());
-        }
+    pub fn signal(
+        &self,
+        caller: &Caller,
+        p: &Arc<Process>,
+        sig: Signal,
+    ) -> Result<(), avix_proto::Error> {
+        policy::check_signal(caller, &self.procs, p)?;
         p.send(sig.clone())?;
         p.journal.append(JournalEvent::Signal {
             signal: sig.name().into(),

@@ -379,22 +379,23 @@ impl Process {
     }
 
     /// Sends a signal (Kill also trips the kill switch at once). Fails if the process ended.
-    pub fn send(&self, sig: Signal) -> Result<(), String> {
+    pub fn send(&self, sig: Signal) -> Result<(), avix_proto::Error> {
         if let Some(e) = &self.inner().exit {
-            return Err(format!(
+            return Err(avix_proto::Error::conflict(format!(
                 "process {} has already exited ({})",
                 self.pid, e.state
-            ));
+            )));
         }
         if sig == Signal::Kill {
             self.kill.cancel();
         }
         self.signals.try_send(sig).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                format!("process {} has 64 signals pending; try again", self.pid)
-            }
+            mpsc::error::TrySendError::Full(_) => avix_proto::Error::new(
+                avix_proto::ErrorKind::Limit,
+                format!("process {} has 64 signals pending; try again", self.pid),
+            ),
             mpsc::error::TrySendError::Closed(_) => {
-                format!("process {} has already exited", self.pid)
+                avix_proto::Error::conflict(format!("process {} has already exited", self.pid))
             }
         })
     }

@@ -128,7 +128,7 @@ pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
             Ok(proc) => Ok(Some(Bytes::from(format!("{}\n", proc.pid)))),
             Err(e) => {
                 tracing::info!(user = %user, error = %e, "spawn refused");
-                Err(spawn_error(p, &e))
+                Err(VfsError::refused(p, &e))
             }
         }
     };
@@ -142,15 +142,6 @@ pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
     .writers(Writers::AnyUser);
     if let Err(e) = kernel.vfs().publish(&p, file) {
         tracing::error!(error = %e, "cannot publish /proc/spawn");
-    }
-}
-
-fn spawn_error(p: &VfsPath, e: &crate::spawn::SpawnError) -> VfsError {
-    VfsError::Refused {
-        path: p.clone(),
-        errno: e.errno(),
-        code: e.code(),
-        reason: e.to_string(),
     }
 }
 
@@ -270,13 +261,15 @@ pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
                     return Err(VfsError::NotPermitted { path: ctl2.clone(), reason: "agents control processes with agent/* tools" });
                 }
                 let text = String::from_utf8_lossy(data);
-                let outcome = parse_ctl(&text).and_then(|sig| kernel.signal(caller, &p, sig));
+                let outcome = parse_ctl(&text)
+                    .map_err(avix_proto::Error::invalid)
+                    .and_then(|sig| kernel.signal(caller, &p, sig));
                 match outcome {
                     Ok(()) => Ok(None),
-                    Err(reason) => {
-                        tracing::info!(pid = p.pid, %caller, %reason, "ctl command refused");
-                        p.push_error(format!("ctl: {reason}"));
-                        Err(invalid(&ctl2, reason))
+                    Err(e) => {
+                        tracing::info!(pid = p.pid, %caller, reason = %e, "ctl command refused");
+                        p.push_error(format!("ctl: {e}"));
+                        Err(VfsError::refused(&ctl2, &e))
                     }
                 }
             },

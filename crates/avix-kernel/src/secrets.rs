@@ -64,6 +64,18 @@ pub enum SecretStoreError {
     Io(String),
 }
 
+impl avix_proto::HasKind for SecretStoreError {
+    fn kind(&self) -> avix_proto::ErrorKind {
+        use avix_proto::ErrorKind;
+        match self {
+            // A value over the limit is a bad argument (EINVAL), as for every argument.
+            SecretStoreError::BadName(_) | SecretStoreError::TooLarge(_) => ErrorKind::Invalid,
+            SecretStoreError::NotFound(_) => ErrorKind::NotFound,
+            SecretStoreError::Crypto { .. } | SecretStoreError::Io(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 pub use avix_proto::name::valid_secret_name;
 
 /// The store.

@@ -6,25 +6,8 @@ use std::path::Path;
 use avix_llm::BoxFuture;
 use avix_proto::service::ServiceStatus;
 
-/// A failed service operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ServiceError {
-    /// `ENOTFOUND`, `EINVAL`, `ECONFLICT`, `EPERM`, `EIO`.
-    pub code: &'static str,
-    /// What went wrong and what to do.
-    pub message: String,
-}
-
-impl ServiceError {
-    /// An error.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
+/// A failed service operation: its kind and what to do.
+pub type ServiceError = avix_proto::Error;
 
 /// Controls installed and built-in services.
 pub trait ServiceControl: Send + Sync + 'static {

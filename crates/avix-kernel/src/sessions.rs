@@ -36,6 +36,17 @@ pub enum SessionError {
     Io(String),
 }
 
+impl avix_proto::HasKind for SessionError {
+    fn kind(&self) -> avix_proto::ErrorKind {
+        match self {
+            SessionError::NotFound(_) => avix_proto::ErrorKind::NotFound,
+            SessionError::Forbidden(_) => avix_proto::ErrorKind::Denied,
+            SessionError::Conflict(_) => avix_proto::ErrorKind::Conflict,
+            SessionError::Io(_) => avix_proto::ErrorKind::Internal,
+        }
+    }
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }

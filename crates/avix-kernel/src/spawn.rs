@@ -11,14 +11,14 @@ use avix_proto::agent::{
 };
 use avix_proto::envelope::{Document, Kind};
 use avix_proto::tool::ToolPattern;
-use avix_proto::{Role, UserName};
+use avix_proto::{ErrorKind, Role, UserName};
 use avix_vfs::{Caller, Principal, VfsPath};
 
 use crate::Kernel;
 use crate::catalog::{self, InstalledAgent};
 use crate::process::{Grants, Process, ProcessSpec, RunLimits};
 
-/// Why a spawn failed. Each maps to an errno for the file door and a code for ATP.
+/// Why a spawn failed; its [`ErrorKind`] is what every door reports.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SpawnError {
     /// No such agent.
@@ -64,35 +64,25 @@ pub enum SpawnError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The session to resume cannot be (missing, another user's, still running).
+    #[error(transparent)]
+    Session(#[from] crate::sessions::SessionError),
     /// Storage failed.
     #[error("{0}")]
     Io(String),
 }
 
-impl SpawnError {
-    /// The errno a file door reports.
-    pub fn errno(&self) -> i32 {
+impl avix_proto::HasKind for SpawnError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            SpawnError::UnknownAgent { .. } => libc::ENOENT,
+            SpawnError::UnknownAgent { .. } => ErrorKind::NotFound,
             SpawnError::BadManifest { .. }
             | SpawnError::BadConfig { .. }
-            | SpawnError::BadRequest(_) => libc::EINVAL,
-            SpawnError::ToolRequired { .. } | SpawnError::Forbidden(_) => libc::EPERM,
-            SpawnError::Quota(_) => libc::EAGAIN,
-            SpawnError::Io(_) => libc::EIO,
-        }
-    }
-
-    /// A short code for ATP.
-    pub fn code(&self) -> &'static str {
-        match self {
-            SpawnError::UnknownAgent { .. } => "ENOENT",
-            SpawnError::BadManifest { .. }
-            | SpawnError::BadConfig { .. }
-            | SpawnError::BadRequest(_) => "EINVAL",
-            SpawnError::ToolRequired { .. } | SpawnError::Forbidden(_) => "EPERM",
-            SpawnError::Quota(_) => "ELIMIT",
-            SpawnError::Io(_) => "EIO",
+            | SpawnError::BadRequest(_) => ErrorKind::Invalid,
+            SpawnError::ToolRequired { .. } | SpawnError::Forbidden(_) => ErrorKind::Denied,
+            SpawnError::Session(e) => e.kind(),
+            SpawnError::Quota(_) => ErrorKind::Limit,
+            SpawnError::Io(_) => ErrorKind::Internal,
         }
     }
 }
@@ -496,7 +486,7 @@ impl Kernel {
                 .session_conversation(user, sid, name.as_str())
                 .map_err(|e| match e {
                     crate::sessions::SessionError::Io(m) => SpawnError::Io(m),
-                    e => SpawnError::BadRequest(e.to_string()),
+                    e => SpawnError::Session(e),
                 })?,
             _ => Vec::new(),
         };

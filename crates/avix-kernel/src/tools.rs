@@ -90,6 +90,11 @@ impl ToolError {
         }
     }
 
+    /// A kernel refusal, with its kind's errno name as the code.
+    pub fn of(e: &impl avix_proto::HasKind) -> Self {
+        Self::new(avix_vfs::error::errno_name(e.kind()), e.to_string())
+    }
+
     /// A bad argument.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new("EINVAL", message)
@@ -112,6 +117,12 @@ pub fn result_text(out: Result<serde_json::Value, ToolError>) -> (bool, String) 
             false,
             serde_json::json!({"error": {"code": e.code, "message": e.message}}).to_string(),
         ),
+    }
+}
+
+impl From<avix_proto::Error> for ToolError {
+    fn from(e: avix_proto::Error) -> Self {
+        Self::of(&e)
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`tool`]: tool names and their provider wire form.
 //! - [`status`]: documents the daemon publishes under `/proc`.
 //! - [`rpc`]: JSON-RPC 2.0 messages of the internal IPC.
+//! - [`error`]: the one error kind every door reports, and its mapping to each door's codes.
 //! - [`service`]: service units and their status documents.
 //!
 //! Every document uses camelCase keys (see `docs/decisions.md`).
@@ -22,6 +23,7 @@ pub mod agent;
 pub mod atp;
 pub mod config;
 pub mod envelope;
+pub mod error;
 pub mod kernel_files;
 pub mod llm;
 pub mod name;
@@ -35,5 +37,6 @@ pub mod tool;
 pub mod yaml;
 
 pub use envelope::{API_VERSION, Document, Kind};
+pub use error::{Error, ErrorKind, HasKind};
 pub use name::{AgentName, CrewName, NameError, UserName};
 pub use role::Role;

@@ -1,6 +1,43 @@
 //! The one VFS error type and its mapping to errno, used by every door.
 
+use avix_proto::{ErrorKind, HasKind};
+
 use crate::path::{PathError, VfsPath};
+
+/// The errno of an error kind: the mount's one mapping for what the kernel refuses (a
+/// control file's handler, say). The VFS's own errors keep their finer POSIX errno.
+pub fn errno_of(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::NotFound => libc::ENOENT,
+        ErrorKind::Denied => libc::EACCES,
+        ErrorKind::NotPermitted => libc::EPERM,
+        ErrorKind::Invalid => libc::EINVAL,
+        ErrorKind::Conflict => libc::EBUSY,
+        ErrorKind::Limit | ErrorKind::Unavailable => libc::EAGAIN,
+        ErrorKind::Timeout => libc::ETIMEDOUT,
+        ErrorKind::NoSpace => libc::ENOSPC,
+        ErrorKind::TooLarge => libc::EFBIG,
+        ErrorKind::Unsupported => libc::ENOTSUP,
+        ErrorKind::Internal => libc::EIO,
+    }
+}
+
+/// The name of [`errno_of`]'s errno (`ENOENT`): the codes an agent's tools report.
+pub fn errno_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "ENOENT",
+        ErrorKind::Denied => "EACCES",
+        ErrorKind::NotPermitted => "EPERM",
+        ErrorKind::Invalid => "EINVAL",
+        ErrorKind::Conflict => "EBUSY",
+        ErrorKind::Limit | ErrorKind::Unavailable => "EAGAIN",
+        ErrorKind::Timeout => "ETIMEDOUT",
+        ErrorKind::NoSpace => "ENOSPC",
+        ErrorKind::TooLarge => "EFBIG",
+        ErrorKind::Unsupported => "ENOTSUP",
+        ErrorKind::Internal => "EIO",
+    }
+}
 
 /// Why a VFS operation failed. Messages are one line and say what to do where that helps.
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +89,13 @@ pub enum VfsError {
         /// What is wrong with the request.
         reason: String,
     },
-    /// A control file's handler refused the request with a specific errno.
+    /// A control file's handler (the kernel) refused the request.
     #[error("{path}: {reason}")]
     Refused {
         /// The path.
         path: VfsPath,
-        /// The errno to report.
-        errno: i32,
-        /// The short code for non-POSIX doors.
-        code: &'static str,
+        /// What kind of refusal.
+        kind: ErrorKind,
         /// Why.
         reason: String,
     },
@@ -108,6 +143,15 @@ pub enum VfsError {
 }
 
 impl VfsError {
+    /// The kernel's refusal `e` of a request written to the control file `path`.
+    pub fn refused(path: &VfsPath, e: &impl HasKind) -> Self {
+        VfsError::Refused {
+            path: path.clone(),
+            kind: e.kind(),
+            reason: e.to_string(),
+        }
+    }
+
     /// The errno a POSIX door (FUSE) reports.
     pub fn errno(&self) -> i32 {
         match self {
@@ -119,7 +163,7 @@ impl VfsError {
             VfsError::Denied { .. } => libc::EACCES,
             VfsError::NotPermitted { .. } => libc::EPERM,
             VfsError::Rejected { .. } | VfsError::InvalidInput { .. } => libc::EINVAL,
-            VfsError::Refused { errno, .. } => *errno,
+            VfsError::Refused { kind, .. } => errno_of(*kind),
             VfsError::NeedMore => libc::EINVAL,
             VfsError::Path(PathError::NameTooLong | PathError::PathTooLong) => libc::ENAMETOOLONG,
             VfsError::Path(_) => libc::EINVAL,
@@ -144,7 +188,7 @@ impl VfsError {
             VfsError::Rejected { .. } | VfsError::InvalidInput { .. } | VfsError::Path(_) => {
                 "EINVAL"
             }
-            VfsError::Refused { code, .. } => code,
+            VfsError::Refused { kind, .. } => errno_name(*kind),
             VfsError::NeedMore => "EINVAL",
             VfsError::CrossDevice(_) => "EXDEV",
             VfsError::TooLarge { .. } => "EFBIG",
@@ -156,6 +200,36 @@ impl VfsError {
                 "ENOSPC"
             }
             VfsError::Io { .. } => "EIO",
+        }
+    }
+}
+
+impl HasKind for VfsError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            VfsError::NotFound(_) => ErrorKind::NotFound,
+            VfsError::AlreadyExists(_)
+            | VfsError::NotADirectory(_)
+            | VfsError::IsADirectory(_)
+            | VfsError::NotEmpty(_)
+            | VfsError::CrossDevice(_) => ErrorKind::Conflict,
+            VfsError::Denied { .. } => ErrorKind::Denied,
+            VfsError::NotPermitted { .. } => ErrorKind::NotPermitted,
+            VfsError::Rejected { .. }
+            | VfsError::InvalidInput { .. }
+            | VfsError::NeedMore
+            | VfsError::Path(_)
+            | VfsError::BadHandle
+            | VfsError::NotWritable(_) => ErrorKind::Invalid,
+            VfsError::Refused { kind, .. } => *kind,
+            VfsError::TooLarge { .. } => ErrorKind::TooLarge,
+            VfsError::Unsupported { .. } => ErrorKind::Unsupported,
+            VfsError::Io { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                ErrorKind::NoSpace
+            }
+            VfsError::Io { .. } => ErrorKind::Internal,
         }
     }
 }

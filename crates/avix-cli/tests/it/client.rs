@@ -154,9 +154,10 @@ fn the_client_cli_drives_agents_sessions_and_approvals() {
     assert!(ok(&d, &["hil", "list"]).contains("(none)"));
     assert!(ok(&d, &["logs", "--lines", "5"]).contains("INFO"));
 
-    // Errors: one line, exit 1, what was wrong.
+    // Errors: one line, what was wrong, and an exit status that says its kind (3: not found,
+    // as for another user's agent).
     let o = client(&d, &["agent", "kill", "999999"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3));
     assert!(
         stderr(&o).contains("ENOTFOUND") && stderr(&o).contains("no process 999999"),
         "{}",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use avix_kernel::services::{ServiceControl, ServiceError};
+use avix_proto::ErrorKind;
 use avix_proto::agent::parse_version;
 use avix_proto::service::{ServiceState, ServiceStatus, ServiceUnit};
 use avix_proto::time::Timestamp;
@@ -124,7 +125,7 @@ impl Supervisor {
                 Err(e) => (None, Some(e)),
             },
         };
-        let io = |what: &str, e: std::io::Error| err("EIO", format!("{what}: {e}"));
+        let io = |what: &str, e: std::io::Error| err(ErrorKind::Internal, format!("{what}: {e}"));
         // A fresh directory, root's until its socket is in place: what a service (or one a
         // crashed daemon left) put there cannot redirect the daemon's chown.
         match std::fs::remove_dir_all(&run_dir) {
@@ -227,16 +228,16 @@ impl Supervisor {
     ) -> Result<ServiceStatus, ServiceError> {
         let bytes = std::fs::read(dir.join("service.yaml")).map_err(|e| {
             err(
-                "EINVAL",
+                ErrorKind::Invalid,
                 format!("cannot read {}/service.yaml: {e}", dir.display()),
             )
         })?;
-        let unit =
-            ServiceUnit::parse(&bytes).map_err(|e| err("EINVAL", format!("service.yaml: {e}")))?;
+        let unit = ServiceUnit::parse(&bytes)
+            .map_err(|e| err(ErrorKind::Invalid, format!("service.yaml: {e}")))?;
         let name = unit.metadata.name.clone();
         if let Some(s) = self.read_slots().get(&name) {
             return Err(err(
-                "ECONFLICT",
+                ErrorKind::Conflict,
                 format!(
                     "service {name} {} is installed; uninstall it first (avix client service uninstall {name})",
                     s.unit.metadata.version
@@ -253,10 +254,16 @@ impl Supervisor {
         let (from, t2) = (dir.clone(), tmp.clone());
         tokio::task::spawn_blocking(move || copy_dir(&from, &t2))
             .await
-            .map_err(|e| err("EIO", e.to_string()))?
-            .map_err(|e| err("EIO", format!("cannot copy {}: {e}", dir.display())))?;
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?
+            .map_err(|e| {
+                err(
+                    ErrorKind::Internal,
+                    format!("cannot copy {}: {e}", dir.display()),
+                )
+            })?;
         let _ = std::fs::remove_dir_all(&dest);
-        std::fs::rename(&tmp, &dest).map_err(|e| err("EIO", format!("cannot install: {e}")))?;
+        std::fs::rename(&tmp, &dest)
+            .map_err(|e| err(ErrorKind::Internal, format!("cannot install: {e}")))?;
         let autostart = unit.spec.autostart;
         self.add_slot(unit, dest, false)?;
         tracing::info!(service = %name, "service installed");
@@ -277,7 +284,7 @@ impl Supervisor {
         if !matches!(state, ServiceState::Stopped | ServiceState::Failed) {
             if !force {
                 return Err(err(
-                    "ECONFLICT",
+                    ErrorKind::Conflict,
                     format!("service {name} is {state:?}; stop it first or pass --force")
                         .to_lowercase(),
                 ));
@@ -295,8 +302,12 @@ impl Supervisor {
             .remove(&name);
         self.unpublish(&name);
         let _ = std::fs::remove_dir_all(&slot.run_dir);
-        std::fs::remove_dir_all(&slot.dir)
-            .map_err(|e| err("EIO", format!("cannot remove {}: {e}", slot.dir.display())))?;
+        std::fs::remove_dir_all(&slot.dir).map_err(|e| {
+            err(
+                ErrorKind::Internal,
+                format!("cannot remove {}: {e}", slot.dir.display()),
+            )
+        })?;
         tracing::info!(service = %name, "service uninstalled");
         Ok(())
     }

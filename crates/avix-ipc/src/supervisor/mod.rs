@@ -25,6 +25,7 @@ use avix_kernel::Kernel;
 use avix_kernel::services::{ServiceControl, ServiceError};
 use avix_kernel::tools::ToolState;
 use avix_llm::BoxFuture;
+use avix_proto::ErrorKind;
 use avix_proto::service::{ServiceState, ServiceStatus, ServiceUnit};
 use avix_proto::time::Timestamp;
 use tokio::sync::{mpsc, watch};
@@ -182,8 +183,8 @@ impl std::fmt::Debug for Supervisor {
     }
 }
 
-fn err(code: &'static str, m: impl Into<String>) -> ServiceError {
-    ServiceError::new(code, m)
+fn err(kind: ErrorKind, m: impl Into<String>) -> ServiceError {
+    ServiceError::new(kind, m)
 }
 
 impl Supervisor {
@@ -315,7 +316,7 @@ impl Supervisor {
     fn slot(&self, name: &str) -> Result<Arc<Slot>, ServiceError> {
         if self.builtin(name).is_some() {
             return Err(err(
-                "EPERM",
+                ErrorKind::NotPermitted,
                 format!(
                     "{name} is built into the daemon and follows its configuration (kernel.yaml exec, mcp.yaml); an MCP server can be restarted"
                 ),
@@ -323,7 +324,7 @@ impl Supervisor {
         }
         self.read_slots().get(name).cloned().ok_or_else(|| {
             err(
-                "ENOTFOUND",
+                ErrorKind::NotFound,
                 format!("there is no service {name} (avix client service list shows them)"),
             )
         })

@@ -36,9 +36,7 @@ async fn wait(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
 
 async fn kill(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     let p = controllable(&cx, arg_u64(&args, "pid")?)?;
-    cx.kernel
-        .signal(&cx.process.caller, &p, Signal::Kill)
-        .map_err(|e| ToolError::new("EINVAL", e))?;
+    cx.kernel.signal(&cx.process.caller, &p, Signal::Kill)?;
     Ok(json!({"pid": p.pid, "killed": true}))
 }
 

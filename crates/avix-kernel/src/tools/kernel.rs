@@ -14,30 +14,25 @@ use super::{
     arg_str, arg_u64, kernel_tool,
 };
 use crate::pid::Pid;
+use crate::policy;
 use crate::process::{Process, Signal};
 
-/// The process `pid` if the caller may see it (same user).
+/// The process `pid` if the calling agent may see it ([`policy::visible`]: its user's).
 pub(crate) fn visible(cx: &ToolContext, pid: Pid) -> Result<Arc<Process>, ToolError> {
     let p = cx
         .kernel
         .procs()
         .get(pid)
-        .ok_or_else(|| ToolError::new("ESRCH", format!("no process {pid}")))?;
-    if p.user != cx.process.user {
-        return Err(ToolError::new("ESRCH", format!("no process {pid}")));
-    }
+        .ok_or_else(|| policy::no_process(pid))?;
+    policy::visible(&cx.process.caller, &p)?;
     Ok(p)
 }
 
-/// The process `pid` if the caller may control it (a descendant).
+/// The process `pid` if the calling agent may signal it ([`policy::check_signal`]: a
+/// descendant).
 pub(crate) fn controllable(cx: &ToolContext, pid: Pid) -> Result<Arc<Process>, ToolError> {
     let p = visible(cx, pid)?;
-    if pid == cx.process.pid || !cx.kernel.procs().is_ancestor(cx.process.pid, pid) {
-        return Err(ToolError::new(
-            "EPERM",
-            format!("process {pid} is not a child of this agent"),
-        ));
-    }
+    policy::check_signal(&cx.process.caller, cx.kernel.procs(), &p)?;
     Ok(p)
 }
 
@@ -72,7 +67,7 @@ pub(crate) async fn spawn_child(cx: &ToolContext, args: &Value) -> Result<Arc<Pr
     cx.kernel
         .spawn(&cx.process.user, req, Some(cx.process.clone()))
         .await
-        .map_err(|e| ToolError::new(e.code(), e.to_string()))
+        .map_err(|e| ToolError::of(&e))
 }
 
 /// Waits for `p` to end (up to `timeout` seconds; 0 or none waits as long as it takes).
@@ -142,9 +137,7 @@ async fn wait(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
 fn signal_to(cx: &ToolContext, pid: Pid, sig: Signal) -> Result<Value, ToolError> {
     let p = controllable(cx, pid)?;
     let name = sig.name();
-    cx.kernel
-        .signal(&cx.process.caller, &p, sig)
-        .map_err(|e| ToolError::new("EINVAL", e))?;
+    cx.kernel.signal(&cx.process.caller, &p, sig)?;
     Ok(json!({"pid": pid, "signal": name, "delivered": true}))
 }
 

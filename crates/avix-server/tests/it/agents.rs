@@ -318,7 +318,8 @@ async fn kill_ends_a_running_agent_with_137_and_signals_after_exit_are_refused()
         .kernel
         .signal(&t.alice_caller(), &proc, Signal::Pause)
         .unwrap_err();
-    assert!(e.contains("already exited"), "{e}");
+    assert!(e.message.contains("already exited"), "{e}");
+    assert_eq!(e.kind, avix_proto::ErrorKind::Conflict);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +354,10 @@ async fn bad_requests_get_clear_errors() {
             && e.to_string().contains("assistant, coordinator, researcher"),
         "{e}"
     );
-    assert_eq!(e.errno(), libc::ENOENT);
+    assert_eq!(
+        avix_proto::HasKind::kind(&e),
+        avix_proto::ErrorKind::NotFound
+    );
     let k = Caller::kernel();
     for d in ["/users/alice/bin", "/users/alice/bin/broken@1.0.0"] {
         t.kernel.vfs().create_dir(&k, &p(d)).unwrap();

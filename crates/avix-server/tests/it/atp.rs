@@ -1238,3 +1238,87 @@ async fn secrets_go_in_and_never_come_out() {
     assert_eq!(code(&e), ErrorCode::ENOTFOUND, "{e}");
     ipc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_user_s_agent_is_the_same_not_found_through_every_door() {
+    // Issue 12: one refusal, one kind, whichever door asks: over ATP, at the mount's control
+    // file, through the kernel API, and from an agent's tools over the IPC router.
+    use avix_kernel::process::Signal;
+    use avix_proto::agent::ProcState;
+    use avix_proto::{ErrorKind, HasKind};
+
+    let a = start().await;
+    let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
+    let carol = a
+        .client("carol", &add_user(&a.t, "carol", Role::User, 1102))
+        .await;
+    let mut req = TestKernel::req("assistant", "hello", None);
+    req.interactive = Some(true);
+    let alices = a.t.kernel.spawn(&a.t.alice, req, None).await.unwrap();
+    crate::common::wait_state(&alices, ProcState::Waiting, Some("input")).await;
+    let pid = alices.pid;
+    let said = format!("no process {pid}");
+
+    // ATP.
+    for (d, op, body) in [
+        ("proc", "kill", json!({"pid": pid})),
+        ("proc", "show", json!({"pid": pid})),
+        ("signal", "send", json!({"pid": pid, "signal": "SIGPAUSE"})),
+    ] {
+        let e = carol.call(d, op, body).await.unwrap_err();
+        assert_eq!(code(&e), ErrorKind::NotFound.atp(), "{d} {op}: {e}");
+        assert!(e.to_string().contains(&said), "{e}");
+    }
+    // The mount (the FUSE door writes through the VFS as the host user's caller).
+    let carol_name = UserName::new("carol").unwrap();
+    let on_mount =
+        a.t.kernel
+            .config()
+            .get()
+            .caller_for(&carol_name, avix_vfs::Door::Fuse)
+            .unwrap();
+    let e =
+        a.t.kernel
+            .vfs()
+            .write(&on_mount, &p(&format!("/proc/{pid}/ctl")), b"kill\n")
+            .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.errno()),
+        (ErrorKind::NotFound, libc::ENOENT),
+        "{e}"
+    );
+    // The kernel API every door calls.
+    let e =
+        a.t.kernel
+            .signal(&on_mount, &alices, Signal::Kill)
+            .unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::NotFound, said.as_str())
+    );
+    // An agent of carol's, calling its kill tool over the router socket with its token.
+    let mut req = TestKernel::req("coordinator", "wait", None);
+    req.interactive = Some(true);
+    let carols = a.t.kernel.spawn(&carol_name, req, None).await.unwrap();
+    crate::common::wait_state(&carols, ProcState::Waiting, Some("input")).await;
+    let token = carols.token().0;
+    let sock = a.t.kernel.layout().run().join("router.sock");
+    let r = tokio::task::spawn_blocking(move || {
+        crate::services::rpc(
+            &sock,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "agent/kill",
+                   "params": {"pid": pid, "_caller": {"token": token}}}),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        r["error"]["data"]["code"],
+        avix_vfs::error::errno_name(ErrorKind::NotFound),
+        "{r}"
+    );
+    assert_eq!(r["error"]["message"], said.as_str(), "{r}");
+    // Nothing reached alice's agent.
+    assert_eq!(alices.state(), ProcState::Waiting);
+    ipc.shutdown().await;
+}

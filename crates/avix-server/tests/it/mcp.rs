@@ -279,7 +279,7 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
     assert_eq!(st.restarts, before + 1);
     assert!(t.kernel.tools().get("mcp/flaky/ok").is_some());
     let e = svc.stop("mcp/flaky").await.unwrap_err();
-    assert_eq!(e.code, "EPERM", "{e}");
+    assert_eq!(e.kind, avix_proto::ErrorKind::NotPermitted, "{e}");
     assert!(e.message.contains("mcp.yaml"), "{e}");
     ipc.shutdown().await;
 }

@@ -160,7 +160,7 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
     );
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     let e = svc.uninstall("echo", false).await.unwrap_err();
-    assert_eq!(e.code, "ECONFLICT", "{e}");
+    assert_eq!(e.kind, avix_proto::ErrorKind::Conflict, "{e}");
     svc.uninstall("echo", true).await.unwrap();
     assert!(t.kernel.tools().get("echo/say").is_none());
     assert!(
@@ -175,7 +175,7 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
     assert_eq!(names, ["exec"]);
     assert!(svc.status("exec").unwrap().builtin);
     let e = svc.stop("exec").await.unwrap_err();
-    assert_eq!(e.code, "EPERM");
+    assert_eq!(e.kind, avix_proto::ErrorKind::NotPermitted);
     assert!(e.message.contains("built into the daemon"), "{e}");
     ipc.shutdown().await;
 }
@@ -247,7 +247,7 @@ async fn a_service_that_never_answers_times_out_and_the_agent_goes_on() {
 }
 
 /// One call on the daemon's router socket, raw.
-fn rpc(path: &Path, body: serde_json::Value) -> serde_json::Value {
+pub(crate) fn rpc(path: &Path, body: serde_json::Value) -> serde_json::Value {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
     let b = body.to_string();
@@ -389,7 +389,7 @@ async fn broken_services_fail_or_back_off_with_a_reason() {
     )
     .unwrap();
     let e = svc.install(d.path()).await.unwrap_err();
-    assert_eq!(e.code, "EINVAL");
+    assert_eq!(e.kind, avix_proto::ErrorKind::Invalid);
     assert!(
         e.message.contains("metadata.name") && e.message.contains("command is empty"),
         "{e}"

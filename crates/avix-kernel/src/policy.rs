@@ -1,0 +1,141 @@
+//! The rules above the VFS, in one place: who may see a user's processes and records, who may
+//! signal a process, who may see an event. Every door asks here; the VFS keeps the rules for
+//! paths in `avix_vfs::access`, and the two agree (a process of another user is "not found"
+//! on the mount, over ATP, over IPC and to an agent's tools alike).
+//!
+//! | what | kernel | a person | an agent |
+//! |---|---|---|---|
+//! | see a user's processes, records, events | yes | their own; operators and admins everyone's | its user's |
+//! | signal a process | yes | one they see; never a guest | its descendants only |
+
+use avix_proto::{Error, Role, UserName};
+use avix_vfs::{Caller, Principal};
+
+use crate::pid::Pid;
+use crate::process::{Process, ProcessTable};
+
+/// Whether `caller` may see what belongs to `user` (processes, history, events).
+pub fn may_see_user(caller: &Caller, user: &UserName) -> bool {
+    match &caller.principal {
+        Principal::Kernel => true,
+        Principal::User(u) => u == user || caller.role >= Role::Operator,
+        Principal::Agent { user: u, .. } => u == user,
+    }
+}
+
+/// Whether `caller` may see every user's things (not only its own).
+pub fn sees_everyone(caller: &Caller) -> bool {
+    match &caller.principal {
+        Principal::Kernel => true,
+        Principal::User(_) => caller.role >= Role::Operator,
+        Principal::Agent { .. } => false,
+    }
+}
+
+/// The refusal for a process that does not exist or that the caller may not see: the same
+/// words either way, so nobody learns which agents another user runs.
+pub fn no_process(pid: Pid) -> Error {
+    Error::not_found(format!("no process {pid}"))
+}
+
+/// `p` if `caller` may see it, else [`no_process`].
+pub fn visible<'a>(caller: &Caller, p: &'a Process) -> Result<&'a Process, Error> {
+    if may_see_user(caller, &p.user) {
+        Ok(p)
+    } else {
+        Err(no_process(p.pid))
+    }
+}
+
+/// Whether `caller` may signal `p`: it must see it; an agent signals only its descendants;
+/// guests never signal.
+pub fn check_signal(caller: &Caller, procs: &ProcessTable, p: &Process) -> Result<(), Error> {
+    visible(caller, p)?;
+    match &caller.principal {
+        Principal::Kernel => Ok(()),
+        Principal::Agent { pid, .. } if *pid == p.pid || !procs.is_ancestor(*pid, p.pid) => Err(
+            Error::denied(format!("process {} is not a child of this agent", p.pid)),
+        ),
+        _ if caller.role == Role::Guest => Err(Error::denied("guests cannot signal processes")),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a subscriber (`role`, `user`) may see an event about `owner` (`None`: about no
+/// user) named `event`: `sys.*` events are for operators.
+pub fn may_see_event(role: Role, user: &str, event: &str, owner: Option<&str>) -> bool {
+    let everyone = role >= Role::Operator;
+    if event.starts_with("sys.") && !everyone {
+        return false;
+    }
+    owner.is_none_or(|o| everyone || o == user)
+}
+
+#[cfg(test)]
+mod tests {
+    use avix_vfs::Door;
+
+    use super::*;
+
+    fn person(name: &str, role: Role) -> Caller {
+        Caller::user(UserName::new(name).unwrap(), role, Vec::new(), Door::Atp)
+    }
+
+    fn agent(name: &str, pid: Pid) -> Caller {
+        Caller {
+            principal: Principal::Agent {
+                user: UserName::new(name).unwrap(),
+                pid,
+            },
+            role: Role::Admin,
+            crews: Vec::new(),
+            door: Door::Ipc,
+        }
+    }
+
+    #[test]
+    fn people_see_their_own_and_operators_everyone_s() {
+        let alice = UserName::new("alice").unwrap();
+        assert!(may_see_user(&person("alice", Role::Guest), &alice));
+        assert!(!may_see_user(&person("bob", Role::User), &alice));
+        assert!(may_see_user(&person("bob", Role::Operator), &alice));
+        assert!(may_see_user(&Caller::kernel(), &alice));
+        // An agent sees its user's things only, whatever the user's role.
+        assert!(may_see_user(&agent("alice", 7), &alice));
+        assert!(!may_see_user(&agent("bob", 7), &alice));
+        assert!(!sees_everyone(&agent("root", 7)));
+        assert!(sees_everyone(&person("ops", Role::Operator)));
+        assert!(!sees_everyone(&person("u", Role::User)));
+    }
+
+    #[test]
+    fn unseen_and_missing_processes_read_the_same() {
+        assert_eq!(no_process(42).kind, avix_proto::ErrorKind::NotFound);
+        assert_eq!(no_process(42).message, "no process 42");
+    }
+
+    #[test]
+    fn events_follow_the_owner_and_sys_events_are_for_operators() {
+        assert!(may_see_event(
+            Role::User,
+            "alice",
+            "agent.status",
+            Some("alice")
+        ));
+        assert!(!may_see_event(
+            Role::User,
+            "bob",
+            "agent.status",
+            Some("alice")
+        ));
+        assert!(may_see_event(
+            Role::Operator,
+            "bob",
+            "agent.status",
+            Some("alice")
+        ));
+        assert!(may_see_event(Role::User, "bob", "tool.changed", None));
+        assert!(!may_see_event(Role::User, "bob", "sys.log", None));
+        assert!(may_see_event(Role::Operator, "bob", "sys.log", None));
+    }
+}
