@@ -39,30 +39,11 @@ pub struct Asker {
 
 impl Asker {
     fn privileged(&self) -> bool {
-        self.role >= Role::Operator
+        policy::sees_everyone(&self.caller)
     }
 
     fn at_least(&self, role: Role, what: &str) -> Result<(), AtpError> {
-        if self.role >= role {
-            return Ok(());
-        }
-        Err(AtpError::new(
-            ErrorCode::EPERM,
-            format!(
-                "{what} needs the role {} or higher; you are {}",
-                role_name(role),
-                role_name(self.role)
-            ),
-        ))
-    }
-}
-
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Guest => "guest",
-        Role::User => "user",
-        Role::Operator => "operator",
-        Role::Admin => "admin",
+        Ok(policy::require(&self.caller, role, what)?)
     }
 }
 
@@ -388,26 +369,16 @@ fn conversation(kernel: &Kernel, rec: &InvocationRecord) -> Vec<Message> {
 }
 
 fn users_visible(kernel: &Kernel, a: &Asker, who: Option<&str>) -> Result<Vec<UserName>, AtpError> {
-    match who {
-        Some(u) if u != a.user.as_str() && !a.privileged() => Err(AtpError::new(
-            ErrorCode::EPERM,
-            "only operators and admins see other users' history",
-        )),
-        Some(u) => {
-            Ok(vec![UserName::new(u).map_err(|e| {
-                AtpError::new(ErrorCode::EINVAL, e.to_string())
-            })?])
-        }
-        None if a.privileged() => Ok(kernel
+    Ok(policy::users_asked(&a.caller, &a.user, who, || {
+        kernel
             .config()
             .get()
             .users
             .users
             .iter()
             .map(|u| u.username.clone())
-            .collect()),
-        None => Ok(vec![a.user.clone()]),
-    }
+            .collect()
+    })?)
 }
 
 impl Gateway {
@@ -827,7 +798,7 @@ impl Gateway {
         use avix_kernel::secrets::SecretOwner;
         let owner = |system: bool| -> Result<SecretOwner, AtpError> {
             if system {
-                a.at_least(Role::Admin, "system secrets")?;
+                policy::system_secrets(&a.caller)?;
                 Ok(SecretOwner::System)
             } else {
                 a.at_least(Role::User, "secrets")?;
@@ -898,7 +869,7 @@ impl Gateway {
                 Ok((to_body(&sup.status(&name).map_err(atp_error)?)?, none()))
             }
             "service-start" | "service-stop" | "service-restart" => {
-                a.at_least(Role::Operator, "controlling services")?;
+                policy::control_services(&a.caller)?;
                 let ServiceArg { name } = args(d, op, body)?;
                 let st = match op {
                     "service-start" => sup.start(&name).await,
@@ -909,7 +880,7 @@ impl Gateway {
                 Ok((to_body(&st)?, none()))
             }
             "service-install" => {
-                a.at_least(Role::Admin, "installing services")?;
+                policy::install_services(&a.caller)?;
                 let arg: ServiceInstallArg = args(d, op, body)?;
                 let st = match (arg.path, arg.files) {
                     (Some(path), None) => {
@@ -951,7 +922,7 @@ impl Gateway {
                 Ok((to_body(&st)?, none()))
             }
             "service-uninstall" => {
-                a.at_least(Role::Admin, "uninstalling services")?;
+                policy::install_services(&a.caller)?;
                 let ServiceUninstallArg { name, force } = args(d, op, body)?;
                 sup.uninstall(&name, force).await.map_err(atp_error)?;
                 Ok((Body::from(json!({"uninstalled": name})), none()))

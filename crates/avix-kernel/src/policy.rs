@@ -7,6 +7,9 @@
 //! |---|---|---|---|
 //! | see a user's processes, records, events | yes | their own; operators and admins everyone's | its user's |
 //! | signal a process | yes | one they see; never a guest | its descendants only |
+//! | spawn, kill, answer, resume, keep secrets | yes | users and up | — (through its tools) |
+//! | control services, read the daemon's log | yes | operators and admins | no |
+//! | install or remove services, system secrets | yes | admins | no |
 
 use avix_proto::{Error, Role, UserName};
 use avix_vfs::{Caller, Principal};
@@ -20,6 +23,69 @@ pub fn may_see_user(caller: &Caller, user: &UserName) -> bool {
         Principal::Kernel => true,
         Principal::User(u) => u == user || caller.role >= Role::Operator,
         Principal::Agent { user: u, .. } => u == user,
+    }
+}
+
+/// `Ok` when `caller` holds `role` or higher for `what` (`"proc spawn"`), else a denial that
+/// says which role it needs.
+pub fn require(caller: &Caller, role: Role, what: &str) -> Result<(), Error> {
+    if caller.is_kernel() || caller.role >= role {
+        return Ok(());
+    }
+    Err(Error::denied(format!(
+        "{what} needs the role {} or higher; you are {}",
+        role.as_str(),
+        caller.role.as_str()
+    )))
+}
+
+/// Starting, stopping and restarting services: operators and admins, never agents.
+pub fn control_services(caller: &Caller) -> Result<(), Error> {
+    people_only(caller, "controlling services")?;
+    require(caller, Role::Operator, "controlling services")
+}
+
+/// Installing and removing services: admins, never agents.
+pub fn install_services(caller: &Caller) -> Result<(), Error> {
+    people_only(caller, "installing services")?;
+    require(caller, Role::Admin, "installing services")
+}
+
+/// Setting and listing the system's secrets (those services get): admins, never agents.
+pub fn system_secrets(caller: &Caller) -> Result<(), Error> {
+    people_only(caller, "system secrets")?;
+    require(caller, Role::Admin, "system secrets")
+}
+
+fn people_only(caller: &Caller, what: &str) -> Result<(), Error> {
+    if caller.is_agent() {
+        return Err(Error::not_permitted(format!(
+            "{what} is for people, not agents"
+        )));
+    }
+    Ok(())
+}
+
+/// The users whose records `caller` asks for: `who`, which must be visible to it, or (none
+/// named) everyone in `all` for those who see everyone, else the caller's own user.
+pub fn users_asked(
+    caller: &Caller,
+    own: &UserName,
+    who: Option<&str>,
+    all: impl FnOnce() -> Vec<UserName>,
+) -> Result<Vec<UserName>, Error> {
+    match who {
+        Some(u) => {
+            let u = UserName::new(u).map_err(|e| Error::invalid(e.to_string()))?;
+            if !may_see_user(caller, &u) {
+                return Err(Error::denied(
+                    "only operators and admins see other users' records",
+                ));
+            }
+            Ok(vec![u])
+        }
+        None if sees_everyone(caller) => Ok(all()),
+        None => Ok(vec![own.clone()]),
     }
 }
 
@@ -106,6 +172,51 @@ mod tests {
         assert!(!sees_everyone(&agent("root", 7)));
         assert!(sees_everyone(&person("ops", Role::Operator)));
         assert!(!sees_everyone(&person("u", Role::User)));
+    }
+
+    #[test]
+    fn roles_climb_the_ladder_and_agents_never_run_the_daemon() {
+        assert!(require(&person("u", Role::User), Role::User, "x").is_ok());
+        let e = require(&person("g", Role::Guest), Role::User, "proc spawn").unwrap_err();
+        assert_eq!(e.kind, avix_proto::ErrorKind::Denied);
+        assert_eq!(
+            e.message,
+            "proc spawn needs the role user or higher; you are guest"
+        );
+        assert!(control_services(&person("o", Role::Operator)).is_ok());
+        assert!(control_services(&person("u", Role::User)).is_err());
+        assert!(install_services(&person("o", Role::Operator)).is_err());
+        assert!(install_services(&person("a", Role::Admin)).is_ok());
+        let e = control_services(&agent("root", 9)).unwrap_err();
+        assert_eq!(e.kind, avix_proto::ErrorKind::NotPermitted);
+        assert!(system_secrets(&agent("root", 9)).is_err());
+        assert!(require(&Caller::kernel(), Role::Admin, "x").is_ok());
+    }
+
+    #[test]
+    fn records_of_other_users_are_for_operators() {
+        let alice = UserName::new("alice").unwrap();
+        let all = || {
+            vec![
+                UserName::new("alice").unwrap(),
+                UserName::new("bob").unwrap(),
+            ]
+        };
+        let u = person("alice", Role::User);
+        assert_eq!(
+            users_asked(&u, &alice, None, all).unwrap(),
+            vec![alice.clone()]
+        );
+        assert_eq!(
+            users_asked(&u, &alice, Some("alice"), all).unwrap(),
+            vec![alice.clone()]
+        );
+        let e = users_asked(&u, &alice, Some("bob"), all).unwrap_err();
+        assert_eq!(e.kind, avix_proto::ErrorKind::Denied);
+        let ops = person("olga", Role::Operator);
+        assert_eq!(users_asked(&ops, &alice, None, all).unwrap().len(), 2);
+        let e = users_asked(&ops, &alice, Some("no body"), all).unwrap_err();
+        assert_eq!(e.kind, avix_proto::ErrorKind::Invalid);
     }
 
     #[test]

@@ -114,12 +114,8 @@ impl Supervisor {
         let ctl = SynthFile::control(
             |_| Ok(Bytes::from_static(b"start | stop | restart\n")),
             move |caller, data| {
-                if caller.role < avix_proto::Role::Operator {
-                    return Err(VfsError::Denied {
-                        path: p.clone(),
-                        reason: "only operators and admins control services",
-                    });
-                }
+                avix_kernel::policy::control_services(caller)
+                    .map_err(|e| VfsError::refused(&p, &e))?;
                 let s = w.upgrade().ok_or_else(|| VfsError::NotFound(p.clone()))?;
                 let c = match std::str::from_utf8(data).map(str::trim) {
                     Ok("start") => Ctl::Start,
