@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everyday workloads in a data tree (/users/<u>/workspace) through the real mount, side by side
 # with a local ext4 directory and bindfs (a plain FUSE mirror) in the same run (run as root):
-#   - stat + open + read + close of a 4 KiB file (best of 3 x N, a python loop)
+#   - stat + open + read + close of a 4 KiB file (best of 3 x N, a python loop), by absolute
+#     path (through the tree's root, a gate checked at every walk) and from inside the tree
 #   - sequential read of a 200 MB file, page cache dropped first (MB/s; daemon RSS after)
 #   - tar xzf of this repository's sources, git add + commit of them, grep -r over them
 #   - sqlite3 in WAL mode: 2,000 single-row transactions
@@ -64,6 +65,7 @@ for place in ext4 bindfs avix; do
   case $place in ext4) D=$LOCAL ;; bindfs) D=$BIND ;; avix) D=$WS ;; esac
   head -c 4096 /dev/urandom > "$D/small"
   best $place.stat "$(python3 "$loop" "$D/small" "$N")"
+  best $place.statin "$(cd "$D" && python3 "$loop" small "$N")"
   cp "$WORK/big" "$D/big"; sync; echo 3 > /proc/sys/vm/drop_caches
   t=$(secs cat "$D/big"); best $place.read "$(python3 -c "print(f'{200/$t:.0f}')")"
   [ $place = avix ] && rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
@@ -79,6 +81,7 @@ for place in ext4 bindfs avix; do
 done
 done
 row "stat+open+read+close 4K" us "${R[ext4.stat]}" "${R[bindfs.stat]}" "${R[avix.stat]}"
+row "  the same, cd in the tree" us "${R[ext4.statin]}" "${R[bindfs.statin]}" "${R[avix.statin]}"
 row "sequential read 200 MB" MB/s "${R[ext4.read]}" "${R[bindfs.read]}" "${R[avix.read]}"
 row "tar xzf (sources)" s "${R[ext4.tar]}" "${R[bindfs.tar]}" "${R[avix.tar]}"
 row "git init+add+commit" s "${R[ext4.git]}" "${R[bindfs.git]}" "${R[avix.git]}"
