@@ -36,6 +36,8 @@ struct State {
     // The kernel bus, joined at the first subscription: a connection that only sends
     // commands costs the bus nothing.
     rx: Option<tokio::sync::broadcast::Receiver<Arc<Event>>>,
+    // A reference client (no `avix.atp.v1` subprotocol): answered in its terms.
+    compat: bool,
 }
 
 fn wire(e: &Event) -> &str {
@@ -138,6 +140,7 @@ impl Gateway {
         mut ws: WebSocket,
         claims: AtpClaims,
         token: String,
+        compat: bool,
     ) {
         let _guard = self.connection_opened();
         let bus = self.kernel.events();
@@ -147,6 +150,7 @@ impl Gateway {
             subs: Vec::new(),
             last_seq: bus.last_seq(),
             rx: None,
+            compat,
         };
         let ready = direct(
             "session.ready",
@@ -302,35 +306,53 @@ impl Gateway {
 
     /// Answers one frame. Returns the frames to send and whether to close afterwards.
     async fn on_frame(&self, st: &mut State, text: &str) -> (Vec<String>, bool) {
+        let compat = st.compat;
+        let err = |e: AtpError| if compat { crate::compat::error(e) } else { e };
         let frame = match avix_proto::atp::parse_client_frame(text) {
             Ok(f) => f,
-            Err((id, e)) => return (vec![reply(Reply::err(id, e))], false),
+            Err((id, e)) => return (vec![reply(Reply::err(id, err(e)))], false),
         };
         match frame {
             ClientFrame::Subscribe(s) => {
                 let id = s.id.clone();
                 match self.subscribe(st, s) {
                     Ok(out) => (out, false),
-                    Err(e) => (vec![reply(Reply::err(id, e))], false),
+                    Err(e) => (vec![reply(Reply::err(id, err(e)))], false),
                 }
             }
             ClientFrame::Cmd(c) => {
                 if let Err(e) = self.check_token(st, &c.token) {
                     let close = e.code == ErrorCode::EAUTH && c.token == st.token;
-                    return (vec![reply(Reply::err(Some(c.id), e))], close);
+                    return (vec![reply(Reply::err(Some(c.id), err(e)))], close);
                 }
                 let asker = match self.asker(&st.claims) {
                     Ok(a) => a,
-                    Err(e) => return (vec![reply(Reply::err(Some(c.id), e))], true),
+                    Err(e) => return (vec![reply(Reply::err(Some(c.id), err(e)))], true),
                 };
-                match self.dispatch(&asker, &c.domain, &c.op, c.body).await {
+                // A reference client's command, in Avix's terms (docs/atp.md).
+                let (t, done) = if compat {
+                    let mut t = match crate::compat::request(&c.domain, &c.op, c.body) {
+                        Ok(t) => t,
+                        Err(e) => return (vec![reply(Reply::err(Some(c.id), err(e)))], false),
+                    };
+                    let body = std::mem::take(&mut t.body);
+                    let done = self.dispatch(&asker, &t.domain, &t.op, body).await;
+                    (Some(t), done)
+                } else {
+                    (None, self.dispatch(&asker, &c.domain, &c.op, c.body).await)
+                };
+                match done {
                     Ok((body, effects)) => {
-                        if let Some(t) = effects.token {
-                            st.token = t;
+                        if let Some(tok) = effects.token {
+                            st.token = tok;
                         }
-                        (vec![reply_ok(&c.id, &body.0)], effects.close)
+                        let body = match &t {
+                            Some(t) => crate::compat::reply(t, &body.0),
+                            None => body.0,
+                        };
+                        (vec![reply_ok(&c.id, &body)], effects.close)
                     }
-                    Err(e) => (vec![reply(Reply::err(Some(c.id), e))], false),
+                    Err(e) => (vec![reply(Reply::err(Some(c.id), err(e)))], false),
                 }
             }
         }

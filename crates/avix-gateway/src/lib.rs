@@ -13,6 +13,7 @@
 //! - [`tls`]: the TLS listener.
 
 pub mod auth;
+mod compat;
 pub mod conn;
 pub mod limits;
 pub mod logs;
@@ -379,13 +380,21 @@ async fn upgrade(
     // Larger frames are refused with a reply (ETOOBIG); far larger ones end the connection.
     // A small read buffer: tungstenite zeroes the whole buffer on every read, and the
     // default (128 KiB) made that most of the gateway's CPU time under load.
+    // A client that does not negotiate Avix's subprotocol (the reference implementation's
+    // clients never do) is answered in the reference's terms (compat.rs).
+    let compat = !headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(',')
+        .any(|p| p.trim() == PROTOCOL);
     ws.protocols([PROTOCOL])
         .read_buffer_size(8 * 1024)
         .max_message_size(MAX_FRAME_BYTES * 16)
         .max_frame_size(MAX_FRAME_BYTES * 16)
         .on_upgrade(move |socket| async move {
             let _slot = slot;
-            gw.serve_connection(socket, claims, token).await;
+            gw.serve_connection(socket, claims, token, compat).await;
         })
 }
 

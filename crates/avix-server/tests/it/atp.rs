@@ -90,7 +90,7 @@ pub(crate) async fn start() -> Atp {
 }
 
 impl Atp {
-    fn config(&self, identity: &str, key: &str) -> Config {
+    pub(crate) fn config(&self, identity: &str, key: &str) -> Config {
         Config {
             server: format!("http://{}", self.addr),
             identity: identity.into(),
@@ -541,22 +541,36 @@ async fn users_see_and_touch_only_their_own_and_operators_see_all() {
     gus.call("sys", "info", json!({})).await.unwrap();
 }
 
+/// A raw WebSocket as an Avix client opens it (negotiating `avix.atp.v1`).
 pub(crate) async fn raw(
     a: &Atp,
     token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    raw_with(a, token, Some(avix_proto::atp::PROTOCOL)).await
+}
+
+/// A raw WebSocket with or without a subprotocol (the reference clients send none).
+pub(crate) async fn raw_with(
+    a: &Atp,
+    token: &str,
+    protocol: Option<&str>,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut req = format!("ws://{}/atp", a.addr)
         .into_client_request()
         .unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    if let Some(p) = protocol {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", p.parse().unwrap());
+    }
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let ready = next_text(&mut ws).await;
     assert!(ready.contains("session.ready"), "{ready}");
     ws
 }
 
-async fn next_text<S>(ws: &mut S) -> String
+pub(crate) async fn next_text<S>(ws: &mut S) -> String
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {

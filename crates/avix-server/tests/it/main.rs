@@ -11,6 +11,7 @@ mod exec;
 mod mcp;
 mod providers;
 mod recovery;
+mod reference;
 mod security;
 mod services;
 mod sessions;

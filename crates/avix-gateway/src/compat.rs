@@ -1,0 +1,439 @@
+//! Compatibility with the reference implementation's clients (its CLI, TUI and desktop app):
+//! one translation table from their operations and bodies to Avix's, and from Avix's replies
+//! and errors to what they read. Used only on connections that did not negotiate the
+//! `avix.atp.v1` subprotocol (the reference clients never do); Avix's own clients see Avix's
+//! operations, shapes and codes unchanged. Replies only gain fields, never lose Avix's.
+//! The table is documented in docs/atp.md ("Compatibility with the reference clients").
+
+use avix_proto::atp::{AtpError, ErrorCode};
+use serde_json::{Map, Value, json};
+
+/// How to reshape the reply of a translated command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// As Avix answers (with the reference's field names added where they differ).
+    Same,
+    /// `{ok: true}` added.
+    Ok,
+    /// A process list: each entry gains `name` and `status`.
+    Procs,
+    /// One process status: `name` and `status` added.
+    Proc,
+    /// Invocation records: `agentName`, `status`, `tokensConsumed`… added.
+    Records,
+    /// One invocation: the record's fields, plus `conversation` as `{role, content}` entries.
+    Invocation,
+    /// Only the conversation, as `{role, content}` entries.
+    Conversation,
+    /// Session records: `username`, `status`, `spawnedAt`… added.
+    Sessions,
+    /// One session record.
+    Session,
+    /// `{deleted: <id>}` added (the id asked for).
+    Deleted,
+    /// The tool list as `{total, available, unavailable, tools}`.
+    Tools,
+    /// The spawn reply: `status: "running"` added.
+    Spawned,
+}
+
+/// A command as Avix reads it.
+#[derive(Debug)]
+pub(crate) struct Translated {
+    pub(crate) domain: String,
+    pub(crate) op: String,
+    pub(crate) body: Value,
+    pub(crate) shape: Shape,
+    /// Keep only records of this session (`invocation-list {session_id}`).
+    session: Option<String>,
+    /// The id a `session-delete` named.
+    deleted: Option<String>,
+}
+
+fn bad(message: impl Into<String>) -> AtpError {
+    AtpError::new(ErrorCode::EINVAL, message)
+}
+
+fn take(body: &mut Map<String, Value>, key: &str) -> Option<Value> {
+    body.remove(key).filter(|v| !v.is_null())
+}
+
+/// A user name field: the reference sends `""` to mean "the caller".
+fn user(body: &mut Map<String, Value>) -> Option<Value> {
+    take(body, "username").filter(|v| v.as_str() != Some(""))
+}
+
+/// Translates a reference command into Avix's. Commands Avix knows as they are pass through
+/// (their fields are Avix's already).
+pub(crate) fn request(domain: &str, op: &str, body: Value) -> Result<Translated, AtpError> {
+    let mut b = match body {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        other => return Err(bad(format!("the body must be an object, not {other}"))),
+    };
+    let t = |domain: &str, op: &str, body: Value, shape: Shape| Translated {
+        domain: domain.into(),
+        op: op.into(),
+        body,
+        shape,
+        session: None,
+        deleted: None,
+    };
+    let out = match (domain, op) {
+        ("proc", "spawn") => {
+            let mut out = Map::new();
+            let agent = take(&mut b, "agent").or_else(|| take(&mut b, "name"));
+            out.insert("agent".into(), agent.unwrap_or(Value::Null));
+            if let Some(g) = take(&mut b, "goal") {
+                out.insert("goal".into(), g);
+            }
+            // The reference's `capabilities` narrow the tools like Avix's `tools`.
+            match take(&mut b, "capabilities").or_else(|| take(&mut b, "tools")) {
+                Some(Value::Array(a)) if a.is_empty() => {}
+                Some(v) => {
+                    out.insert("tools".into(), v);
+                }
+                None => {}
+            }
+            for (from, to) in [
+                ("session_id", "session"),
+                ("session", "session"),
+                ("model", "model"),
+                ("interactive", "interactive"),
+            ] {
+                if let Some(v) = take(&mut b, from).filter(|v| v.as_str() != Some("")) {
+                    out.insert(to.into(), v);
+                }
+            }
+            t("proc", "spawn", Value::Object(out), Shape::Spawned)
+        }
+        ("proc", "list") => t("proc", "list", Value::Object(b), Shape::Procs),
+        ("proc", "kill") => {
+            let pid = take(&mut b, "pid").or_else(|| take(&mut b, "id"));
+            t("proc", "kill", json!({"pid": pid}), Shape::Ok)
+        }
+        ("proc", "stat") => {
+            let pid = take(&mut b, "pid").or_else(|| take(&mut b, "id"));
+            t("proc", "show", json!({"pid": pid}), Shape::Proc)
+        }
+        ("proc", "pause" | "resume") => {
+            let pid = take(&mut b, "pid").or_else(|| take(&mut b, "id"));
+            let signal = if op == "pause" {
+                "SIGPAUSE"
+            } else {
+                "SIGRESUME"
+            };
+            t(
+                "signal",
+                "send",
+                json!({"pid": pid, "signal": signal}),
+                Shape::Ok,
+            )
+        }
+        ("proc", "list-installed") => {
+            let mut out = Map::new();
+            if let Some(u) = user(&mut b) {
+                out.insert("user".into(), u);
+            }
+            t("proc", "catalog", Value::Object(out), Shape::Same)
+        }
+        ("proc", "invocation-list") => {
+            let mut out = Map::new();
+            if let Some(u) = user(&mut b) {
+                out.insert("user".into(), u);
+            }
+            if let Some(a) = take(&mut b, "agent_name") {
+                out.insert("agent".into(), a);
+            }
+            let mut tr = t("proc", "history", Value::Object(out), Shape::Records);
+            tr.session = take(&mut b, "session_id").and_then(|v| v.as_str().map(str::to_owned));
+            tr
+        }
+        ("proc", "invocation-get" | "invocation-conversation" | "invocation-snapshot") => {
+            let id = take(&mut b, "id").or_else(|| take(&mut b, "invocation_id"));
+            let shape = if op == "invocation-conversation" {
+                Shape::Conversation
+            } else {
+                Shape::Invocation
+            };
+            t("proc", "show", json!({"invocation": id}), shape)
+        }
+        ("proc", "session-list") => {
+            let mut out = Map::new();
+            if let Some(u) = user(&mut b) {
+                out.insert("user".into(), u);
+            }
+            t("session", "list", Value::Object(out), Shape::Sessions)
+        }
+        ("proc", "session-get") => {
+            let id = take(&mut b, "id").or_else(|| take(&mut b, "session_id"));
+            t("session", "show", json!({"id": id}), Shape::Session)
+        }
+        ("proc", "session-delete") => {
+            let id = take(&mut b, "session_id").or_else(|| take(&mut b, "id"));
+            let mut tr = t(
+                "session",
+                "delete",
+                json!({"id": id, "force": true}),
+                Shape::Deleted,
+            );
+            tr.deleted = id.and_then(|v| v.as_str().map(str::to_owned));
+            tr
+        }
+        ("proc", "session-resume") => {
+            let mut out = Map::new();
+            out.insert(
+                "id".into(),
+                take(&mut b, "session_id")
+                    .or_else(|| take(&mut b, "id"))
+                    .unwrap_or(Value::Null),
+            );
+            if let Some(g) = take(&mut b, "input").or_else(|| take(&mut b, "goal")) {
+                out.insert("goal".into(), g);
+            }
+            t("session", "resume", Value::Object(out), Shape::Same)
+        }
+        ("signal", "send") => signal(&mut b)?,
+        ("sys", "tool-list") => t("sys", "tools", json!({}), Shape::Tools),
+        _ => t(domain, op, Value::Object(b), Shape::Same),
+    };
+    Ok(out)
+}
+
+/// `signal send`: a `SIGRESUME` carrying an approval token answers an approval (the
+/// reference's HIL answer); any other signal is sent as Avix sends it.
+fn signal(b: &mut Map<String, Value>) -> Result<Translated, AtpError> {
+    let payload = take(b, "payload");
+    let is_answer = b.get("signal").and_then(Value::as_str) == Some("SIGRESUME")
+        && payload
+            .as_ref()
+            .is_some_and(|p| p.get("approvalToken").is_some() || p.get("hilId").is_some());
+    let mk = |domain: &str, op: &str, body: Value| Translated {
+        domain: domain.into(),
+        op: op.into(),
+        body,
+        shape: Shape::Ok,
+        session: None,
+        deleted: None,
+    };
+    if is_answer {
+        let p = payload.unwrap_or_default();
+        let id = p
+            .get("hilId")
+            .cloned()
+            .ok_or_else(|| bad("an approval's answer needs payload.hilId"))?;
+        let approve = p.get("decision").and_then(Value::as_str) == Some("approved");
+        let mut body = json!({"id": id});
+        if let Some(n) = p.get("note").filter(|n| !n.is_null()) {
+            body["note"] = n.clone();
+        }
+        return Ok(mk("hil", if approve { "approve" } else { "deny" }, body));
+    }
+    let mut body = std::mem::take(b);
+    if let Some(p) = payload {
+        body.insert("payload".into(), p);
+    }
+    Ok(mk("signal", "send", Value::Object(body)))
+}
+
+/// The reference's name for a process state (`running paused waiting stopped crashed
+/// pending`).
+fn proc_status(state: &str) -> &'static str {
+    match state {
+        "pending" => "pending",
+        "running" => "running",
+        "waiting" => "waiting",
+        "paused" => "paused",
+        "failed" => "crashed",
+        _ => "stopped",
+    }
+}
+
+/// The reference's name for an invocation's state (`running idle paused completed failed
+/// killed`).
+fn invocation_status(state: &str) -> &'static str {
+    match state {
+        "pending" | "running" => "running",
+        "waiting" => "idle",
+        "paused" => "paused",
+        "failed" => "failed",
+        "killed" => "killed",
+        _ => "completed",
+    }
+}
+
+fn add(v: &mut Value, key: &str, value: Value) {
+    if let Value::Object(m) = v {
+        m.entry(key.to_owned()).or_insert(value);
+    }
+}
+
+fn reshape_proc(p: &mut Value) {
+    let state = p["state"].as_str().unwrap_or_default().to_owned();
+    add(p, "name", p["agent"].clone());
+    add(p, "status", json!(proc_status(&state)));
+}
+
+fn reshape_record(r: &mut Value) {
+    let state = r["state"].as_str().unwrap_or_default().to_owned();
+    let tokens =
+        r["tokens"]["input"].as_u64().unwrap_or(0) + r["tokens"]["output"].as_u64().unwrap_or(0);
+    add(r, "agentName", r["agent"].clone());
+    add(r, "agentVersion", r["version"].clone());
+    add(r, "username", r["user"].clone());
+    add(r, "sessionId", r["session"].clone());
+    add(r, "status", json!(invocation_status(&state)));
+    add(r, "tokensConsumed", json!(tokens));
+    add(r, "toolCallsTotal", r["toolCalls"].clone());
+}
+
+fn reshape_session(s: &mut Value) {
+    let state = s["state"].as_str().unwrap_or("completed").to_owned();
+    add(s, "username", s["user"].clone());
+    add(s, "goal", s["title"].clone());
+    add(s, "spawnedAt", s["createdAt"].clone());
+    add(s, "lastUpdated", s["updatedAt"].clone());
+    add(s, "status", json!(invocation_status(&state)));
+    add(s, "primaryAgent", s["agent"].clone());
+    add(s, "originAgent", s["agent"].clone());
+}
+
+/// Avix's conversation (messages of content blocks) as the reference's entries: `role` and
+/// the text as `content`, tool calls as `toolCalls`.
+fn conversation(messages: &Value) -> Value {
+    let entries = messages
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let blocks = m["content"]
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or_default();
+            let text: Vec<&str> = blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect();
+            let calls: Vec<Value> = blocks
+                .iter()
+                .filter(|b| b["type"] == "tool_use")
+                .map(|b| json!({"id": b["id"], "name": b["name"], "args": b["input"]}))
+                .collect();
+            let results: Vec<&str> = blocks
+                .iter()
+                .filter(|b| b["type"] == "tool_result")
+                .filter_map(|b| b["content"].as_str())
+                .collect();
+            let role = if results.is_empty() {
+                m["role"].clone()
+            } else {
+                json!("tool")
+            };
+            let content = if text.is_empty() {
+                results.join("\n")
+            } else {
+                text.join("\n")
+            };
+            json!({"role": role, "content": content, "toolCalls": calls, "filesChanged": []})
+        })
+        .collect();
+    Value::Array(entries)
+}
+
+/// Reshapes a reply body for a reference client.
+pub(crate) fn reply(t: &Translated, body: &str) -> String {
+    if t.shape == Shape::Same {
+        return body.to_owned();
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(body) else {
+        return body.to_owned();
+    };
+    match t.shape {
+        Shape::Same => {}
+        Shape::Ok | Shape::Deleted => {
+            add(&mut v, "ok", json!(true));
+            if let Some(id) = &t.deleted {
+                add(&mut v, "deleted", json!(id));
+            }
+        }
+        Shape::Spawned => add(&mut v, "status", json!("running")),
+        Shape::Procs => {
+            if let Value::Array(a) = &mut v {
+                a.iter_mut().for_each(reshape_proc);
+            }
+        }
+        Shape::Proc => reshape_proc(&mut v),
+        Shape::Records => {
+            if let Value::Array(a) = &mut v {
+                if let Some(s) = &t.session {
+                    a.retain(|r| r["session"].as_str() == Some(s));
+                }
+                a.iter_mut().for_each(reshape_record);
+            }
+        }
+        Shape::Invocation => {
+            let mut rec = v["record"].take();
+            reshape_record(&mut rec);
+            add(&mut rec, "conversation", conversation(&v["conversation"]));
+            v = rec;
+        }
+        Shape::Conversation => v = conversation(&v["conversation"]),
+        Shape::Sessions => {
+            if let Value::Array(a) = &mut v {
+                a.iter_mut().for_each(reshape_session);
+            }
+        }
+        Shape::Session => {
+            // `session show` answers {session, …} or the record itself.
+            if v.get("session").is_some_and(Value::is_object) {
+                reshape_session(&mut v["session"]);
+            } else {
+                reshape_session(&mut v);
+            }
+        }
+        Shape::Tools => {
+            let tools: Vec<Value> = v
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|d| {
+                    let name = d["name"].as_str().unwrap_or_default();
+                    let mut d = d.clone();
+                    add(
+                        &mut d,
+                        "namespace",
+                        json!(name.split('/').next().unwrap_or("")),
+                    );
+                    d
+                })
+                .collect();
+            let available = tools.iter().filter(|d| d["state"] != "unavailable").count();
+            v = json!({
+                "total": tools.len(),
+                "available": available,
+                "unavailable": tools.len() - available,
+                "tools": tools,
+            });
+        }
+    }
+    v.to_string()
+}
+
+/// An error as a reference client can parse it: a code from its set (`EAUTH EEXPIRED
+/// ESESSION EPERM ENOTFOUND ECONFLICT EUSED ELIMIT EPARSE EINTERNAL EUNAVAIL`), with Avix's
+/// precise code in front of the message when they differ.
+pub(crate) fn error(e: AtpError) -> AtpError {
+    let code = match e.code {
+        ErrorCode::EINVAL | ErrorCode::ETOOBIG => ErrorCode::EPARSE,
+        ErrorCode::ENOSYS => ErrorCode::ENOTFOUND,
+        ErrorCode::ENOSPC => ErrorCode::ELIMIT,
+        c => c,
+    };
+    if code == e.code {
+        return e;
+    }
+    AtpError::new(code, format!("{}: {}", e.code, e.message))
+}

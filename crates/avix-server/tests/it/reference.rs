@@ -1,0 +1,349 @@
+//! The reference implementation's clients against Avix (issue 19): their exact request
+//! frames, replayed on a raw WebSocket that negotiates no subprotocol (as they connect), and
+//! every reply parsed with the reference client's own types, re-declared here from its code
+//! (github avadhpatel/avix, `crates/avix-client-core/src/atp/types.rs`, `…/commands.rs`,
+//! `crates/avix-core/src/gateway/atp/error.rs`, `crates/avix-cli/src/util.rs`) as documented
+//! facts: field names, which are optional, the closed set of error codes.
+
+use std::time::Duration;
+
+use avix_proto::Role;
+use avix_proto::agent::{HilRequest, ProcState};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::atp::{add_user, next_text, raw_with, start};
+use crate::common::{TestKernel, wait_state};
+
+/// `AtpErrorCode`: serde SCREAMING_SNAKE_CASE of `Eauth`… — a code outside this set makes
+/// the whole reply unparsable for the reference client (it then times out).
+#[derive(Debug, Deserialize, PartialEq)]
+#[allow(clippy::upper_case_acronyms, dead_code)]
+enum RefCode {
+    EAUTH,
+    EEXPIRED,
+    ESESSION,
+    EPERM,
+    ENOTFOUND,
+    ECONFLICT,
+    EUSED,
+    ELIMIT,
+    EPARSE,
+    EINTERNAL,
+    EUNAVAIL,
+}
+
+/// `AtpError`.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct RefError {
+    code: RefCode,
+    message: String,
+    detail: Option<Value>,
+}
+
+/// `Reply` (its `type` is skipped when deserializing).
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct RefReply {
+    id: String,
+    ok: bool,
+    code: Option<String>,
+    message: Option<String>,
+    body: Option<Value>,
+    error: Option<RefError>,
+}
+
+/// `ToolListResponse` (`sys tool-list`).
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct RefToolList {
+    total: usize,
+    available: usize,
+    unavailable: usize,
+    #[serde(default)]
+    tools: Vec<Value>,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends a command as the reference's `Cmd::new` builds it and parses the reply as its
+/// `Reply`.
+async fn call(ws: &mut Ws, token: &str, domain: &str, op: &str, body: Value) -> RefReply {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = format!(
+        "00000000-0000-4000-8000-{:012x}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let frame =
+        json!({"type": "cmd", "domain": domain, "op": op, "id": id, "token": token, "body": body});
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+    loop {
+        let text = tokio::time::timeout(Duration::from_secs(10), next_text(ws))
+            .await
+            .expect("a reply within 10 s");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if v["type"] != "reply" || v["id"] != id.as_str() {
+            continue;
+        }
+        let r: RefReply = serde_json::from_value(v).unwrap_or_else(|e| {
+            panic!("{domain} {op}: the reference client cannot parse {text}: {e}")
+        });
+        return r;
+    }
+}
+
+async fn ok(ws: &mut Ws, token: &str, domain: &str, op: &str, body: Value) -> Value {
+    let r = call(ws, token, domain, op, body).await;
+    assert!(r.ok, "{domain} {op}: {r:?}");
+    r.body.unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_client_s_frames_get_replies_it_parses() {
+    let a = start().await;
+    let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
+    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let bob = avix_proto::UserName::new("bob").unwrap();
+    let login = avix_client::login(&a.config("bob", &key)).await.unwrap();
+    let token = login.token.clone();
+    let mut ws = raw_with(&a, &token, None).await;
+
+    // agent spawn: `{name, goal, capabilities}`, reads `pid` as a u64.
+    let spawned = ok(
+        &mut ws,
+        &token,
+        "proc",
+        "spawn",
+        json!({"name": "assistant", "goal": "keep notes", "capabilities": []}),
+    )
+    .await;
+    let pid = spawned["pid"].as_u64().expect("pid is a number");
+    let p = a.t.kernel.procs().get(pid).unwrap();
+    crate::common::wait_exit(&p).await;
+
+    // agent list: an array of processes with pid, name, status, goal.
+    let mut req = TestKernel::req("assistant", "wait for me", None);
+    req.interactive = Some(true);
+    let live = a.t.kernel.spawn(&bob, req, None).await.unwrap();
+    wait_state(&live, ProcState::Waiting, Some("input")).await;
+    let list = ok(&mut ws, &token, "proc", "list", json!({})).await;
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["pid"] == live.pid)
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(
+        (&entry["name"], &entry["status"], &entry["goal"]),
+        (
+            &json!("assistant"),
+            &json!("waiting"),
+            &json!("wait for me")
+        )
+    );
+
+    // agent catalog: `list-installed {username: ""}` (empty: the caller).
+    let cat = ok(
+        &mut ws,
+        &token,
+        "proc",
+        "list-installed",
+        json!({"username": ""}),
+    )
+    .await;
+    let names: Vec<&str> = cat
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert!(c["version"].is_string() && c["scope"].is_string(), "{c}");
+            c["name"].as_str().unwrap()
+        })
+        .collect();
+    assert!(names.contains(&"assistant"), "{cat}");
+
+    // agent history: `invocation-list {username, agent_name?}`; format_history reads id,
+    // agentName, status, spawnedAt, tokensConsumed.
+    let hist = ok(
+        &mut ws,
+        &token,
+        "proc",
+        "invocation-list",
+        json!({"username": "", "agent_name": "assistant"}),
+    )
+    .await;
+    let rec = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pid"] == pid)
+        .unwrap_or_else(|| panic!("{hist}"))
+        .clone();
+    assert_eq!(rec["agentName"], "assistant");
+    assert_eq!(rec["status"], "completed");
+    assert!(
+        rec["spawnedAt"].is_string() && rec["tokensConsumed"].is_u64(),
+        "{rec}"
+    );
+    let id = rec["id"].as_str().unwrap().to_owned();
+
+    // agent show: `invocation-get {id}`; format_invocation reads the record's fields and
+    // `conversation[{role, content}]`.
+    let inv = ok(&mut ws, &token, "proc", "invocation-get", json!({"id": id})).await;
+    assert_eq!(
+        (&inv["id"], &inv["goal"]),
+        (&json!(id), &json!("keep notes"))
+    );
+    let conv = inv["conversation"].as_array().expect("a conversation");
+    assert!(
+        conv.iter()
+            .any(|m| m["role"] == "user" && m["content"] == "keep notes"),
+        "{inv}"
+    );
+    let conv = ok(
+        &mut ws,
+        &token,
+        "proc",
+        "invocation-conversation",
+        json!({"id": id}),
+    )
+    .await;
+    assert!(conv.as_array().is_some_and(|c| !c.is_empty()), "{conv}");
+    // A missing one: ENOTFOUND, which get_invocation turns into "not found".
+    let r = call(
+        &mut ws,
+        &token,
+        "proc",
+        "invocation-get",
+        json!({"id": "00000000-0000-0000-0000-000000000000"}),
+    )
+    .await;
+    assert_eq!(r.error.unwrap().code, RefCode::ENOTFOUND);
+
+    // session list / show.
+    let sessions = ok(
+        &mut ws,
+        &token,
+        "proc",
+        "session-list",
+        json!({"username": ""}),
+    )
+    .await;
+    let s = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == rec["session"])
+        .unwrap_or_else(|| panic!("{sessions}"))
+        .clone();
+    assert!(s["username"] == "bob" && s["status"].is_string(), "{s}");
+    let shown = ok(
+        &mut ws,
+        &token,
+        "proc",
+        "session-get",
+        json!({"id": s["id"]}),
+    )
+    .await;
+    assert!(
+        shown.to_string().contains(s["id"].as_str().unwrap()),
+        "{shown}"
+    );
+
+    // hil approve / deny: SIGRESUME with {hilId, approvalToken, decision}.
+    a.t.script(
+        "gated",
+        "  turns:\n    - toolCalls: [{name: fs/delete, args: {path: x}}]\n    - toolCalls: [{name: fs/delete, args: {path: y}}]\n    - text: done\n",
+    );
+    let gated =
+        a.t.kernel
+            .spawn(
+                &bob,
+                TestKernel::req("assistant", "tidy", Some("gated")),
+                None,
+            )
+            .await
+            .unwrap();
+    let avix = a.client("bob", &key).await;
+    let mut answered: Vec<String> = Vec::new();
+    for decision in ["approved", "denied"] {
+        let hil = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let h: Vec<HilRequest> = avix.call_as("hil", "list", json!({})).await.unwrap();
+                if let Some(h) = h
+                    .into_iter()
+                    .find(|h| h.pid == gated.pid && !answered.contains(&h.id))
+                {
+                    return h;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap();
+        ok(
+            &mut ws,
+            &token,
+            "signal",
+            "send",
+            json!({"pid": gated.pid, "signal": "SIGRESUME",
+                   "payload": {"hilId": hil.id, "approvalToken": "t", "decision": decision}}),
+        )
+        .await;
+        answered.push(hil.id.clone());
+        // Answered once: a second answer is a conflict the client can parse.
+        let r = call(
+            &mut ws,
+            &token,
+            "signal",
+            "send",
+            json!({"pid": gated.pid, "signal": "SIGRESUME",
+                   "payload": {"hilId": hil.id, "approvalToken": "t", "decision": decision}}),
+        )
+        .await;
+        assert!(!r.ok);
+        assert!(
+            matches!(
+                r.error.unwrap().code,
+                RefCode::ECONFLICT | RefCode::ENOTFOUND
+            ),
+            "an answered approval"
+        );
+    }
+
+    // agent kill: `signal send {pid, signal: SIGKILL, payload: null}`.
+    ok(
+        &mut ws,
+        &token,
+        "signal",
+        "send",
+        json!({"pid": live.pid, "signal": "SIGKILL", "payload": null}),
+    )
+    .await;
+    crate::common::wait_exit(&live).await;
+
+    // service list (an array is one of the two shapes it reads) and tool list.
+    let services = ok(&mut ws, &token, "sys", "service-list", json!({})).await;
+    assert!(services.is_array() || services.is_object(), "{services}");
+    let tools: RefToolList =
+        serde_json::from_value(ok(&mut ws, &token, "sys", "tool-list", json!({})).await).unwrap();
+    assert!(tools.total > 0 && tools.total == tools.available + tools.unavailable);
+    assert!(tools.tools.iter().any(|t| t["name"] == "fs/read"));
+
+    // Errors stay parsable, with Avix's precise code kept in the message.
+    let r = call(&mut ws, &token, "proc", "explode", json!({})).await;
+    let e = r.error.unwrap();
+    assert_eq!(e.code, RefCode::ENOTFOUND);
+    assert!(e.message.starts_with("ENOSYS: "), "{}", e.message);
+    let r = call(&mut ws, &token, "proc", "kill", json!({"pid": "many"})).await;
+    let e = r.error.unwrap();
+    assert_eq!(e.code, RefCode::EPARSE);
+    assert!(e.message.starts_with("EINVAL: "), "{}", e.message);
+    let r = call(&mut ws, &token, "proc", "kill", json!({"pid": 999_999})).await;
+    assert_eq!(r.error.unwrap().code, RefCode::ENOTFOUND);
+    ipc.shutdown().await;
+}
