@@ -5,7 +5,7 @@
 //! operations, shapes and codes unchanged. Replies only gain fields, never lose Avix's.
 //! The table is documented in docs/atp.md ("Compatibility with the reference clients").
 
-use avix_proto::atp::{AtpError, ErrorCode};
+use avix_proto::atp::{AtpError, ErrorCode, EventFrame, ServerFrame};
 use serde_json::{Map, Value, json};
 
 /// How to reshape the reply of a translated command.
@@ -386,12 +386,27 @@ pub(crate) fn reply(t: &Translated, body: &str) -> String {
             }
         }
         Shape::Session => {
-            // `session show` answers {session, …} or the record itself.
-            if v.get("session").is_some_and(Value::is_object) {
-                reshape_session(&mut v["session"]);
-            } else {
-                reshape_session(&mut v);
+            // `session show` answers {session, invocations}; the reference reads the
+            // session's fields at the top, its agents in snake_case.
+            let invocations = v["invocations"].take();
+            let mut rec = v["session"].take();
+            reshape_session(&mut rec);
+            let mut agents: Vec<Value> = Vec::new();
+            for i in invocations
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or_default()
+            {
+                if !agents.contains(&i["agent"]) {
+                    agents.push(i["agent"].clone());
+                }
             }
+            let agent = rec["agent"].clone();
+            add(&mut rec, "origin_agent", agent.clone());
+            add(&mut rec, "primary_agent", agent);
+            add(&mut rec, "participants", Value::Array(agents));
+            add(&mut rec, "invocations", invocations);
+            v = rec;
         }
         Shape::Tools => {
             let tools: Vec<Value> = v
@@ -436,4 +451,103 @@ pub(crate) fn error(e: AtpError) -> AtpError {
         return e;
     }
     AtpError::new(code, format!("{}: {}", e.code, e.message))
+}
+
+/// The event names the reference client's `EventKind` knows: a frame with any other name
+/// fails to parse there (it logs a warning per frame), so such events are not sent to it.
+const KNOWN_EVENTS: [&str; 19] = [
+    "session.ready",
+    "session.closing",
+    "token.expiring",
+    "agent.spawned",
+    "agent.output",
+    "agent.status",
+    "agent.tool_call",
+    "agent.tool_result",
+    "agent.exit",
+    "proc.start",
+    "proc.signal",
+    "hil.request",
+    "hil.resolved",
+    "fs.changed",
+    "tool.changed",
+    "cron.fired",
+    "sys.service",
+    "sys.alert",
+    "agent.output.chunk",
+];
+
+/// An event as a reference client reads it, or `None` for one it does not know. Its bodies
+/// carry `pid` as a string (as the reference sends it) and the fields its types name; Avix's
+/// own fields stay.
+pub(crate) fn event(f: &EventFrame) -> Option<String> {
+    if !KNOWN_EVENTS.contains(&f.event.as_str()) {
+        return None;
+    }
+    let mut body = f.body.clone();
+    if !body.is_object() {
+        body = json!({"value": body});
+    }
+    let pid = f.pid.unwrap_or_default();
+    let set = |b: &mut Value, k: &str, v: Value| b[k] = v;
+    let b = &mut body;
+    match f.event.as_str() {
+        "agent.spawned" => {
+            set(b, "pid", json!(pid.to_string()));
+            add(b, "name", b["agent"].clone());
+            add(b, "sessionId", b["session"].clone());
+        }
+        "agent.status" => {
+            let status = match b["state"].as_str().unwrap_or_default() {
+                "paused" => "paused",
+                "failed" => "crashed",
+                "completed" | "stopped" | "killed" => "stopped",
+                _ => "running",
+            };
+            set(b, "pid", json!(pid.to_string()));
+            set(b, "status", json!(status));
+        }
+        "agent.output" | "agent.exit" | "agent.tool_call" | "agent.tool_result" => {
+            set(b, "pid", json!(pid.to_string()));
+        }
+        "agent.output.chunk" => {
+            set(b, "pid", json!(pid.to_string()));
+            add(b, "text_delta", b["text"].clone());
+            add(b, "turn_id", json!(""));
+            add(b, "seq", json!(f.seq));
+            add(b, "is_final", json!(false));
+        }
+        "hil.request" => {
+            let id = b["hilId"].clone();
+            let prompt = match b["tool"].as_str() {
+                Some(t) => format!("Approve a call of {t}?"),
+                None => "An agent asks for a decision".to_owned(),
+            };
+            set(b, "pid", json!(pid));
+            add(b, "hil_id", id.clone());
+            add(b, "session_id", json!(""));
+            // Avix needs no approval token: the id is the answer's key.
+            add(b, "approval_token", id);
+            add(b, "hil_type", b["kind"].clone());
+            add(b, "prompt", json!(prompt));
+            add(b, "timeout_secs", json!(0));
+            add(b, "urgency", json!("normal"));
+        }
+        "hil.resolved" => {
+            set(b, "pid", json!(pid));
+            add(b, "hil_id", b["hilId"].clone());
+            add(b, "session_id", json!(""));
+            add(b, "resolved_by", b["by"].clone());
+            add(b, "resolved_at", json!(f.ts));
+        }
+        _ => {}
+    }
+    serde_json::to_string(&ServerFrame::Event(EventFrame {
+        seq: f.seq,
+        event: f.event.clone(),
+        ts: f.ts,
+        pid: f.pid,
+        body,
+    }))
+    .ok()
 }

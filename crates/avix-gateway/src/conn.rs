@@ -40,6 +40,21 @@ struct State {
     compat: bool,
 }
 
+/// The frame of `e` for this connection: Avix's (computed once for every subscriber), or the
+/// reference's (compat.rs; `None` for an event it does not know).
+fn frame_for(st: &State, e: &Event) -> Option<String> {
+    if st.compat {
+        return crate::compat::event(&EventFrame {
+            seq: e.seq,
+            event: e.event.clone(),
+            ts: e.ts,
+            pid: e.pid,
+            body: e.body.clone(),
+        });
+    }
+    Some(wire(e).to_owned())
+}
+
 fn wire(e: &Event) -> &str {
     e.wire.get_or_init(|| {
         serde_json::to_string(&ServerFrame::Event(EventFrame {
@@ -212,7 +227,7 @@ impl Gateway {
                             if e.seq <= st.last_seq { continue }
                             st.last_seq = e.seq;
                             if !st.wants(&e) { continue }
-                            vec![wire(&e).to_owned()]
+                            frame_for(&st, &e).into_iter().collect()
                         }
                         Err(RecvError::Lagged(_)) => self.catch_up(&mut st),
                         Err(RecvError::Closed) => break,
@@ -251,7 +266,7 @@ impl Gateway {
             }
             st.last_seq = e.seq;
             if st.wants(&e) {
-                out.push(wire(&e).to_owned());
+                out.extend(frame_for(st, &e));
             }
         }
         out
