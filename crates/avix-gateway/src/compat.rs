@@ -58,9 +58,13 @@ fn take(body: &mut Map<String, Value>, key: &str) -> Option<Value> {
     body.remove(key).filter(|v| !v.is_null())
 }
 
-/// A user name field: the reference sends `""` to mean "the caller".
-fn user(body: &mut Map<String, Value>) -> Option<Value> {
-    take(body, "username").filter(|v| v.as_str() != Some(""))
+/// Avix's `{user?}` from the reference's `username` (`""` means "the caller").
+fn user(body: &mut Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(u) = take(body, "username").filter(|v| v.as_str() != Some("")) {
+        out.insert("user".into(), u);
+    }
+    out
 }
 
 /// Translates a reference command into Avix's. Commands Avix knows as they are pass through
@@ -131,17 +135,11 @@ pub(crate) fn request(domain: &str, op: &str, body: Value) -> Result<Translated,
             )
         }
         ("proc", "list-installed") => {
-            let mut out = Map::new();
-            if let Some(u) = user(&mut b) {
-                out.insert("user".into(), u);
-            }
+            let out = user(&mut b);
             t("proc", "catalog", Value::Object(out), Shape::Same)
         }
         ("proc", "invocation-list") => {
-            let mut out = Map::new();
-            if let Some(u) = user(&mut b) {
-                out.insert("user".into(), u);
-            }
+            let mut out = user(&mut b);
             if let Some(a) = take(&mut b, "agent_name") {
                 out.insert("agent".into(), a);
             }
@@ -159,10 +157,7 @@ pub(crate) fn request(domain: &str, op: &str, body: Value) -> Result<Translated,
             t("proc", "show", json!({"invocation": id}), shape)
         }
         ("proc", "session-list") => {
-            let mut out = Map::new();
-            if let Some(u) = user(&mut b) {
-                out.insert("user".into(), u);
-            }
+            let out = user(&mut b);
             t("session", "list", Value::Object(out), Shape::Sessions)
         }
         ("proc", "session-get") => {
