@@ -9,7 +9,7 @@ use avix_kernel::Kernel;
 use avix_kernel::hil::Scope;
 use avix_kernel::policy;
 use avix_kernel::process::{Process, Signal};
-use avix_proto::agent::{InvocationRecord, JournalEvent, SpawnRequest};
+use avix_proto::agent::{InvocationRecord, SpawnRequest};
 use avix_proto::atp::{AtpError, ErrorCode, SpawnReply, WhoAmI};
 use avix_proto::llm::Message;
 use avix_proto::time::Timestamp;
@@ -359,13 +359,7 @@ fn conversation(kernel: &Kernel, rec: &InvocationRecord) -> Vec<Message> {
         .layout()
         .invocation_dir(&rec.user, &rec.agent, &rec.id)
         .join("journal.jsonl");
-    avix_kernel::journal::read_entries(&path)
-        .into_iter()
-        .filter_map(|e| match e.event {
-            JournalEvent::Message { role, content } => Some(Message { role, content }),
-            _ => None,
-        })
-        .collect()
+    avix_kernel::journal::conversation(&avix_kernel::journal::read_entries(&path))
 }
 
 fn users_visible(kernel: &Kernel, a: &Asker, who: Option<&str>) -> Result<Vec<UserName>, AtpError> {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use avix_proto::agent::{InvocationRecord, JournalEntry, JournalEvent};
+use avix_proto::llm::{Message, MessageRole};
 use avix_proto::envelope::Document;
 use avix_proto::time::Timestamp;
 use bytes::Bytes;
@@ -485,6 +486,27 @@ pub fn truncate_for_journal(s: &str, max: usize) -> String {
         s.len() - end
     )
 }
+
+/// The conversation a journal records, with consecutive user messages merged (inputs
+/// delivered at a boundary are journaled as their own message but join the last one).
+pub fn conversation(entries: &[JournalEntry]) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::new();
+    for e in entries {
+        if let JournalEvent::Message { role, content } = &e.event {
+            match out.last_mut() {
+                Some(m) if m.role == *role && *role == MessageRole::User => {
+                    m.content.extend(content.iter().cloned());
+                }
+                _ => out.push(Message {
+                    role: *role,
+                    content: content.clone(),
+                }),
+            }
+        }
+    }
+    out
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -35,26 +35,6 @@ pub struct Recovered {
     pub outcome: Result<u64, String>,
 }
 
-/// The conversation a journal records, with consecutive user messages merged (inputs
-/// delivered at a boundary are journaled as their own message but join the last one).
-fn conversation(entries: &[JournalEntry]) -> Vec<Message> {
-    let mut out: Vec<Message> = Vec::new();
-    for e in entries {
-        if let JournalEvent::Message { role, content } = &e.event {
-            match out.last_mut() {
-                Some(m) if m.role == *role && *role == MessageRole::User => {
-                    m.content.extend(content.iter().cloned());
-                }
-                _ => out.push(Message {
-                    role: *role,
-                    content: content.clone(),
-                }),
-            }
-        }
-    }
-    out
-}
-
 /// The last turn's calls, if the conversation ends with an assistant message that made some.
 fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingCall> {
     let Some(last) = messages.last().filter(|m| m.role == MessageRole::Assistant) else {
@@ -241,7 +221,7 @@ impl Kernel {
         let outcome = match why_not {
             Some(reason) => Err(reason),
             None => {
-                let messages = conversation(&entries);
+                let messages = crate::journal::conversation(&entries);
                 let pending = pending_calls(&messages, &entries);
                 let req = SpawnRequest {
                     agent: AgentName::new(agent).ok()?,
@@ -372,7 +352,7 @@ mod tests {
                 },
             ),
         ];
-        let messages = conversation(&entries);
+        let messages = crate::journal::conversation(&entries);
         assert_eq!(messages.len(), 2, "consecutive user messages merge");
         assert_eq!(messages[0].content.len(), 2);
         let p = pending_calls(&messages, &entries);

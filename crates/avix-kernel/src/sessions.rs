@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use avix_proto::agent::{JournalEvent, ProcState, SessionInvocation, SessionRecord};
+use avix_proto::agent::{ProcState, SessionInvocation, SessionRecord};
 use avix_proto::llm::Message;
 use avix_proto::time::Timestamp;
 use avix_proto::{Document, Role, UserName};
@@ -243,15 +243,7 @@ impl Kernel {
         let path = self
             .invocation_dir(user.as_str(), last)
             .join("journal.jsonl");
-        Ok(repair(
-            journal::read_entries(&path)
-                .into_iter()
-                .filter_map(|e| match e.event {
-                    JournalEvent::Message { role, content } => Some(Message { role, content }),
-                    _ => None,
-                })
-                .collect(),
-        ))
+        Ok(repair(journal::conversation(&journal::read_entries(&path))))
     }
 
     /// The sessions `caller` may see: their own, or `user`'s for operators (everyone's when
