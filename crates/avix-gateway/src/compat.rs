@@ -271,8 +271,8 @@ fn reshape_proc(p: &mut Value) {
 
 fn reshape_record(r: &mut Value) {
     let state = r["state"].as_str().unwrap_or_default().to_owned();
-    let tokens =
-        r["tokens"]["input"].as_u64().unwrap_or(0) + r["tokens"]["output"].as_u64().unwrap_or(0);
+    let tokens = r["tokens"]["inputTokens"].as_u64().unwrap_or(0)
+        + r["tokens"]["outputTokens"].as_u64().unwrap_or(0);
     add(r, "agentName", r["agent"].clone());
     add(r, "agentVersion", r["version"].clone());
     add(r, "username", r["user"].clone());

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use avix_proto::agent::{InvocationRecord, JournalEntry, JournalEvent};
-use avix_proto::llm::{Message, MessageRole};
 use avix_proto::envelope::Document;
+use avix_proto::llm::{Message, MessageRole};
 use avix_proto::time::Timestamp;
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -506,7 +506,6 @@ pub fn conversation(entries: &[JournalEntry]) -> Vec<Message> {
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests {
