@@ -56,11 +56,17 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The file. The reference implementation's clients keep theirs at the same path, with
+/// `server_url` and two settings of their own; it is read as it is (docs/client.md).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct File {
-    #[serde(default)]
+    #[serde(default, alias = "server_url")]
     server: Option<String>,
+    #[serde(default, rename = "runtime_root")]
+    _runtime_root: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "auto_start_server")]
+    _auto_start_server: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     identity: Option<String>,
     #[serde(default)]
@@ -156,5 +162,30 @@ impl Config {
             credential: Zeroizing::new(credential),
             ca_cert: o.ca_cert.clone().or(file.ca_cert),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_reference_clients_file_is_read_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("client.yaml");
+        std::fs::write(
+            &p,
+            "server_url: http://127.0.0.1:19142\nidentity: alice\ncredential: sk-avix-x\nruntime_root: /var/lib/avix\nauto_start_server: false\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let f = read_file(&p, true).unwrap();
+        assert_eq!(f.server.as_deref(), Some("http://127.0.0.1:19142"));
+        assert_eq!(f.identity.as_deref(), Some("alice"));
+        std::fs::write(&p, "server: x\nnonsense: 1\n").unwrap();
+        let e = read_file(&p, true).err().unwrap().to_string();
+        assert!(e.contains("unknown field `nonsense`"), "{e}");
     }
 }
