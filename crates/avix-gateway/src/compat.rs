@@ -211,6 +211,17 @@ fn signal(b: &mut Map<String, Value>) -> Result<Translated, AtpError> {
         session: None,
         deleted: None,
     };
+    // The reference CLI's `service start|stop|restart NAME`: a signal to a service by name.
+    if b.get("pid").is_none_or(Value::is_null)
+        && let Some(name) = b.get("name").cloned()
+    {
+        let op = match b.get("signal").and_then(Value::as_str) {
+            Some("SIGSTART") => "service-start",
+            Some("SIGTERM" | "SIGSTOP" | "SIGKILL") => "service-stop",
+            _ => "service-restart",
+        };
+        return Ok(mk("sys", op, json!({"name": name})));
+    }
     if is_answer {
         let p = payload.unwrap_or_default();
         let id = p

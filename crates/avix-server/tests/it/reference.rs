@@ -443,6 +443,19 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
     assert!(tools.total > 0 && tools.total == tools.available + tools.unavailable);
     assert!(tools.tools.iter().any(|t| t["name"] == "fs/read"));
 
+    // service start|stop NAME: `signal send {name, signal}` reaches the service control
+    // (which is for operators: bob is a user).
+    let r = c
+        .call(
+            "signal",
+            "send",
+            json!({"name": "exec", "signal": "SIGSTOP"}),
+        )
+        .await;
+    let e = r.error.unwrap();
+    assert_eq!(e.code, RefCode::EPERM);
+    assert!(e.message.contains("controlling services"), "{}", e.message);
+
     // Errors stay parsable, with Avix's precise code kept in the message.
     let r = c.call("proc", "explode", json!({})).await;
     let e = r.error.unwrap();
