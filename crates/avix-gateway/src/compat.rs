@@ -188,6 +188,21 @@ pub(crate) fn request(domain: &str, op: &str, body: Value) -> Result<Translated,
             }
             t("session", "resume", Value::Object(out), Shape::Same)
         }
+        ("proc", "package/install-service") => {
+            let source = take(&mut b, "source").unwrap_or_default();
+            let source = source.as_str().unwrap_or_default();
+            let path = source.strip_prefix("file://").unwrap_or(source);
+            if !path.starts_with('/') {
+                return Err(bad(format!(
+                    "Avix installs a service from a directory on the daemon's machine (file:///…) or from uploaded files (avix client service install); {source:?} is neither: download it there first"
+                )));
+            }
+            t("sys", "service-install", json!({"path": path}), Shape::Same)
+        }
+        ("proc", "package/uninstall-service") => {
+            let name = take(&mut b, "name").unwrap_or_default();
+            t("sys", "service-uninstall", json!({"name": name}), Shape::Ok)
+        }
         ("signal", "send") => signal(&mut b)?,
         ("sys", "tool-list") => t("sys", "tools", json!({}), Shape::Tools),
         _ => t(domain, op, Value::Object(b), Shape::Same),

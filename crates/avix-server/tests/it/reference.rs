@@ -456,6 +456,27 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
     assert_eq!(e.code, RefCode::EPERM);
     assert!(e.message.contains("controlling services"), "{}", e.message);
 
+    // service install from a directory: Avix's service install (for admins).
+    let r = c
+        .call(
+            "proc",
+            "package/install-service",
+            json!({"source": "file:///tmp/x", "scope": "system", "version": "latest",
+                   "checksum": null, "no_verify": false, "session_id": null}),
+        )
+        .await;
+    let e = r.error.unwrap();
+    assert_eq!(e.code, RefCode::EPERM);
+    assert!(e.message.contains("installing services"), "{}", e.message);
+    let r = c
+        .call(
+            "proc",
+            "package/install-service",
+            json!({"source": "github:someone/svc"}),
+        )
+        .await;
+    assert_eq!(r.error.unwrap().code, RefCode::EPARSE);
+
     // Errors stay parsable, with Avix's precise code kept in the message.
     let r = c.call("proc", "explode", json!({})).await;
     let e = r.error.unwrap();
