@@ -346,6 +346,8 @@ fn server_stop(a: &StopArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Runs the parsed command line; the exit status on success (a command such as `server
+/// status` or `agent spawn --follow` has its own), an error otherwise (see [`exit_code`]).
 pub fn run(args: Args) -> anyhow::Result<i32> {
     match args.command {
         Command::Server(ServerCommand::Config(ConfigCommand::Init(a))) => init(a).map(|()| 0),

@@ -749,9 +749,9 @@ impl Posix {
             }
             let disk_uid = uid.map_or(u32::MAX, |u| tree.stored_uid(u, who.uid));
             let disk_gid = gid.unwrap_or(u32::MAX);
-            // SAFETY: valid descriptor, empty path with AT_EMPTY_PATH.
             tri!(
                 reply,
+                // SAFETY: valid descriptor, empty path with AT_EMPTY_PATH.
                 check(unsafe {
                     libc::fchownat(
                         fd.as_raw_fd(),
@@ -829,9 +829,9 @@ impl Posix {
                 Err(Errno::EINVAL) if !link => {
                     // Kernels without AT_EMPTY_PATH for utimensat: through /proc.
                     let p = proc_path(fd.as_fd());
-                    // SAFETY: NUL-terminated path, two timespecs.
                     tri!(
                         reply,
+                        // SAFETY: NUL-terminated path, two timespecs.
                         check(unsafe {
                             libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0)
                         })
@@ -945,9 +945,9 @@ impl Posix {
             );
             drop(fd);
         } else {
-            // SAFETY: valid descriptor and NUL-terminated name.
             tri!(
                 reply,
+                // SAFETY: valid descriptor and NUL-terminated name.
                 check(unsafe {
                     libc::mknodat(
                         dir.as_raw_fd(),
@@ -968,9 +968,9 @@ impl Posix {
 
     pub(crate) fn mkdir(&self, who: &Who, parent: u64, name: &OsStr, mode: u32, reply: ReplyEntry) {
         let (tree, dir, dst, c) = tri!(reply, self.writable_dir(who, parent, name));
-        // SAFETY: valid descriptor and NUL-terminated name.
         tri!(
             reply,
+            // SAFETY: valid descriptor and NUL-terminated name.
             check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o700) })
         );
         let mut m = mode & 0o7777;
@@ -995,9 +995,9 @@ impl Posix {
     ) {
         let (tree, dir, dst, c) = tri!(reply, self.writable_dir(who, parent, name));
         let t = tri!(reply, cstr(target.as_os_str()));
-        // SAFETY: NUL-terminated strings, valid descriptor.
         tri!(
             reply,
+            // SAFETY: NUL-terminated strings, valid descriptor.
             check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })
         );
         if let Err(e) = self.adopt(&tree, dir.as_fd(), &dst, &c, who, None) {
@@ -1021,9 +1021,9 @@ impl Posix {
         if !Arc::ptr_eq(&tree, &ntree) {
             return reply.error(Errno::EXDEV);
         }
-        // SAFETY: valid descriptors, NUL-terminated name.
         tri!(
             reply,
+            // SAFETY: valid descriptors, NUL-terminated name.
             check(unsafe {
                 libc::linkat(
                     fd.as_raw_fd(),
@@ -1073,9 +1073,9 @@ impl Posix {
         };
         tri!(reply, Self::sticky_ok(&tree, dir.as_fd(), &dst, &c, who));
         let flags = if dir_flag { libc::AT_REMOVEDIR } else { 0 };
-        // SAFETY: valid descriptor, NUL-terminated name.
         tri!(
             reply,
+            // SAFETY: valid descriptor, NUL-terminated name.
             check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })
         );
         reply.ok();
@@ -1342,9 +1342,9 @@ impl Posix {
         let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(length)) else {
             return reply.error(Errno::EFBIG);
         };
-        // SAFETY: valid descriptor.
         tri!(
             reply,
+            // SAFETY: valid descriptor.
             check(unsafe { libc::fallocate(f.as_raw_fd(), mode, off, len) })
         );
         reply.ok();
@@ -1419,9 +1419,9 @@ impl Posix {
     pub(crate) fn statfs(&self, ino: u64, reply: ReplyStatfs) {
         let (_, fd) = tri!(reply, self.path_fd(ino));
         let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: valid descriptor; `s` written on success.
         tri!(
             reply,
+            // SAFETY: valid descriptor; `s` written on success.
             check(unsafe { libc::fstatvfs(fd.as_raw_fd(), s.as_mut_ptr()) })
         );
         // SAFETY: fstatvfs succeeded.

@@ -378,6 +378,7 @@ fn prompt_hidden(prompt: &str) -> Result<Zeroizing<String>, InitError> {
         .open("/dev/tty")
         .map_err(|_| InitError::PasswordNeeded)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&tty);
+    // SAFETY: termios is plain data; all zeroes is a valid value (filled by tcgetattr).
     let mut term: libc::termios = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is an open terminal and `term` a valid out-parameter.
     if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {

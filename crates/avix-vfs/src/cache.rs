@@ -15,9 +15,9 @@ use rustc_hash::FxBuildHasher;
 use crate::path::VfsPath;
 
 /// Files larger than this are read from storage every time.
-pub const MAX_CACHED_FILE: usize = 256 * 1024;
+pub(crate) const MAX_CACHED_FILE: usize = 256 * 1024;
 /// Total bytes kept; past it, entries are dropped.
-pub const CACHE_BUDGET: usize = 16 * 1024 * 1024;
+pub(crate) const CACHE_BUDGET: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub(crate) struct ContentCache {

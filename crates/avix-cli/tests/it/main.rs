@@ -14,22 +14,22 @@ mod security;
 
 use std::path::Path;
 
-pub fn bin() -> &'static Path {
+pub(crate) fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_avix"))
 }
 
 /// The repository root (for scripts under tests/).
-pub fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 /// stderr as text.
-pub fn stderr(o: &std::process::Output) -> String {
+pub(crate) fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts that every line of every journal under `root` (alice's runs) is whole JSON.
-pub fn journal_lines_are_whole(root: &Path) {
+pub(crate) fn journal_lines_are_whole(root: &Path) {
     for j in journals(root) {
         let Ok(text) = std::fs::read_to_string(&j) else {
             continue;
@@ -45,7 +45,7 @@ pub fn journal_lines_are_whole(root: &Path) {
 }
 
 /// The journal files of alice's runs under `root`.
-pub fn journals(root: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn journals(root: &Path) -> Vec<std::path::PathBuf> {
     let users = root.join("data/users/alice/agents");
     let mut out = Vec::new();
     for a in std::fs::read_dir(&users).into_iter().flatten().flatten() {
@@ -57,7 +57,7 @@ pub fn journals(root: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Processes whose command line contains `needle`.
-pub fn pids_of(needle: &str) -> Vec<u32> {
+pub(crate) fn pids_of(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {

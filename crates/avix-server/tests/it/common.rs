@@ -12,18 +12,18 @@ use avix_proto::{AgentName, Role, UserName};
 use avix_server::init::InitOptions;
 use avix_vfs::{Caller, Door, VfsPath};
 
-pub struct TestKernel {
+pub(crate) struct TestKernel {
     pub _dir: tempfile::TempDir,
     pub kernel: Arc<Kernel>,
     pub alice: UserName,
 }
 
-pub fn p(s: &str) -> VfsPath {
+pub(crate) fn p(s: &str) -> VfsPath {
     VfsPath::parse(s).unwrap()
 }
 
 impl TestKernel {
-    pub fn boot() -> Self {
+    pub(crate) fn boot() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let opts = InitOptions::admin(root.clone(), UserName::new("alice").unwrap());
@@ -46,12 +46,12 @@ impl TestKernel {
         }
     }
 
-    pub fn alice_caller(&self) -> Caller {
+    pub(crate) fn alice_caller(&self) -> Caller {
         Caller::user(self.alice.clone(), Role::Admin, vec![], Door::Fuse)
     }
 
     /// Writes `ROOT/etc/scripts/<name>.yaml`.
-    pub fn script(&self, name: &str, turns: &str) {
+    pub(crate) fn script(&self, name: &str, turns: &str) {
         let text = format!("apiVersion: avix/v1\nkind: LlmScript\nspec:\n{turns}");
         std::fs::write(
             self.kernel
@@ -64,7 +64,7 @@ impl TestKernel {
         .unwrap();
     }
 
-    pub fn req(agent: &str, goal: &str, script: Option<&str>) -> SpawnRequest {
+    pub(crate) fn req(agent: &str, goal: &str, script: Option<&str>) -> SpawnRequest {
         SpawnRequest {
             agent: AgentName::new(agent).unwrap(),
             goal: goal.into(),
@@ -75,14 +75,19 @@ impl TestKernel {
         }
     }
 
-    pub async fn spawn(&self, agent: &str, goal: &str, script: Option<&str>) -> Arc<Process> {
+    pub(crate) async fn spawn(
+        &self,
+        agent: &str,
+        goal: &str,
+        script: Option<&str>,
+    ) -> Arc<Process> {
         self.kernel
             .spawn(&self.alice, Self::req(agent, goal, script), None)
             .await
             .unwrap()
     }
 
-    pub fn read(&self, path: &str) -> String {
+    pub(crate) fn read(&self, path: &str) -> String {
         String::from_utf8(
             self.kernel
                 .vfs()
@@ -94,7 +99,7 @@ impl TestKernel {
     }
 
     /// Rewrites a file through the VFS as the kernel (validated like any write).
-    pub fn edit(&self, path: &str, f: impl FnOnce(String) -> String) {
+    pub(crate) fn edit(&self, path: &str, f: impl FnOnce(String) -> String) {
         let text = f(self.read(path));
         self.kernel
             .vfs()
@@ -102,18 +107,18 @@ impl TestKernel {
             .unwrap();
     }
 
-    pub fn journal(&self, proc: &Process) -> Vec<avix_proto::agent::JournalEntry> {
+    pub(crate) fn journal(&self, proc: &Process) -> Vec<avix_proto::agent::JournalEntry> {
         avix_kernel::journal::read_entries(proc.journal.path())
     }
 }
 
-pub async fn wait_exit(p: &Process) -> ExitInfo {
+pub(crate) async fn wait_exit(p: &Process) -> ExitInfo {
     tokio::time::timeout(Duration::from_secs(20), p.wait())
         .await
         .expect("the agent ended within 20 s")
 }
 
-pub async fn wait_state(p: &Process, want: ProcState, on: Option<&str>) {
+pub(crate) async fn wait_state(p: &Process, want: ProcState, on: Option<&str>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (s, w) = (p.state(), p.inner().waiting_on.clone());

@@ -16,7 +16,7 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-pub fn agent(t: &TestKernel, name: &str, tools: &str) {
+pub(crate) fn agent(t: &TestKernel, name: &str, tools: &str) {
     for d in [
         "/users/alice/bin".to_owned(),
         format!("/users/alice/bin/{name}@1.0.0"),
@@ -36,7 +36,10 @@ pub fn agent(t: &TestKernel, name: &str, tools: &str) {
         .unwrap();
 }
 
-pub fn tool_results(t: &TestKernel, proc: &avix_kernel::process::Process) -> Vec<(bool, String)> {
+pub(crate) fn tool_results(
+    t: &TestKernel,
+    proc: &avix_kernel::process::Process,
+) -> Vec<(bool, String)> {
     t.journal(proc)
         .into_iter()
         .filter_map(|e| match e.event {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use avix_proto::{CrewName, Role, UserName};
 use avix_vfs::{Caller, Door, LocalStorage, MemoryStorage, Storage, Vfs, VfsPath, WriteGuard};
 
-pub fn p(s: &str) -> VfsPath {
+pub(crate) fn p(s: &str) -> VfsPath {
     VfsPath::parse(s).unwrap()
 }
 
-pub fn user(name: &str, role: Role) -> Caller {
+pub(crate) fn user(name: &str, role: Role) -> Caller {
     Caller::user(
         UserName::new(name).unwrap(),
         role,
@@ -19,7 +19,7 @@ pub fn user(name: &str, role: Role) -> Caller {
 }
 
 /// Refuses any content that does not start with `ok`, and the removal of `keep.yaml`.
-pub struct OkGuard;
+pub(crate) struct OkGuard;
 
 impl WriteGuard for OkGuard {
     fn check_content(&self, _path: &VfsPath, content: &[u8]) -> Result<(), String> {
@@ -38,7 +38,7 @@ impl WriteGuard for OkGuard {
     }
 }
 
-pub struct Layout {
+pub(crate) struct Layout {
     pub vfs: Vfs,
     pub _dir: Option<tempfile::TempDir>,
 }
@@ -55,7 +55,7 @@ fn storage(dir: Option<&std::path::Path>, sub: &str) -> Arc<dyn Storage> {
 }
 
 /// `/users`, `/etc/avix` (guarded), `/proc` (synthetic), `/secrets` (sealed).
-pub fn layout(local: bool) -> Layout {
+pub(crate) fn layout(local: bool) -> Layout {
     let dir = local.then(|| tempfile::tempdir().unwrap());
     let d = dir.as_ref().map(|d| d.path());
     let vfs = Vfs::builder()
