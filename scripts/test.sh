@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, clippy with warnings as errors, all tests (unit,
+# Runs every check CI runs: formatting, clippy with warnings as errors, rustdoc with warnings
+# as errors, all tests (unit,
 # integration, FUSE mounts driven with shell tools, doc tests), the supply-chain check
 # (cargo deny), the POSIX suite on the mount and every fuzz target for a fixed time. FUSE
 # tests need root and /dev/fuse.
@@ -14,6 +15,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo doc -D warnings (broken intra-doc links, private items in public docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast

@@ -1,13 +1,13 @@
 //! The FUSE door: mounts the Avix VFS on the host so shell tools work on it.
 //!
 //! It only translates. Inode numbers map to VFS paths, every request is answered by a
-//! [`Vfs`](avix_vfs::Vfs) call made as the [`Caller`](avix_vfs::Caller) the calling uid maps
+//! [`Vfs`](avix_vfs::Vfs) call made as the [`avix_vfs::Caller`] the calling uid maps
 //! to, and errors become errno through [`VfsError::errno`](avix_vfs::VfsError::errno).
 //!
 //! # Layout
 //! - [`inodes`]: the inode ↔ path table.
 //! - [`fs`]: the `fuser::Filesystem` implementation.
-//! - [`mount`]: mounting, unmounting, and detecting stale or busy mount points.
+//! - [`mod@mount`]: mounting, unmounting, and detecting stale or busy mount points.
 //! - [`guard`]: a watcher process that lazily unmounts if the daemon dies (even by SIGKILL).
 //!
 //! Caching: synthetic files have TTL 0 and direct I/O, so `cat` always sees fresh content;

@@ -1,6 +1,6 @@
 //! The configuration files under `/etc/avix` (on disk: `ROOT/etc`).
 //!
-//! Each file is a [`Document`](crate::Document) whose body type lives in its own module. [`EtcFile`]
+//! Each file is a [`Document`] whose body type lives in its own module. [`EtcFile`]
 //! names them and validates a candidate content before it may replace a file.
 
 pub mod auth;

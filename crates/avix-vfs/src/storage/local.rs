@@ -4,10 +4,10 @@
 //! torn one; left-over temp files are swept by [`LocalStorage::sweep_temp_files`].
 //!
 //! Every path is resolved beneath the root with no symbolic link followed in any component
-//! ([`beneath`]): the VFS has no links, and a link planted on the host or by a sandboxed program
+//! (`beneath`): the VFS has no links, and a link planted on the host or by a sandboxed program
 //! must not take the daemon outside the tree. Links and special files are neither listed nor
 //! opened. New entries in a directory owned by another account are given to that account
-//! ([`beneath::inherited_owner`]), and a replaced file keeps its owner and mode.
+//! (`beneath::inherited_owner`), and a replaced file keeps its owner and mode.
 
 mod beneath;
 
