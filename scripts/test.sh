@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, clippy with warnings as errors, rustdoc with warnings
-# as errors, all tests (unit,
-# integration, FUSE mounts driven with shell tools, doc tests), the supply-chain check
+# as errors, all tests (unit, integration, FUSE mounts driven with shell tools, doc tests),
+# the supply-chain check
 # (cargo deny), the POSIX suite on the mount and every fuzz target for a fixed time. FUSE
 # tests need root and /dev/fuse.
 # FUZZ_SECONDS (default 15) sets the time per fuzz target; 0 skips fuzzing.
