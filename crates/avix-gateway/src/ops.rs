@@ -392,7 +392,7 @@ impl Gateway {
                 "spawn" => {
                     a.at_least(Role::User, "proc spawn")?;
                     let req: SpawnRequest = args(domain, op, body)?;
-                    let p = k.spawn(&a.user, req, None).await.map_err(atp_error)?;
+                    let p = k.spawn(&a.caller, req, None).await.map_err(atp_error)?;
                     let reply = SpawnReply {
                         pid: p.pid,
                         invocation: p.journal.id().to_owned(),
@@ -674,7 +674,7 @@ impl Gateway {
                     interactive: None,
                     session: Some(id.clone()),
                 };
-                let p = k.spawn(&a.user, req, None).await.map_err(atp_error)?;
+                let p = k.spawn(&a.caller, req, None).await.map_err(atp_error)?;
                 let reply = SpawnReply {
                     pid: p.pid,
                     invocation: p.journal.id().to_owned(),

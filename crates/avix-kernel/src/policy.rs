@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | see a user's processes, records, events | yes | their own; operators and admins everyone's | its user's |
 //! | signal a process | yes | one they see; never a guest | its descendants only |
-//! | spawn, kill, answer, resume, keep secrets | yes | users and up | — (through its tools) |
+//! | spawn, kill, answer, resume, keep secrets | for a user | users and up | children, through its `agent/spawn` tool |
 //! | control services, read the daemon's log | yes | operators and admins | no |
 //! | install or remove services, system secrets | yes | admins | no |
 
@@ -86,6 +86,28 @@ pub fn users_asked(
         }
         None if sees_everyone(caller) => Ok(all()),
         None => Ok(vec![own.clone()]),
+    }
+}
+
+/// Who a spawn by `caller` runs for: a person spawns for themselves (users and up); an agent
+/// spawns only children, through its `agent/spawn` tool (`parent` is then its own process);
+/// kernel code names the user by spawning as that user's caller.
+pub fn spawn_for(caller: &Caller, parent: Option<&Process>) -> Result<UserName, Error> {
+    match (&caller.principal, parent) {
+        (Principal::Kernel, _) => Err(Error::invalid(
+            "the kernel spawns as the user it spawns for (ConfigStore caller_for)",
+        )),
+        (Principal::Agent { pid, .. }, Some(p)) if p.pid == *pid => Ok(p.user.clone()),
+        (Principal::Agent { .. }, _) => Err(Error::not_permitted(
+            "agents spawn with the agent/spawn tool, as children of themselves",
+        )),
+        (Principal::User(u), None) => {
+            require(caller, Role::User, "spawning agents")?;
+            Ok(u.clone())
+        }
+        (Principal::User(_), Some(_)) => Err(Error::invalid(
+            "a person spawns top-level agents; children are spawned by their parent agent",
+        )),
     }
 }
 
@@ -191,6 +213,22 @@ mod tests {
         assert_eq!(e.kind, avix_proto::ErrorKind::NotPermitted);
         assert!(system_secrets(&agent("root", 9)).is_err());
         assert!(require(&Caller::kernel(), Role::Admin, "x").is_ok());
+    }
+
+    #[test]
+    fn people_spawn_for_themselves_and_agents_only_children() {
+        use avix_proto::ErrorKind;
+        let alice = person("alice", Role::User);
+        assert_eq!(spawn_for(&alice, None).unwrap().as_str(), "alice");
+        let e = spawn_for(&person("gus", Role::Guest), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Denied);
+        // An agent writing to /proc/spawn (no parent process): not its way to spawn.
+        let e = spawn_for(&agent("alice", 7), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotPermitted);
+        assert_eq!(
+            spawn_for(&Caller::kernel(), None).unwrap_err().kind,
+            ErrorKind::Invalid
+        );
     }
 
     #[test]

@@ -108,15 +108,9 @@ pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
         let kernel = weak
             .upgrade()
             .ok_or_else(|| VfsError::NotFound(p.clone()))?;
-        if caller.is_agent() {
-            return Err(VfsError::NotPermitted {
-                path: p.clone(),
-                reason: "agents spawn with the agent/spawn tool",
-            });
-        }
-        let Some(user) = caller.user_name().cloned() else {
-            return Err(invalid(p, "the kernel spawns through the kernel API"));
-        };
+        // Who may spawn, and for whom, is the kernel's rule (policy::spawn_for); refused
+        // before the request is even read.
+        let user = crate::policy::spawn_for(caller, None).map_err(|e| VfsError::refused(p, &e))?;
         let text =
             std::str::from_utf8(data).map_err(|_| invalid(p, "the spawn request is not UTF-8"))?;
         let req = match spawn_pending(text, closing) {
@@ -124,7 +118,7 @@ pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
             Pending::Bad(e) => return Err(invalid(p, e)),
             Pending::Complete(r) => r,
         };
-        match kernel.block_on(kernel.spawn(&user, req, None)) {
+        match kernel.block_on(kernel.spawn(caller, req, None)) {
             Ok(proc) => Ok(Some(Bytes::from(format!("{}\n", proc.pid)))),
             Err(e) => {
                 tracing::info!(user = %user, error = %e, "spawn refused");

@@ -67,6 +67,9 @@ pub enum SpawnError {
     /// The session to resume cannot be (missing, another user's, still running).
     #[error(transparent)]
     Session(#[from] crate::sessions::SessionError),
+    /// The caller may not spawn this way (`policy::spawn_for`).
+    #[error(transparent)]
+    Refused(#[from] avix_proto::Error),
     /// Storage failed.
     #[error("{0}")]
     Io(String),
@@ -81,6 +84,7 @@ impl avix_proto::HasKind for SpawnError {
             | SpawnError::BadRequest(_) => ErrorKind::Invalid,
             SpawnError::ToolRequired { .. } | SpawnError::Forbidden(_) => ErrorKind::Denied,
             SpawnError::Session(e) => e.kind(),
+            SpawnError::Refused(e) => e.kind,
             SpawnError::Quota(_) => ErrorKind::Limit,
             SpawnError::Io(_) => ErrorKind::Internal,
         }
@@ -379,15 +383,17 @@ pub(crate) struct Adopt {
 }
 
 impl Kernel {
-    /// Spawns `req` for `user`; `parent` is set when an agent spawns a child (whose grants
-    /// are then a subset of the parent's). Returns once the spawn is durable in the journal.
+    /// Spawns `req` as `caller` asks ([`crate::policy::spawn_for`]: a person for themselves;
+    /// an agent a child, `parent` being its own process, whose grants the child's are a subset
+    /// of). Returns once the spawn is durable in the journal.
     pub async fn spawn(
         self: &Arc<Self>,
-        user: &UserName,
+        caller: &Caller,
         req: SpawnRequest,
         parent: Option<Arc<Process>>,
     ) -> Result<Arc<Process>, SpawnError> {
-        self.spawn_with(user, req, parent, None).await
+        let user = crate::policy::spawn_for(caller, parent.as_deref())?;
+        self.spawn_with(&user, req, parent, None).await
     }
 
     /// [`Kernel::spawn`], or with `adopt` the continuation of an interrupted run.

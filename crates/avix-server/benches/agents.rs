@@ -188,7 +188,10 @@ async fn main() {
         let mut lat = Vec::new();
         for _ in 0..200 {
             let t0 = Instant::now();
-            let p = kernel.spawn(&alice, req(false), None).await.unwrap();
+            let p = kernel
+                .spawn(&caller(&kernel, &alice), req(false), None)
+                .await
+                .unwrap();
             loop {
                 if let Some(t) = llm.first_call.lock().unwrap().get(&p.pid) {
                     lat.push(*t - t0);
@@ -211,7 +214,12 @@ async fn main() {
         let t0 = Instant::now();
         let mut procs = Vec::new();
         for _ in 0..1000 {
-            procs.push(kernel.spawn(&alice, req(true), None).await.unwrap());
+            procs.push(
+                kernel
+                    .spawn(&caller(&kernel, &alice), req(true), None)
+                    .await
+                    .unwrap(),
+            );
         }
         let seq = t0.elapsed();
         for p in &procs {
@@ -233,7 +241,7 @@ async fn main() {
         let spawns = (0..1000).map(|_| {
             let k = kernel.clone();
             let a = alice.clone();
-            tokio::spawn(async move { k.spawn(&a, req(false), None).await.unwrap() })
+            tokio::spawn(async move { k.spawn(&caller(&k, &a), req(false), None).await.unwrap() })
         });
         let handles: Vec<_> = spawns.collect();
         let mut done = Vec::new();
@@ -255,7 +263,7 @@ async fn main() {
                 let k = kernel.clone();
                 let a = alice.clone();
                 tokio::spawn(async move {
-                    let p = k.spawn(&a, req(false), None).await.unwrap();
+                    let p = k.spawn(&caller(&k, &a), req(false), None).await.unwrap();
                     p.wait().await
                 })
             })
@@ -284,7 +292,10 @@ async fn main() {
         let (_d, kernel, _llm, alice) = setup(1);
         let mut r = req(true);
         r.interactive = Some(true);
-        let p = kernel.spawn(&alice, r, None).await.unwrap();
+        let p = kernel
+            .spawn(&caller(&kernel, &alice), r, None)
+            .await
+            .unwrap();
         let n = 100_000;
         let t0 = Instant::now();
         for i in 0..n {
@@ -301,4 +312,12 @@ async fn main() {
             t0.elapsed().as_secs_f64() * 1e6 / f64::from(n)
         );
     }
+}
+
+/// `user` as the kernel spawns for them.
+fn caller(k: &Kernel, user: &UserName) -> avix_vfs::Caller {
+    k.config()
+        .get()
+        .caller_for(user, avix_vfs::Door::Kernel)
+        .unwrap()
 }

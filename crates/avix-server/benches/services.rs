@@ -148,7 +148,10 @@ async fn tool_calls() {
         interactive: Some(true),
         session: None,
     };
-    let p = kernel.spawn(&alice, req, None).await.unwrap();
+    let p = kernel
+        .spawn(&caller(&kernel, &alice), req, None)
+        .await
+        .unwrap();
     while p.state() != ProcState::Waiting {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -244,4 +247,12 @@ fn main() {
         round_trips().await;
         tool_calls().await;
     });
+}
+
+/// `user` as the kernel spawns for them.
+fn caller(k: &Kernel, user: &UserName) -> avix_vfs::Caller {
+    k.config()
+        .get()
+        .caller_for(user, avix_vfs::Door::Kernel)
+        .unwrap()
 }

@@ -109,8 +109,13 @@ pub fn run(opts: &RunOptions) -> Result<i32, StartError> {
             session: None,
         };
         let mut events = kernel.events().subscribe();
+        let caller = kernel
+            .config()
+            .get()
+            .caller_for(&user, avix_vfs::Door::Kernel)
+            .ok_or_else(|| StartError::Policy(format!("{user} is not a user of this root")))?;
         let proc = kernel
-            .spawn(&user, req, None)
+            .spawn(&caller, req, None)
             .await
             .map_err(|e| StartError::Policy(e.to_string()))?;
         let pid = proc.pid;

@@ -65,7 +65,7 @@ pub(crate) async fn spawn_child(cx: &ToolContext, args: &Value) -> Result<Arc<Pr
         session: None,
     };
     cx.kernel
-        .spawn(&cx.process.user, req, Some(cx.process.clone()))
+        .spawn(&cx.process.caller, req, Some(cx.process.clone()))
         .await
         .map_err(|e| ToolError::of(&e))
 }

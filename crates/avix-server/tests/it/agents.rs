@@ -258,7 +258,7 @@ async fn input_reaches_an_interactive_agent_and_stop_ends_it() {
     t.script("chat", "  turns:\n    - text: hello, what next?\n    - match:\n        - when: {contains: summarise}\n          text: here is the summary\n        - text: pardon?\n");
     let mut req = TestKernel::req("assistant", "chat with me", Some("chat"));
     req.interactive = Some(true);
-    let proc = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let proc = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     wait_state(&proc, ProcState::Waiting, Some("input")).await;
     t.kernel
         .signal(
@@ -346,7 +346,11 @@ async fn bad_requests_get_clear_errors() {
     let t = TestKernel::boot();
     let e = t
         .kernel
-        .spawn(&t.alice, TestKernel::req("nobody", "x", None), None)
+        .spawn(
+            &t.alice_caller(),
+            TestKernel::req("nobody", "x", None),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -366,7 +370,11 @@ async fn bad_requests_get_clear_errors() {
     t.kernel.vfs().write(&k, &manifest, b"apiVersion: avix/v1\nkind: Agent\nmetadata: {name: broken, version: 1.0.0}\nspec: {tools: {required: [no/such-tool]}}\n").unwrap();
     let e = t
         .kernel
-        .spawn(&t.alice, TestKernel::req("broken", "x", None), None)
+        .spawn(
+            &t.alice_caller(),
+            TestKernel::req("broken", "x", None),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -379,7 +387,11 @@ async fn bad_requests_get_clear_errors() {
         .unwrap();
     let e = t
         .kernel
-        .spawn(&t.alice, TestKernel::req("broken", "x", None), None)
+        .spawn(
+            &t.alice_caller(),
+            TestKernel::req("broken", "x", None),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, SpawnError::BadManifest { .. }), "{e}");
@@ -545,7 +557,11 @@ async fn a_model_typo_is_refused_at_spawn_and_creates_nothing() {
     ] {
         let mut req = TestKernel::req("assistant", "x", None);
         req.model = Some(model.into());
-        let e = t.kernel.spawn(&t.alice, req, None).await.unwrap_err();
+        let e = t
+            .kernel
+            .spawn(&t.alice_caller(), req, None)
+            .await
+            .unwrap_err();
         assert!(matches!(e, SpawnError::BadRequest(_)), "{e:?}");
         assert!(e.to_string().contains(says), "{e}");
     }

@@ -1268,7 +1268,11 @@ async fn another_user_s_agent_is_the_same_not_found_through_every_door() {
         .await;
     let mut req = TestKernel::req("assistant", "hello", None);
     req.interactive = Some(true);
-    let alices = a.t.kernel.spawn(&a.t.alice, req, None).await.unwrap();
+    let alices =
+        a.t.kernel
+            .spawn(&a.t.alice_caller(), req, None)
+            .await
+            .unwrap();
     crate::common::wait_state(&alices, ProcState::Waiting, Some("input")).await;
     let pid = alices.pid;
     let said = format!("no process {pid}");
@@ -1313,7 +1317,11 @@ async fn another_user_s_agent_is_the_same_not_found_through_every_door() {
     // An agent of carol's, calling its kill tool over the router socket with its token.
     let mut req = TestKernel::req("coordinator", "wait", None);
     req.interactive = Some(true);
-    let carols = a.t.kernel.spawn(&carol_name, req, None).await.unwrap();
+    let carols =
+        a.t.kernel
+            .spawn(&a.t.caller(&carol_name), req, None)
+            .await
+            .unwrap();
     crate::common::wait_state(&carols, ProcState::Waiting, Some("input")).await;
     let token = carols.token().0;
     let sock = a.t.kernel.layout().run().join("router.sock");

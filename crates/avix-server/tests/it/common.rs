@@ -50,6 +50,15 @@ impl TestKernel {
         Caller::user(self.alice.clone(), Role::Admin, vec![], Door::Fuse)
     }
 
+    /// `user` as the mount sees them (their role and crews from the configuration).
+    pub(crate) fn caller(&self, user: &UserName) -> Caller {
+        self.kernel
+            .config()
+            .get()
+            .caller_for(user, Door::Fuse)
+            .expect("a user of this root")
+    }
+
     /// Writes `ROOT/etc/scripts/<name>.yaml`.
     pub(crate) fn script(&self, name: &str, turns: &str) {
         let text = format!("apiVersion: avix/v1\nkind: LlmScript\nspec:\n{turns}");
@@ -82,7 +91,7 @@ impl TestKernel {
         script: Option<&str>,
     ) -> Arc<Process> {
         self.kernel
-            .spawn(&self.alice, Self::req(agent, goal, script), None)
+            .spawn(&self.alice_caller(), Self::req(agent, goal, script), None)
             .await
             .unwrap()
     }

@@ -48,7 +48,7 @@ async fn sandbox(exec_yaml: &str, tools: &str) -> Sandbox {
     agent(&t, "runner", tools);
     let mut req = TestKernel::req("runner", "wait", None);
     req.interactive = Some(true);
-    let proc = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let proc = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     wait_state(&proc, ProcState::Waiting, Some("input")).await;
     Sandbox { t, _ipc: ipc, proc }
 }

@@ -107,7 +107,11 @@ async fn the_reference_everything_server_serves_an_agent() {
         .unwrap();
     let all = t
         .kernel
-        .spawn(&t.alice, TestKernel::req("mcpall", "idle", None), None)
+        .spawn(
+            &t.alice_caller(),
+            TestKernel::req("mcpall", "idle", None),
+            None,
+        )
         .await
         .unwrap();
     for tool in ["mcp/everything/echo", "mcp/everything/get-sum", "fs/read"] {
@@ -207,7 +211,7 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
     // A crash: its tools are unavailable meanwhile, then it is back.
     let mut req = TestKernel::req("patient", "idle", None);
     req.interactive = Some(true);
-    let idle = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let idle = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     wait_state(&idle, ProcState::Waiting, Some("input")).await;
     let crash = t.kernel.tools().get("mcp/flaky/crash").unwrap();
     let e = t
@@ -315,7 +319,7 @@ async fn the_everything_server_over_streamable_http() {
     agent(&t, "webuser", "mcp/web/get-sum");
     let mut req = TestKernel::req("webuser", "idle", None);
     req.interactive = Some(true);
-    let p = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let p = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     wait_state(&p, ProcState::Waiting, Some("input")).await;
     let sum = t.kernel.tools().get("mcp/web/get-sum").unwrap();
     let v = t

@@ -332,7 +332,7 @@ async fn a_run_replays_from_its_journal_without_a_model() {
     .unwrap();
     let mut req = TestKernel::req("assistant", "keep notes", None);
     req.model = Some(format!("replay/{id}"));
-    let again = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let again = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     let exit2 = wait_exit(&again).await;
     assert_eq!(exit2.state, ProcState::Completed, "{}", exit2.reason);
     assert_eq!(exit2.output, exit.output);

@@ -257,7 +257,11 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
     // agent list: an array of processes with pid, name, status, goal.
     let mut req = TestKernel::req("assistant", "wait for me", None);
     req.interactive = Some(true);
-    let live = a.t.kernel.spawn(&bob, req, None).await.unwrap();
+    let live =
+        a.t.kernel
+            .spawn(&a.t.caller(&bob), req, None)
+            .await
+            .unwrap();
     wait_state(&live, ProcState::Waiting, Some("input")).await;
     let list = c.ok("proc", "list", json!({})).await;
     let entry = list
@@ -376,7 +380,7 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
     let gated =
         a.t.kernel
             .spawn(
-                &bob,
+                &a.t.caller(&bob),
                 TestKernel::req("assistant", "tidy", Some("gated")),
                 None,
             )

@@ -269,7 +269,7 @@ async fn the_router_socket_refuses_bad_requests_clearly_and_calls_tools_by_token
     // An agent waiting for input holds a capability token a local tool can use.
     let mut req = TestKernel::req("assistant", "hello", None);
     req.interactive = Some(true);
-    let proc = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let proc = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     crate::common::wait_state(&proc, ProcState::Waiting, Some("input")).await;
     let token = proc.token().0;
     let s = sock.clone();
@@ -473,7 +473,7 @@ async fn removing_a_tool_drains_the_calls_in_flight() {
     agent(&t, "drainer", "drain/slow");
     let mut req = TestKernel::req("drainer", "idle", None);
     req.interactive = Some(true);
-    let p = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let p = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     crate::common::wait_state(&p, ProcState::Waiting, Some("input")).await;
     let slow = t.kernel.tools().get("drain/slow").unwrap();
     let k = t.kernel.clone();

@@ -40,7 +40,7 @@ async fn a_session_groups_invocations_and_resume_continues_the_conversation() {
     // answers its second turn.
     let mut req = TestKernel::req("assistant", "and then?", Some("chat2"));
     req.session = Some(sid.clone());
-    let second = t.kernel.spawn(&t.alice, req, None).await.unwrap();
+    let second = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     assert_eq!(
         wait_exit(&second).await.output.as_deref(),
         Some("second answer")
@@ -70,14 +70,22 @@ async fn a_session_groups_invocations_and_resume_continues_the_conversation() {
     // A session of another agent, or one that does not exist, is refused clearly.
     let mut req = TestKernel::req("researcher", "x", None);
     req.session = Some(sid.clone());
-    let e = t.kernel.spawn(&t.alice, req, None).await.unwrap_err();
+    let e = t
+        .kernel
+        .spawn(&t.alice_caller(), req, None)
+        .await
+        .unwrap_err();
     assert!(
         e.to_string().contains("conversation with agent assistant"),
         "{e}"
     );
     let mut req = TestKernel::req("assistant", "x", None);
     req.session = Some("00000000-0000-4000-8000-000000000000".into());
-    let e = t.kernel.spawn(&t.alice, req, None).await.unwrap_err();
+    let e = t
+        .kernel
+        .spawn(&t.alice_caller(), req, None)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("no session"), "{e}");
 
     // Another user neither lists nor reads nor deletes it.
@@ -112,7 +120,11 @@ async fn a_running_session_refuses_resume_and_plain_delete() {
     let p = t.spawn("assistant", "wait a bit", Some("slow")).await;
     let mut req = TestKernel::req("assistant", "more", Some("slow"));
     req.session = Some(p.session.clone());
-    let e = t.kernel.spawn(&t.alice, req, None).await.unwrap_err();
+    let e = t
+        .kernel
+        .spawn(&t.alice_caller(), req, None)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("still running as process"), "{e}");
     let me = t.alice_caller();
     let e = t.kernel.session_delete(&me, &p.session, false).unwrap_err();
