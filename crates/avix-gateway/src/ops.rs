@@ -11,7 +11,6 @@ use avix_kernel::policy;
 use avix_kernel::process::{Process, Signal};
 use avix_proto::agent::{InvocationRecord, SpawnRequest};
 use avix_proto::atp::{AtpError, ErrorCode, SpawnReply, WhoAmI};
-use avix_proto::llm::Message;
 use avix_proto::time::Timestamp;
 use avix_proto::{HasKind, Role, UserName};
 use avix_vfs::{Caller, EntryKind, VfsError, VfsPath};
@@ -353,28 +352,6 @@ fn unknown(domain: &str, op: &str, ops: &[&str]) -> AtpError {
     )
 }
 
-/// The conversation of an invocation, from its journal.
-fn conversation(kernel: &Kernel, rec: &InvocationRecord) -> Vec<Message> {
-    let path = kernel
-        .layout()
-        .invocation_dir(&rec.user, &rec.agent, &rec.id)
-        .join("journal.jsonl");
-    avix_kernel::journal::conversation(&avix_kernel::journal::read_entries(&path))
-}
-
-fn users_visible(kernel: &Kernel, a: &Asker, who: Option<&str>) -> Result<Vec<UserName>, AtpError> {
-    Ok(policy::users_asked(&a.caller, &a.user, who, || {
-        kernel
-            .config()
-            .get()
-            .users
-            .users
-            .iter()
-            .map(|u| u.username.clone())
-            .collect()
-    })?)
-}
-
 impl Gateway {
     /// Runs one command.
     pub async fn dispatch(
@@ -429,17 +406,7 @@ impl Gateway {
                             Ok((to_body(&p.status())?, none()))
                         }
                         (None, Some(id)) => {
-                            let rec = users_visible(k, a, None)?
-                                .iter()
-                                .flat_map(|u| k.history(u, None))
-                                .find(|r| r.id == id)
-                                .ok_or_else(|| {
-                                    AtpError::new(
-                                        ErrorCode::ENOTFOUND,
-                                        format!("no invocation {id} (proc history lists yours)"),
-                                    )
-                                })?;
-                            let conv = conversation(k, &rec);
+                            let (rec, conv) = k.invocation_as(&a.caller, &id)?;
                             Ok((
                                 Body::from(json!({"record": rec, "conversation": conv})),
                                 none(),
@@ -453,20 +420,13 @@ impl Gateway {
                 }
                 "catalog" => {
                     let UserArg { user } = args(domain, op, body)?;
-                    let u = match user {
-                        Some(u) => users_visible(k, a, Some(&u))?.remove(0),
-                        None => a.user.clone(),
-                    };
-                    Ok((to_body(&avix_kernel::catalog::list(k.vfs(), &u))?, none()))
+                    Ok((to_body(&k.catalog_as(&a.caller, user.as_deref())?)?, none()))
                 }
                 "history" => {
                     let arg: HistoryArg = args(domain, op, body)?;
-                    let mut v: Vec<InvocationRecord> = users_visible(k, a, arg.user.as_deref())?
-                        .iter()
-                        .flat_map(|u| k.history(u, arg.agent.as_deref()))
-                        .collect();
-                    v.sort_by(|x, y| y.spawned_at.cmp(&x.spawned_at).then(y.pid.cmp(&x.pid)));
-                    v.truncate(arg.limit.unwrap_or(200).min(10_000));
+                    let limit = arg.limit.unwrap_or(200).min(10_000);
+                    let v =
+                        k.history_as(&a.caller, arg.user.as_deref(), arg.agent.as_deref(), limit)?;
                     Ok((to_body(&v)?, none()))
                 }
                 _ => Err(unknown(

@@ -35,6 +35,7 @@ pub mod pipes;
 pub mod policy;
 pub mod process;
 pub mod procfs;
+pub mod records;
 pub mod recovery;
 pub mod router;
 pub mod secrets;
@@ -578,41 +579,6 @@ impl Kernel {
             self.pipes.forget(pid);
             self.jobs.forget(pid);
         }
-    }
-
-    /// Past invocations of `user` (all agents, or one), newest first, from the records next
-    /// to the journals.
-    pub fn history(&self, user: &UserName, agent: Option<&str>) -> Vec<InvocationRecord> {
-        let base = self.layout.agents_dir(user.as_str());
-        let mut out = Vec::new();
-        let Ok(agents) = std::fs::read_dir(&base) else {
-            return out;
-        };
-        for a in agents.flatten() {
-            if agent.is_some_and(|n| a.file_name().to_string_lossy() != n) {
-                continue;
-            }
-            let Ok(runs) = std::fs::read_dir(a.path()) else {
-                continue;
-            };
-            for r in runs.flatten() {
-                let live = r.file_name().to_str().and_then(|id| {
-                    self.procs
-                        .all()
-                        .into_iter()
-                        .find(|p| p.journal.id() == id && !p.state().is_terminal())
-                });
-                let rec = match live {
-                    Some(p) => Some(self.record_of(&p)),
-                    // Written at exit; a run interrupted by a crash has only its journal.
-                    None => journal::read_record(&r.path().join("invocation.yaml"))
-                        .or_else(|| journal::record_from_journal(&r.path().join("journal.jsonl"))),
-                };
-                out.extend(rec);
-            }
-        }
-        out.sort_by(|a, b| b.spawned_at.cmp(&a.spawned_at).then(b.pid.cmp(&a.pid)));
-        out
     }
 
     /// Counts the LLM tokens each user's invocations of the last 24 hours used, so the

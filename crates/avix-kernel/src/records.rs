@@ -1,0 +1,152 @@
+//! The record of past and present runs, asked for by a caller: the invocations a caller may
+//! see (its own; every user's for operators), one invocation by id, and the agents a user may
+//! run. The rules are `policy`'s; every door calls these.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use avix_proto::agent::{CatalogEntry, InvocationRecord};
+use avix_proto::llm::Message;
+use avix_proto::{Error, UserName};
+use avix_vfs::Caller;
+
+use crate::process::Process;
+use crate::{Kernel, catalog, journal, policy};
+
+impl Kernel {
+    /// Past invocations of `user` (all agents, or one), newest first, from the records next
+    /// to the journals (a live run's from its process).
+    pub fn history(&self, user: &UserName, agent: Option<&str>) -> Vec<InvocationRecord> {
+        let live: HashMap<String, Arc<Process>> = self
+            .procs()
+            .all()
+            .into_iter()
+            .filter(|p| p.user == *user && !p.state().is_terminal())
+            .map(|p| (p.journal.id().to_owned(), p))
+            .collect();
+        let base = self.layout().agents_dir(user.as_str());
+        let mut out = Vec::new();
+        let Ok(agents) = std::fs::read_dir(&base) else {
+            return out;
+        };
+        for a in agents.flatten() {
+            if agent.is_some_and(|n| a.file_name().to_string_lossy() != n) {
+                continue;
+            }
+            let Ok(runs) = std::fs::read_dir(a.path()) else {
+                continue;
+            };
+            for r in runs.flatten() {
+                let id = r.file_name().to_string_lossy().into_owned();
+                out.extend(self.record_at(&r.path(), live.get(&id)));
+            }
+        }
+        out.sort_by(|a, b| b.spawned_at.cmp(&a.spawned_at).then(b.pid.cmp(&a.pid)));
+        out
+    }
+
+    /// The record of the invocation in `dir`: the live process's, else the one written at
+    /// exit, else (a run interrupted by a crash) one rebuilt from its journal.
+    fn record_at(&self, dir: &Path, live: Option<&Arc<Process>>) -> Option<InvocationRecord> {
+        match live {
+            Some(p) => Some(self.record_of(p)),
+            None => journal::read_record(&dir.join("invocation.yaml"))
+                .or_else(|| journal::record_from_journal(&dir.join("journal.jsonl"))),
+        }
+    }
+
+    /// The invocations `caller` asks for: of `who` (a user it may see) or of everyone it may
+    /// see, of one agent or all, newest first, at most `limit`.
+    pub fn history_as(
+        &self,
+        caller: &Caller,
+        who: Option<&str>,
+        agent: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>, Error> {
+        let mut v: Vec<InvocationRecord> = self
+            .users_asked(caller, who)?
+            .iter()
+            .flat_map(|u| self.history(u, agent))
+            .collect();
+        v.sort_by(|x, y| y.spawned_at.cmp(&x.spawned_at).then(y.pid.cmp(&x.pid)));
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    /// One invocation by id, if `caller` may see it, with its conversation. Looks only in the
+    /// directories that can hold it (`agents/<agent>/<id>` of the users the caller may see).
+    pub fn invocation_as(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(InvocationRecord, Vec<Message>), Error> {
+        let missing = || Error::not_found(format!("no invocation {id} (proc history lists yours)"));
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            return Err(missing());
+        }
+        for user in self.users_asked(caller, None)? {
+            let Ok(agents) = std::fs::read_dir(self.layout().agents_dir(user.as_str())) else {
+                continue;
+            };
+            for a in agents.flatten() {
+                let dir = a.path().join(id);
+                if !dir.is_dir() {
+                    continue;
+                }
+                let live = self
+                    .procs()
+                    .all()
+                    .into_iter()
+                    .find(|p| p.journal.id() == id && !p.state().is_terminal());
+                if let Some(rec) = self.record_at(&dir, live.as_ref()) {
+                    let conv =
+                        journal::conversation(&journal::read_entries(&dir.join("journal.jsonl")));
+                    return Ok((rec, conv));
+                }
+            }
+        }
+        Err(missing())
+    }
+
+    /// The agents `who` (the caller's own user when `None`) may run, for a caller that may
+    /// see that user.
+    pub fn catalog_as(
+        &self,
+        caller: &Caller,
+        who: Option<&str>,
+    ) -> Result<Vec<CatalogEntry>, Error> {
+        let user = match who {
+            Some(u) => self.users_asked(caller, Some(u))?.remove(0),
+            None => caller
+                .user_name()
+                .cloned()
+                .ok_or_else(|| Error::invalid("name the user whose catalog to list"))?,
+        };
+        Ok(catalog::list(self.vfs(), &user))
+    }
+
+    fn users_asked(&self, caller: &Caller, who: Option<&str>) -> Result<Vec<UserName>, Error> {
+        let own = caller.user_name().cloned();
+        let all = || {
+            self.config()
+                .get()
+                .users
+                .users
+                .iter()
+                .map(|u| u.username.clone())
+                .collect()
+        };
+        match own {
+            Some(own) => policy::users_asked(caller, &own, who, all),
+            // Kernel code sees everyone.
+            None => match who {
+                Some(u) => Ok(vec![
+                    UserName::new(u).map_err(|e| Error::invalid(e.to_string()))?,
+                ]),
+                None => Ok(all()),
+            },
+        }
+    }
+}
