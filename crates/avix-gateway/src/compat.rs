@@ -35,6 +35,8 @@ pub(crate) enum Shape {
     Tools,
     /// The spawn reply: `status: "running"` added.
     Spawned,
+    /// `auth whoami`: `identity` added.
+    WhoAmI,
 }
 
 /// A command as Avix reads it.
@@ -205,6 +207,7 @@ pub(crate) fn request(domain: &str, op: &str, body: Value) -> Result<Translated,
         }
         ("signal", "send") => signal(&mut b)?,
         ("sys", "tool-list") => t("sys", "tools", json!({}), Shape::Tools),
+        ("auth", "whoami") => t("auth", "whoami", Value::Object(b), Shape::WhoAmI),
         _ => t(domain, op, Value::Object(b), Shape::Same),
     };
     Ok(out)
@@ -380,6 +383,10 @@ pub(crate) fn reply(t: &Translated, body: &str) -> String {
             }
         }
         Shape::Spawned => add(&mut v, "status", json!("running")),
+        Shape::WhoAmI => {
+            let user = v["user"].clone();
+            add(&mut v, "identity", user);
+        }
         Shape::Procs => {
             if let Value::Array(a) = &mut v {
                 a.iter_mut().for_each(reshape_proc);

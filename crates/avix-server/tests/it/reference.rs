@@ -242,6 +242,14 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
     .await
     .unwrap();
 
+    // auth whoami: `{identity, role, sessionId}`.
+    let me = c.ok("auth", "whoami", json!({})).await;
+    assert_eq!(
+        (&me["identity"], &me["role"]),
+        (&json!("bob"), &json!("user"))
+    );
+    assert!(me["sessionId"].is_string(), "{me}");
+
     // agent spawn: `{name, goal, capabilities}`, reads `pid` as a u64.
     let spawned = c
         .ok(
