@@ -123,7 +123,9 @@ pub fn sees_everyone(caller: &Caller) -> bool {
 /// The refusal for a process that does not exist or that the caller may not see: the same
 /// words either way, so nobody learns which agents another user runs.
 pub fn no_process(pid: Pid) -> Error {
-    Error::not_found(format!("no process {pid}"))
+    Error::not_found(format!(
+        "no process {pid} (`ls /proc` or `avix client agent list` shows the ones you may see)"
+    ))
 }
 
 /// `p` if `caller` may see it, else [`no_process`].
@@ -260,7 +262,7 @@ mod tests {
     #[test]
     fn unseen_and_missing_processes_read_the_same() {
         assert_eq!(no_process(42).kind, avix_proto::ErrorKind::NotFound);
-        assert_eq!(no_process(42).message, "no process 42");
+        assert!(no_process(42).message.starts_with("no process 42 "));
     }
 
     #[test]

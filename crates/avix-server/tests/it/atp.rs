@@ -1275,7 +1275,7 @@ async fn another_user_s_agent_is_the_same_not_found_through_every_door() {
             .unwrap();
     crate::common::wait_state(&alices, ProcState::Waiting, Some("input")).await;
     let pid = alices.pid;
-    let said = format!("no process {pid}");
+    let said = avix_kernel::policy::no_process(pid).message;
 
     // ATP.
     for (d, op, body) in [
