@@ -288,22 +288,43 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
     ipc.shutdown().await;
 }
 
+/// Starts the everything server in streamable-HTTP mode on a free port and waits until it
+/// accepts connections. The port is free when chosen but another test may take it before node
+/// binds it: node then exits, and the start is tried again on another port.
+async fn everything_over_http() -> (u16, tokio::process::Child) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    for _ in 0..5 {
+        let port = avix_testkit::free_port();
+        let mut node = tokio::process::Command::new("node")
+            .arg(everything())
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (port, node);
+            }
+            if node.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = node.kill().await;
+    }
+    panic!(
+        "the everything server never listened; it printed:\n{}",
+        std::fs::read_to_string(log.path()).unwrap_or_default()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_everything_server_over_streamable_http() {
-    let port = avix_testkit::free_port();
-    let mut node = tokio::process::Command::new("node")
-        .arg(everything())
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    until("the HTTP server", 30, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
+    let (port, mut node) = everything_over_http().await;
     let t = TestKernel::boot();
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
     write_mcp(
