@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use avix_client::{Client, ClientError, Config, Overrides};
-use avix_proto::agent::{HilRequest, InvocationRecord, ProcessStatus, SessionRecord};
+use avix_proto::agent::{HilRequest, InvocationRecord, ProcessStatus, SessionRecord, SpawnRequest};
 use avix_proto::atp::{EventFrame, SpawnReply, WhoAmI};
+use avix_proto::op::{
+    DeleteArgs, HilAnswerArgs, HilListArgs, HistoryArgs, IdArgs, ListArgs, LogsArgs, NoArgs, Op,
+    PidArgs, ResumeArgs, ShowArgs, UserArgs,
+};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -81,7 +85,7 @@ enum AgentCommand {
     /// Start an agent.
     Spawn {
         /// The installed agent.
-        agent: String,
+        agent: avix_proto::AgentName,
         /// What it should do.
         #[arg(long, short)]
         goal: String,
@@ -340,8 +344,8 @@ fn state_name<T: serde::Serialize>(s: &T) -> String {
 }
 
 async fn connect(c: &Client, config: &Config, out: &Out) -> anyhow::Result<i32> {
-    let me: WhoAmI = c.call_as("auth", "whoami", json!({})).await?;
-    let info = c.call("sys", "info", json!({})).await?;
+    let me: WhoAmI = c.run_as(&Op::Whoami(NoArgs {})).await?;
+    let info = c.run(&Op::Info(NoArgs {})).await?;
     if out.json {
         out.json(&json!({"server": config.server, "whoami": me, "info": info}))?;
     } else {
@@ -360,9 +364,7 @@ async fn connect(c: &Client, config: &Config, out: &Out) -> anyhow::Result<i32> 
 async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> {
     match cmd {
         AgentCommand::List { mine, live } => {
-            let v: Vec<ProcessStatus> = c
-                .call_as("proc", "list", json!({"mine": mine, "live": live}))
-                .await?;
+            let v: Vec<ProcessStatus> = c.run_as(&Op::List(ListArgs { mine, live })).await?;
             if out.json {
                 return out.json(&serde_json::to_value(&v)?).map(|()| 0);
             }
@@ -400,14 +402,16 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             if follow {
                 c.subscribe(&["agent.*", "hil.*"], None).await?;
             }
-            let mut body = json!({"agent": agent, "goal": goal});
-            if let Some(m) = model {
-                body["model"] = json!(m);
-            }
-            if let Some(s) = session {
-                body["session"] = json!(s);
-            }
-            let r: SpawnReply = c.call_as("proc", "spawn", body).await?;
+            let r: SpawnReply = c
+                .run_as(&Op::Spawn(SpawnRequest {
+                    agent,
+                    goal,
+                    model,
+                    tools: None,
+                    interactive: None,
+                    session,
+                }))
+                .await?;
             if !follow {
                 if out.json {
                     out.json(&serde_json::to_value(&r)?)?;
@@ -422,7 +426,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             follow_pid(&mut events, r.pid, out).await
         }
         AgentCommand::Kill { pid } => {
-            let v = c.call("proc", "kill", json!({"pid": pid})).await?;
+            let v = c.run(&Op::Kill(PidArgs { pid })).await?;
             if out.json {
                 out.json(&v)?;
             } else {
@@ -431,9 +435,8 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             Ok(0)
         }
         AgentCommand::Catalog { username } => {
-            let v: Vec<avix_proto::agent::CatalogEntry> = c
-                .call_as("proc", "catalog", json!({"user": username}))
-                .await?;
+            let v: Vec<avix_proto::agent::CatalogEntry> =
+                c.run_as(&Op::Catalog(UserArgs { user: username })).await?;
             if out.json {
                 return out.json(&serde_json::to_value(&v)?).map(|()| 0);
             }
@@ -457,11 +460,11 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             limit,
         } => {
             let v: Vec<InvocationRecord> = c
-                .call_as(
-                    "proc",
-                    "history",
-                    json!({"agent": agent, "user": username, "limit": limit}),
-                )
+                .run_as(&Op::History(HistoryArgs {
+                    agent,
+                    user: username,
+                    limit: Some(limit),
+                }))
                 .await?;
             if out.json {
                 return out.json(&serde_json::to_value(&v)?).map(|()| 0);
@@ -487,11 +490,17 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             Ok(0)
         }
         AgentCommand::Show { id } => {
-            let body = match id.parse::<u64>() {
-                Ok(pid) => json!({"pid": pid}),
-                Err(_) => json!({"invocation": id}),
+            let args = match id.parse::<u64>() {
+                Ok(pid) => ShowArgs {
+                    pid: Some(pid),
+                    invocation: None,
+                },
+                Err(_) => ShowArgs {
+                    pid: None,
+                    invocation: Some(id),
+                },
             };
-            let v = c.call("proc", "show", body).await?;
+            let v = c.run(&Op::Show(args)).await?;
             if out.json {
                 return out.json(&v).map(|()| 0);
             }
@@ -609,7 +618,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
     match cmd {
         SessionCommand::List { username, status } => {
             let mut v: Vec<SessionRecord> = c
-                .call_as("session", "list", json!({"user": username}))
+                .run_as(&Op::SessionList(UserArgs { user: username }))
                 .await?;
             if let Some(s) = &status {
                 v.retain(|r| r.state.as_ref().map(state_name).as_deref() == Some(s.as_str()));
@@ -641,7 +650,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
             Ok(0)
         }
         SessionCommand::Show { id } => {
-            let v = c.call("session", "show", json!({"id": id})).await?;
+            let v = c.run(&Op::SessionShow(IdArgs { id: id.clone() })).await?;
             if out.json {
                 return out.json(&v).map(|()| 0);
             }
@@ -677,7 +686,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
                 c.subscribe(&["agent.*", "hil.*"], None).await?;
             }
             let r: SpawnReply = c
-                .call_as("session", "resume", json!({"id": id, "input": input}))
+                .run_as(&Op::SessionResume(ResumeArgs { id, input }))
                 .await?;
             if follow {
                 return follow_pid(&mut events, r.pid, out).await;
@@ -691,7 +700,10 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
         }
         SessionCommand::Delete { id, force } => {
             let v = c
-                .call("session", "delete", json!({"id": id, "force": force}))
+                .run(&Op::SessionDelete(DeleteArgs {
+                    id: id.clone(),
+                    force,
+                }))
                 .await?;
             if out.json {
                 out.json(&v)?;
@@ -704,9 +716,9 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
 }
 
 async fn hil(c: &Client, cmd: HilCommand, out: &Out) -> anyhow::Result<i32> {
-    let (op, body) = match cmd {
+    let op = match cmd {
         HilCommand::List { pid } => {
-            let v: Vec<HilRequest> = c.call_as("hil", "list", json!({"pid": pid})).await?;
+            let v: Vec<HilRequest> = c.run_as(&Op::HilList(HilListArgs { pid })).await?;
             if out.json {
                 return out.json(&serde_json::to_value(&v)?).map(|()| 0);
             }
@@ -730,12 +742,20 @@ async fn hil(c: &Client, cmd: HilCommand, out: &Out) -> anyhow::Result<i32> {
             )?;
             return Ok(0);
         }
-        HilCommand::Approve { id, note, scope } => {
-            ("approve", json!({"id": id, "note": note, "scope": scope}))
-        }
-        HilCommand::Deny { id, note } => ("deny", json!({"id": id, "note": note})),
+        HilCommand::Approve { id, note, scope } => Op::HilApprove(HilAnswerArgs {
+            id,
+            note,
+            scope: Some(scope),
+            args: None,
+        }),
+        HilCommand::Deny { id, note } => Op::HilDeny(HilAnswerArgs {
+            id,
+            note,
+            scope: None,
+            args: None,
+        }),
     };
-    let r: HilRequest = c.call_as("hil", op, body).await?;
+    let r: HilRequest = c.run_as(&op).await?;
     if out.json {
         out.json(&serde_json::to_value(&r)?)?;
     } else {
@@ -754,7 +774,7 @@ async fn logs(c: &Client, follow: bool, lines: usize, out: &Out) -> anyhow::Resu
     if follow {
         c.subscribe(&["sys.log"], None).await?;
     }
-    let v = c.call("sys", "logs", json!({"lines": lines})).await?;
+    let v = c.run(&Op::Logs(LogsArgs { lines: Some(lines) })).await?;
     if out.json && !follow {
         return out.json(&v).map(|()| 0);
     }

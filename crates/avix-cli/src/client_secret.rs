@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Read};
 use anyhow::{Context, bail};
 use avix_client::Client;
 use avix_proto::atp::SecretInfo;
+use avix_proto::op::{Op, SecretListArgs, SecretNameArgs, SecretSetArgs};
 use clap::Subcommand;
-use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::client::{Out, table};
@@ -72,11 +72,11 @@ pub(crate) async fn secret(c: &Client, cmd: SecretCommand, out: &Out) -> anyhow:
         } => {
             let value = read_value(from_env.as_deref())?;
             let v = c
-                .call(
-                    "secret",
-                    "set",
-                    json!({"name": name, "value": value.as_str(), "system": system}),
-                )
+                .run(&Op::SecretSet(SecretSetArgs {
+                    name: name.clone(),
+                    value: value.as_str().to_owned(),
+                    system,
+                }))
                 .await?;
             if out.json {
                 return out.json(&v).map(|()| 0);
@@ -87,9 +87,7 @@ pub(crate) async fn secret(c: &Client, cmd: SecretCommand, out: &Out) -> anyhow:
             );
         }
         SecretCommand::List { system } => {
-            let v: Vec<SecretInfo> = c
-                .call_as("secret", "list", json!({"system": system}))
-                .await?;
+            let v: Vec<SecretInfo> = c.run_as(&Op::SecretList(SecretListArgs { system })).await?;
             if out.json {
                 return out.json(&serde_json::to_value(&v)?).map(|()| 0);
             }
@@ -101,7 +99,10 @@ pub(crate) async fn secret(c: &Client, cmd: SecretCommand, out: &Out) -> anyhow:
         }
         SecretCommand::Delete { name, system } => {
             let v = c
-                .call("secret", "delete", json!({"name": name, "system": system}))
+                .run(&Op::SecretDelete(SecretNameArgs {
+                    name: name.clone(),
+                    system,
+                }))
                 .await?;
             if out.json {
                 return out.json(&v).map(|()| 0);

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use avix_client::Client;
 use avix_proto::atp::UploadedFile;
+use avix_proto::op::{
+    FsReadArgs, NoArgs, Op, ServiceArgs, ServiceInstallArgs, ServiceUninstallArgs,
+};
 use avix_proto::service::ServiceStatus;
 use clap::Subcommand;
 use serde_json::json;
@@ -155,10 +158,9 @@ pub(crate) async fn service(
     out: &Out,
     local: bool,
 ) -> anyhow::Result<i32> {
-    let one = |op: &'static str, name: String| (op, json!({ "name": name }));
-    let (op, body) = match cmd {
+    let op = match cmd {
         ServiceCommand::List => {
-            let v: Vec<ServiceStatus> = c.call_as("sys", "service-list", json!({})).await?;
+            let v: Vec<ServiceStatus> = c.run_as(&Op::ServiceList(NoArgs {})).await?;
             if out.json {
                 return out.json(&serde_json::to_value(&v)?).map(|()| 0);
             }
@@ -184,15 +186,15 @@ pub(crate) async fn service(
             )?;
             return Ok(0);
         }
-        ServiceCommand::Status { name } => one("service-status", name),
+        ServiceCommand::Status { name } => Op::ServiceStatus(ServiceArgs { name }),
         ServiceCommand::Logs { name, lines } => {
             // The same file the mount shows: /proc/services/<name>/log.
             let v = c
-                .call(
-                    "fs",
-                    "read",
-                    json!({"path": format!("/proc/services/{name}/log")}),
-                )
+                .run(&Op::FsRead(FsReadArgs {
+                    path: format!("/proc/services/{name}/log"),
+                    offset: None,
+                    length: None,
+                }))
                 .await?;
             let text = v["content"].as_str().unwrap_or_default();
             let all: Vec<&str> = text.lines().collect();
@@ -205,25 +207,30 @@ pub(crate) async fn service(
             }
             return Ok(0);
         }
-        ServiceCommand::Start { name } => one("service-start", name),
-        ServiceCommand::Stop { name } => one("service-stop", name),
-        ServiceCommand::Restart { name } => one("service-restart", name),
+        ServiceCommand::Start { name } => Op::ServiceStart(ServiceArgs { name }),
+        ServiceCommand::Stop { name } => Op::ServiceStop(ServiceArgs { name }),
+        ServiceCommand::Restart { name } => Op::ServiceRestart(ServiceArgs { name }),
         ServiceCommand::Install { dir, upload } => {
             let dir = std::fs::canonicalize(&dir)
                 .with_context(|| format!("cannot find {}", dir.display()))?;
-            if upload || !local {
-                ("service-install", json!({ "files": pack(&dir)? }))
+            Op::ServiceInstall(if upload || !local {
+                ServiceInstallArgs {
+                    path: None,
+                    files: Some(pack(&dir)?),
+                }
             } else {
-                ("service-install", json!({ "path": dir }))
-            }
+                ServiceInstallArgs {
+                    path: Some(dir.to_string_lossy().into_owned()),
+                    files: None,
+                }
+            })
         }
         ServiceCommand::Uninstall { name, force } => {
             let v = c
-                .call(
-                    "sys",
-                    "service-uninstall",
-                    json!({"name": name, "force": force}),
-                )
+                .run(&Op::ServiceUninstall(ServiceUninstallArgs {
+                    name: name.clone(),
+                    force,
+                }))
                 .await?;
             if out.json {
                 return out.json(&v).map(|()| 0);
@@ -232,7 +239,7 @@ pub(crate) async fn service(
             return Ok(0);
         }
     };
-    let s: ServiceStatus = c.call_as("sys", op, body).await?;
+    let s: ServiceStatus = c.run_as(&op).await?;
     if out.json {
         return out.json(&serde_json::to_value(&s)?).map(|()| 0);
     }

@@ -6,7 +6,9 @@
 //! # async fn demo() -> Result<(), avix_client::ClientError> {
 //! let config = avix_client::Config::load(&avix_client::Overrides::default())?;
 //! let client = avix_client::Client::connect(&config).await?;
-//! let agents = client.call("proc", "list", serde_json::json!({})).await?;
+//! let agents = client
+//!     .run(&avix_proto::op::Op::List(avix_proto::op::ListArgs::default()))
+//!     .await?;
 //! # Ok(()) }
 //! ```
 
@@ -21,6 +23,7 @@ use avix_proto::atp::{
     AtpError, ClientFrame, Cmd, EventFrame, HttpError, LoginRequest, LoginResponse, PROTOCOL,
     Reply, ServerFrame, Subscribe,
 };
+use avix_proto::op::Op;
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -457,6 +460,19 @@ impl Client {
     ) -> Result<T, ClientError> {
         let v = self.call(domain, op, body).await?;
         serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("{domain} {op}: {e}")))
+    }
+
+    /// Runs one operation ([`Op`]: its names and body are the daemon's own types) and waits
+    /// for its reply's body.
+    pub async fn run(&self, op: &Op) -> Result<Value, ClientError> {
+        let (domain, name) = op.names();
+        self.call(domain, name, op.body()).await
+    }
+
+    /// Like [`Client::run`], decoding the body.
+    pub async fn run_as<T: DeserializeOwned>(&self, op: &Op) -> Result<T, ClientError> {
+        let (domain, name) = op.names();
+        self.call_as(domain, name, op.body()).await
     }
 
     /// Subscribes to events (patterns like `agent.*`), replaying those after `since`.

@@ -13,6 +13,7 @@
 //! - [`llm`]: the Avix-native LLM request, response and stream types.
 //! - [`tool`]: tool names and their provider wire form.
 //! - [`status`]: documents the daemon publishes under `/proc`.
+//! - [`op`]: every ATP operation and its body as types, and the replies that are not documents.
 //! - [`rpc`]: JSON-RPC 2.0 messages of the internal IPC.
 //! - [`error`]: the one error kind every door reports, and its mapping to each door's codes.
 //! - [`service`]: service units and their status documents.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod kernel_files;
 pub mod llm;
 pub mod name;
+pub mod op;
 pub mod role;
 pub mod rpc;
 pub mod service;
