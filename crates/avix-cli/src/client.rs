@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use avix_client::{Client, ClientError, Config, Overrides};
 use avix_proto::agent::{HilRequest, InvocationRecord, ProcessStatus, SessionRecord, SpawnRequest};
 use avix_proto::atp::{EventFrame, SpawnReply, WhoAmI};
+use avix_proto::event::EventName;
 use avix_proto::op::{
     DeleteArgs, HilAnswerArgs, HilListArgs, HistoryArgs, IdArgs, ListArgs, LogsArgs, NoArgs, Op,
     PidArgs, ResumeArgs, ShowArgs, UserArgs,
@@ -575,30 +576,30 @@ async fn follow_pid(
         if out.json {
             println!("{}", serde_json::to_string(&e)?);
         }
-        match e.event.as_str() {
-            "agent.output.chunk" if !out.json => {
+        match EventName::parse(&e.event) {
+            Some(EventName::AgentOutputChunk) if !out.json => {
                 print!(
                     "{}",
                     avix_proto::text::escape_lines(e.body["text"].as_str().unwrap_or_default())
                 );
                 stdout.flush()?;
             }
-            "agent.output" if !out.json => println!(),
-            "agent.tool_call" if !out.json => {
+            Some(EventName::AgentOutput) if !out.json => println!(),
+            Some(EventName::AgentToolCall) if !out.json => {
                 eprintln!(
                     "→ {} {}",
                     safe(e.body["tool"].as_str().unwrap_or("?")),
                     cut(&e.body["args"].to_string(), 100)
                 );
             }
-            "hil.request" if !out.json => {
+            Some(EventName::HilRequest) if !out.json => {
                 eprintln!(
                     "⏸ approval needed for {}: avix client hil approve {} (or deny)",
                     e.body["tool"].as_str().unwrap_or("a request"),
                     e.body["hilId"].as_str().unwrap_or("?")
                 );
             }
-            "agent.exit" => {
+            Some(EventName::AgentExit) => {
                 let code = e.body["exitCode"].as_i64().unwrap_or(1);
                 if !out.json {
                     eprintln!(
@@ -786,7 +787,7 @@ async fn logs(c: &Client, follow: bool, lines: usize, out: &Out) -> anyhow::Resu
     }
     loop {
         match events.recv().await {
-            Ok(e) if e.event == "sys.log" => {
+            Ok(e) if e.event == EventName::SysLog => {
                 println!("{}", safe(e.body["line"].as_str().unwrap_or_default()));
             }
             Ok(_) => {}

@@ -237,7 +237,11 @@ impl Client {
         // The first frame is session.ready.
         let ready = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ServerFrame>(&t) {
-                Ok(ServerFrame::Event(e)) if e.event == "session.ready" => e.body,
+                Ok(ServerFrame::Event(e))
+                    if e.event == avix_proto::event::EventName::SessionReady =>
+                {
+                    e.body
+                }
                 _ => {
                     return Err(ClientError::Protocol(format!(
                         "expected session.ready, got {t}"

@@ -15,6 +15,7 @@ use avix_proto::UserName;
 use avix_proto::atp::{
     AtpError, ClientFrame, ErrorCode, EventFrame, Reply, ServerFrame, Subscribe, event_matches,
 };
+use avix_proto::event::EventName;
 use avix_proto::time::Timestamp;
 use avix_vfs::{Caller, Door};
 use axum::extract::ws::{Message, WebSocket};
@@ -46,7 +47,7 @@ fn frame_for(st: &State, e: &Event) -> Option<String> {
     if st.compat {
         return crate::compat::event(&EventFrame {
             seq: e.seq,
-            event: e.event.clone(),
+            event: e.event.as_str().to_owned(),
             ts: e.ts,
             pid: e.pid,
             body: e.body.clone(),
@@ -59,7 +60,7 @@ fn wire(e: &Event) -> &str {
     e.wire.get_or_init(|| {
         serde_json::to_string(&ServerFrame::Event(EventFrame {
             seq: e.seq,
-            event: e.event.clone(),
+            event: e.event.as_str().to_owned(),
             ts: e.ts,
             pid: e.pid,
             body: e.body.clone(),
@@ -68,10 +69,10 @@ fn wire(e: &Event) -> &str {
     })
 }
 
-fn direct(event: &str, body: Value) -> String {
+fn direct(event: EventName, body: Value) -> String {
     serde_json::to_string(&ServerFrame::Event(EventFrame {
         seq: 0,
-        event: event.to_owned(),
+        event: event.as_str().to_owned(),
         ts: Timestamp::now(),
         pid: None,
         body,
@@ -100,17 +101,17 @@ impl State {
         avix_kernel::policy::may_see_event(
             self.claims.role,
             &self.claims.sub,
-            &e.event,
+            e.event,
             e.user.as_deref(),
         )
     }
 
     fn wants(&self, e: &Event) -> bool {
         // Log lines are many: only a subscription that names them gets them, not `*`.
-        let named = |p: &String| p != "*" || e.event != "sys.log";
+        let named = |p: &String| p != "*" || e.event != EventName::SysLog;
         self.subs
             .iter()
-            .any(|p| named(p) && event_matches(p, &e.event))
+            .any(|p| named(p) && event_matches(p, e.event.as_str()))
             && self.visible(e)
     }
 }
@@ -168,7 +169,7 @@ impl Gateway {
             compat,
         };
         let ready = direct(
-            "session.ready",
+            EventName::SessionReady,
             json!({
                 "sessionId": st.claims.sid,
                 "user": st.claims.sub,
@@ -187,7 +188,7 @@ impl Gateway {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    let _ = ws.send(Message::text(direct("session.closing", json!({"reason": "the daemon is stopping"})))).await;
+                    let _ = ws.send(Message::text(direct(EventName::SessionClosing, json!({"reason": "the daemon is stopping"})))).await;
                     let _ = ws.send(Message::Close(None)).await;
                     break;
                 }
@@ -256,7 +257,7 @@ impl Gateway {
         if !complete && !st.subs.is_empty() {
             let to = events.first().map_or(st.last_seq, |e| e.seq - 1);
             out.push(direct(
-                "events.gap",
+                EventName::EventsGap,
                 json!({"from": st.last_seq + 1, "to": to, "reason": "the client read too slowly; these events are gone from the replay ring (journals keep the history)"}),
             ));
         }

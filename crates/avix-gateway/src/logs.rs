@@ -27,7 +27,7 @@ impl LogRing {
     pub fn push(&self, level: &str, target: &str, line: String) {
         if let Some(k) = self.kernel.get().and_then(Weak::upgrade) {
             k.events().emit(
-                "sys.log",
+                avix_proto::event::EventName::SysLog,
                 None,
                 None,
                 serde_json::json!({"level": level, "target": target, "line": line}),

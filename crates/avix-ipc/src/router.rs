@@ -107,7 +107,7 @@ impl Router {
                 .tools()
                 .register(self.kernel.vfs(), d, Arc::new(h));
             self.kernel.events().emit(
-                "tool.changed",
+                avix_proto::event::EventName::ToolChanged,
                 None,
                 None,
                 serde_json::json!({"tool": name.as_str(), "change": "added", "service": slot.name}),

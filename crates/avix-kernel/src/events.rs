@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use avix_proto::event::EventName;
 use avix_proto::time::Timestamp;
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -26,8 +27,8 @@ pub struct Event {
     pub seq: u64,
     /// When.
     pub ts: Timestamp,
-    /// What (`agent.spawned`, `agent.status`, `agent.output.chunk`, …).
-    pub event: String,
+    /// What.
+    pub event: EventName,
     /// The process concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u64>,
@@ -64,7 +65,7 @@ impl EventBus {
     /// Publishes an event.
     pub fn emit(
         &self,
-        event: &str,
+        event: EventName,
         pid: Option<u64>,
         user: Option<String>,
         body: serde_json::Value,
@@ -77,7 +78,7 @@ impl EventBus {
         let e = Arc::new(Event {
             seq,
             ts: Timestamp::now(),
-            event: event.to_owned(),
+            event,
             pid,
             user,
             body,
@@ -106,7 +107,7 @@ impl EventBus {
     }
 
     /// Publishes an event about a process.
-    pub fn emit_process(&self, p: &Process, event: &str, body: serde_json::Value) {
+    pub fn emit_process(&self, p: &Process, event: EventName, body: serde_json::Value) {
         self.emit(event, Some(p.pid), Some(p.user.to_string()), body);
     }
 
@@ -145,13 +146,18 @@ mod tests {
     fn the_ring_replays_after_a_sequence_and_says_when_it_cannot() {
         let bus = EventBus::default();
         for i in 0..10 {
-            bus.emit("x", Some(i), None, serde_json::Value::Null);
+            bus.emit(
+                EventName::AgentStatus,
+                Some(i),
+                None,
+                serde_json::Value::Null,
+            );
         }
         let (after, complete) = bus.since(7);
         assert!(complete);
         assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 9, 10]);
         for _ in 0..RING {
-            bus.emit("y", None, None, serde_json::Value::Null);
+            bus.emit(EventName::ToolChanged, None, None, serde_json::Value::Null);
         }
         let (after, complete) = bus.since(3);
         assert!(!complete);

@@ -283,7 +283,7 @@ impl Executor {
             if !text.is_empty() {
                 self.kernel.events().emit_process(
                     &self.p,
-                    "agent.output",
+                    avix_proto::event::EventName::AgentOutput,
                     serde_json::json!({"text": text}),
                 );
             }
@@ -591,7 +591,7 @@ impl Executor {
             match e {
                 StreamEvent::TextDelta { text } => k.events().emit_process(
                     &proc,
-                    "agent.output.chunk",
+                    avix_proto::event::EventName::AgentOutputChunk,
                     serde_json::json!({"text": text}),
                 ),
                 // Limits of the provider hold the call back: status.yaml says so.
@@ -750,7 +750,7 @@ impl Executor {
                 });
                 self.kernel.events().emit_process(
                     &self.p,
-                    "agent.tool_denied",
+                    avix_proto::event::EventName::AgentToolDenied,
                     serde_json::json!({"callId": id, "tool": name, "reason": reason}),
                 );
                 if code == "EBUDGET" {
@@ -794,7 +794,7 @@ impl Executor {
                         // The answer is in the journal already (recorded before it counted).
                         self.kernel.events().emit_process(
                             &self.p,
-                            "hil.resolved",
+                            avix_proto::event::EventName::HilResolved,
                             serde_json::json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
                         );
                         answer
@@ -820,7 +820,7 @@ impl Executor {
         }
         self.kernel.events().emit_process(
             &self.p,
-            "agent.tool_call",
+            avix_proto::event::EventName::AgentToolCall,
             serde_json::json!({"callId": id, "tool": name, "args": input}),
         );
         let started = Instant::now();
@@ -839,7 +839,7 @@ impl Executor {
         });
         self.kernel.events().emit_process(
             &self.p,
-            "agent.tool_result",
+            avix_proto::event::EventName::AgentToolResult,
             serde_json::json!({"callId": id, "tool": name, "ok": ok}),
         );
         Ok((
@@ -919,7 +919,7 @@ impl Executor {
         self.p.set_exit(exit.clone());
         self.kernel.events().emit_process(
             &self.p,
-            "agent.exit",
+            avix_proto::event::EventName::AgentExit,
             serde_json::json!({"state": exit.state, "exitCode": exit.code, "reason": exit.reason}),
         );
         tracing::info!(pid = self.p.pid, state = %exit.state, reason = %exit.reason, "exited");

@@ -268,7 +268,9 @@ impl HilManager {
         if let Some(a) = ask.args {
             body["args"] = a;
         }
-        kernel.events().emit_process(process, "hil.request", body);
+        kernel
+            .events()
+            .emit_process(process, avix_proto::event::EventName::HilRequest, body);
         Ok((id, rx))
     }
 

@@ -433,7 +433,7 @@ impl Kernel {
         });
         self.events.emit_process(
             p,
-            "agent.status",
+            avix_proto::event::EventName::AgentStatus,
             serde_json::json!({"state": state, "waitingOn": waiting_on}),
         );
     }
@@ -456,7 +456,7 @@ impl Kernel {
         });
         self.events.emit_process(
             p,
-            "proc.signal",
+            avix_proto::event::EventName::ProcSignal,
             serde_json::json!({"signal": sig.name(), "from": caller.to_string()}),
         );
         if matches!(

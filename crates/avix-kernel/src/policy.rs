@@ -11,6 +11,7 @@
 //! | control services, read the daemon's log | yes | operators and admins | no |
 //! | install or remove services, system secrets | yes | admins | no |
 
+use avix_proto::event::EventName;
 use avix_proto::{Error, Role, UserName};
 use avix_vfs::{Caller, Principal};
 
@@ -153,9 +154,9 @@ pub fn check_signal(caller: &Caller, procs: &ProcessTable, p: &Process) -> Resul
 
 /// Whether a subscriber (`role`, `user`) may see an event about `owner` (`None`: about no
 /// user) named `event`: `sys.*` events are for operators.
-pub fn may_see_event(role: Role, user: &str, event: &str, owner: Option<&str>) -> bool {
+pub fn may_see_event(role: Role, user: &str, event: EventName, owner: Option<&str>) -> bool {
     let everyone = role >= Role::Operator;
-    if event.starts_with("sys.") && !everyone {
+    if event == EventName::SysLog && !everyone {
         return false;
     }
     owner.is_none_or(|o| everyone || o == user)
@@ -270,23 +271,33 @@ mod tests {
         assert!(may_see_event(
             Role::User,
             "alice",
-            "agent.status",
+            EventName::AgentStatus,
             Some("alice")
         ));
         assert!(!may_see_event(
             Role::User,
             "bob",
-            "agent.status",
+            EventName::AgentStatus,
             Some("alice")
         ));
         assert!(may_see_event(
             Role::Operator,
             "bob",
-            "agent.status",
+            EventName::AgentStatus,
             Some("alice")
         ));
-        assert!(may_see_event(Role::User, "bob", "tool.changed", None));
-        assert!(!may_see_event(Role::User, "bob", "sys.log", None));
-        assert!(may_see_event(Role::Operator, "bob", "sys.log", None));
+        assert!(may_see_event(
+            Role::User,
+            "bob",
+            EventName::ToolChanged,
+            None
+        ));
+        assert!(!may_see_event(Role::User, "bob", EventName::SysLog, None));
+        assert!(may_see_event(
+            Role::Operator,
+            "bob",
+            EventName::SysLog,
+            None
+        ));
     }
 }

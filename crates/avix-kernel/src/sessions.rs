@@ -199,9 +199,9 @@ impl Kernel {
         rec.invocations.push(inv);
         self.session_store(&rec)?;
         let event = if create.is_some() {
-            "session.created"
+            avix_proto::event::EventName::SessionCreated
         } else {
-            "session.updated"
+            avix_proto::event::EventName::SessionUpdated
         };
         self.events().emit(
             event,
@@ -362,7 +362,7 @@ impl Kernel {
             .remove_file(&Caller::kernel(), &path(&rec.user, id)?)
             .map_err(io)?;
         self.events().emit(
-            "session.deleted",
+            avix_proto::event::EventName::SessionDeleted,
             None,
             Some(rec.user.clone()),
             serde_json::json!({"session": id}),

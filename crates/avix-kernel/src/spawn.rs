@@ -626,7 +626,7 @@ impl Kernel {
             Some(a) => {
                 tracing::info!(pid, previous = a.previous_pid, agent = %name, user = %user, "resumed after a restart");
                 (
-                    "agent.resumed",
+                    avix_proto::event::EventName::AgentResumed,
                     crate::executor::Begin::Resume {
                         messages: a.messages,
                         pending: a.pending,
@@ -635,7 +635,10 @@ impl Kernel {
             }
             None => {
                 tracing::info!(pid, agent = %name, user = %user, "spawned");
-                ("agent.spawned", crate::executor::Begin::Fresh(history))
+                (
+                    avix_proto::event::EventName::AgentSpawned,
+                    crate::executor::Begin::Fresh(history),
+                )
             }
         };
         self.events().emit_process(

@@ -13,6 +13,7 @@
 //! - [`llm`]: the Avix-native LLM request, response and stream types.
 //! - [`tool`]: tool names and their provider wire form.
 //! - [`status`]: documents the daemon publishes under `/proc`.
+//! - [`event`]: the names of the events the daemon publishes.
 //! - [`op`]: every ATP operation and its body as types, and the replies that are not documents.
 //! - [`rpc`]: JSON-RPC 2.0 messages of the internal IPC.
 //! - [`error`]: the one error kind every door reports, and its mapping to each door's codes.
@@ -25,6 +26,7 @@ pub mod atp;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod event;
 pub mod kernel_files;
 pub mod llm;
 pub mod name;

@@ -479,6 +479,19 @@ mod tests {
     }
 
     #[test]
+    fn docs_atp_md_lists_every_operation() {
+        let docs = include_str!("../../../docs/atp.md");
+        for (domain, ops) in Op::TABLE {
+            for op in *ops {
+                let row = docs.lines().any(|l| {
+                    l.starts_with(&format!("| {domain} |")) && l.contains(&format!("`{op}`"))
+                });
+                assert!(row, "docs/atp.md has no row for {domain} {op}");
+            }
+        }
+    }
+
+    #[test]
     fn refusals_say_what_is_accepted() {
         let e = Op::parse("proc", "nope", Value::Null).unwrap_err();
         assert_eq!(e.code, ErrorCode::ENOSYS);

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use avix_proto::event::EventName;
+
 use avix_auth::atptoken::AtpClaims;
 use avix_client::{Client, Config};
 use avix_gateway::Gateway;
@@ -223,10 +225,10 @@ async fn figures() {
         let t0 = Instant::now();
         s.kernel
             .events()
-            .emit("bench.tick", Some(i), None, json!({}));
+            .emit(EventName::AgentStatus, Some(i), None, json!({}));
         loop {
             let e = rx.recv().await.unwrap();
-            if e.event == "bench.tick" && e.pid == Some(i) {
+            if e.event == EventName::AgentStatus && e.pid == Some(i) {
                 break;
             }
         }
@@ -256,7 +258,7 @@ async fn figures() {
         tasks.push(tokio::spawn(async move {
             let mut n = 0;
             while n < events {
-                if rx.recv().await.unwrap().event == "fan.out" {
+                if rx.recv().await.unwrap().event == EventName::AgentOutput {
                     n += 1;
                     got.fetch_add(1, Ordering::Relaxed);
                 }
@@ -270,7 +272,7 @@ async fn figures() {
         let t0 = Instant::now();
         s.kernel
             .events()
-            .emit("fan.out", Some(i), None, json!({"n": i}));
+            .emit(EventName::AgentOutput, Some(i), None, json!({"n": i}));
         while got.load(Ordering::Relaxed) < target {
             tokio::task::yield_now().await;
         }

@@ -131,13 +131,13 @@ pub fn run(opts: &RunOptions) -> Result<i32, StartError> {
                     if e.pid != Some(pid) {
                         continue;
                     }
-                    match e.event.as_str() {
-                        "agent.tool_call" => println!(
+                    match e.event {
+                        avix_proto::event::EventName::AgentToolCall => println!(
                             "[{pid}] → {} {}",
                             e.body["tool"].as_str().unwrap_or("?"),
                             short(&e.body["args"])
                         ),
-                        "agent.tool_result" => {
+                        avix_proto::event::EventName::AgentToolResult => {
                             let ok = if e.body["ok"].as_bool() == Some(true) {
                                 "ok"
                             } else {
@@ -145,15 +145,15 @@ pub fn run(opts: &RunOptions) -> Result<i32, StartError> {
                             };
                             println!("[{pid}] ← {} {ok}", e.body["tool"].as_str().unwrap_or("?"));
                         }
-                        "agent.tool_denied" => println!(
+                        avix_proto::event::EventName::AgentToolDenied => println!(
                             "[{pid}] ✗ {} refused: {}",
                             e.body["tool"].as_str().unwrap_or("?"),
                             e.body["reason"].as_str().unwrap_or("")
                         ),
-                        "agent.output" => {
+                        avix_proto::event::EventName::AgentOutput => {
                             println!("[{pid}] {}", e.body["text"].as_str().unwrap_or(""))
                         }
-                        "hil.request" => ask(&kernel, &user, &e.body),
+                        avix_proto::event::EventName::HilRequest => ask(&kernel, &user, &e.body),
                         _ => {}
                     }
                 }

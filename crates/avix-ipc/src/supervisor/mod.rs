@@ -127,7 +127,7 @@ impl Slot {
         if let Some((state, pid, problem)) = changed {
             // For ATP clients watching services.
             self.kernel.events().emit(
-                "service.state",
+                avix_proto::event::EventName::ServiceState,
                 None,
                 None,
                 serde_json::json!({"name": self.name, "state": state, "pid": pid, "problem": problem}),
@@ -286,7 +286,7 @@ impl Supervisor {
         for n in names {
             if self.kernel.tools().remove(vfs, n) {
                 self.kernel.events().emit(
-                    "tool.changed",
+                    avix_proto::event::EventName::ToolChanged,
                     None,
                     None,
                     serde_json::json!({"tool": n, "change": "removed", "service": slot.name, "reason": reason}),

@@ -152,7 +152,7 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
         // The answer is in the journal already (recorded before it counted).
         cx.kernel.events().emit_process(
             &cx.process,
-            "hil.resolved",
+            avix_proto::event::EventName::HilResolved,
             json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
         );
         if !answer.approved() {
@@ -224,7 +224,7 @@ async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     // The answer is in the journal already (recorded before it counted).
     cx.kernel.events().emit_process(
         &cx.process,
-        "hil.resolved",
+        avix_proto::event::EventName::HilResolved,
         json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
     );
     Ok(json!({"outcome": answer.outcome, "by": answer.by, "guidance": answer.note}))

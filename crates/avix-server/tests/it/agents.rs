@@ -217,7 +217,7 @@ async fn pausing_mid_stream_cancels_the_call_and_resume_completes_the_turn() {
             .await
             .unwrap()
             .unwrap();
-        if e.event == "agent.output.chunk" && e.pid == Some(proc.pid) {
+        if e.event == avix_proto::event::EventName::AgentOutputChunk && e.pid == Some(proc.pid) {
             break;
         }
     }

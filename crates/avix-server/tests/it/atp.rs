@@ -14,6 +14,7 @@ use avix_proto::agent::{HilRequest, InvocationRecord, ProcessStatus, SessionReco
 use avix_proto::atp::{ErrorCode, EventFrame, SpawnReply, WhoAmI};
 use avix_proto::config::auth::{AuthConfig, Credential, Identity};
 use avix_proto::config::users::{User, Users};
+use avix_proto::event::EventName;
 use avix_proto::{Document, Role, UserName};
 use avix_vfs::Caller;
 use futures_util::{SinkExt, StreamExt};
@@ -903,7 +904,7 @@ async fn reconnecting_with_since_seq_replays_and_a_slow_reader_is_told_of_a_gap(
     let login = avix_client::login(&cfg).await.unwrap();
     let mut ws = raw(&a, &login.token).await;
     ws.send(Message::Text(
-        r#"{"type":"subscribe","events":["test.*"]}"#.into(),
+        r#"{"type":"subscribe","events":["tool.*"]}"#.into(),
     ))
     .await
     .unwrap();
@@ -912,7 +913,7 @@ async fn reconnecting_with_since_seq_replays_and_a_slow_reader_is_told_of_a_gap(
     for i in 0..30_000u64 {
         a.t.kernel
             .events()
-            .emit("test.flood", Some(i), None, body.clone());
+            .emit(EventName::ToolChanged, Some(i), None, body.clone());
     }
     let last = a.t.kernel.events().last_seq();
     let mut gap = None;

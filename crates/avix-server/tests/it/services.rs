@@ -78,7 +78,9 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
         let (events, _) = t.kernel.events().since(0);
         let states: Vec<String> = events
             .iter()
-            .filter(|e| e.event == "service.state" && e.body["name"] == "echo")
+            .filter(|e| {
+                e.event == avix_proto::event::EventName::ServiceState && e.body["name"] == "echo"
+            })
             .map(|e| e.body["state"].as_str().unwrap_or_default().to_owned())
             .collect();
         states.ends_with(&["starting".to_owned(), "running".to_owned()])
