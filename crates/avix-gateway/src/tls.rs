@@ -30,30 +30,41 @@ impl std::fmt::Debug for TlsSetup {
 }
 
 impl TlsSetup {
-    /// Loads a PEM certificate chain and private key.
-    pub fn load(cert: &Path, key: &Path) -> Result<Self, String> {
+    /// Loads a PEM certificate chain and private key. A file that cannot be read or does not
+    /// hold what it should is an error of kind invalid naming the file.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, avix_proto::Error> {
+        let invalid = |m: String| avix_proto::Error::invalid(m);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| format!("cannot read the TLS certificate {}: {e}", cert.display()))?
+            .map_err(|e| {
+                invalid(format!(
+                    "cannot read the TLS certificate {}: {e}",
+                    cert.display()
+                ))
+            })?
             .collect::<Result<_, _>>()
             .map_err(|e| {
-                format!(
+                invalid(format!(
                     "the TLS certificate {} is not valid PEM: {e}",
                     cert.display()
-                )
+                ))
             })?;
         if certs.is_empty() {
-            return Err(format!(
+            return Err(invalid(format!(
                 "the TLS certificate file {} holds no certificate",
                 cert.display()
-            ));
+            )));
         }
         let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("cannot read the TLS key {}: {e}", key.display()))?;
+            .map_err(|e| invalid(format!("cannot read the TLS key {}: {e}", key.display())))?;
         let config = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| format!("the TLS certificate and key do not fit together: {e}"))?;
+            .map_err(|e| {
+                invalid(format!(
+                    "the TLS certificate and key do not fit together: {e}"
+                ))
+            })?;
         Ok(Self(Arc::new(config)))
     }
 }

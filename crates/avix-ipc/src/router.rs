@@ -191,7 +191,7 @@ impl Router {
                 let c = self
                     .kernel
                     .verify_token(&r.token)
-                    .map_err(|e| RpcError::new(code::EAUTH, e))?;
+                    .map_err(|e| RpcError::new(code::EAUTH, e.message))?;
                 raw(&Verified {
                     pid: c.pid,
                     user: c.user,
@@ -234,7 +234,7 @@ impl Router {
         let claims = self
             .kernel
             .verify_token(&token)
-            .map_err(|e| RpcError::new(code::EAUTH, e))?;
+            .map_err(|e| RpcError::new(code::EAUTH, e.message))?;
         let p = self.kernel.procs().get(claims.pid).ok_or_else(|| {
             RpcError::new(code::EAUTH, format!("process {} has exited", claims.pid))
         })?;

@@ -64,8 +64,8 @@ pub trait Handler: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Box<RawValue>, RpcError>>;
 }
 
-/// Decides which peers may talk to a socket.
-pub type PeerCheck = Arc<dyn Fn(&Peer) -> Result<(), String> + Send + Sync>;
+/// Decides which peers may talk to a socket; a refusal (kind denied) says who may.
+pub type PeerCheck = Arc<dyn Fn(&Peer) -> Result<(), avix_proto::Error> + Send + Sync>;
 
 /// Server settings.
 #[derive(Clone)]
@@ -99,10 +99,10 @@ impl ServerConfig {
                 if p.uid == me || p.uid == 0 {
                     Ok(())
                 } else {
-                    Err(format!(
+                    Err(avix_proto::Error::denied(format!(
                         "uid {} may not use this socket (only uid {me} and root)",
                         p.uid
-                    ))
+                    )))
                 }
             }),
         }
@@ -245,7 +245,7 @@ async fn connection(
     };
     if let Err(why) = (cfg.peers)(&peer) {
         tracing::warn!(uid = peer.uid, pid = ?peer.pid, "IPC peer refused: {why}");
-        let resp = Response::err(None, RpcError::new(code::EAUTH, why));
+        let resp = Response::err(None, RpcError::new(code::EAUTH, why.message));
         reply(&mut stream, &resp, cfg.max_frame).await?;
         linger(stream).await;
         return Ok(());

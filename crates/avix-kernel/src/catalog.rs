@@ -87,7 +87,7 @@ fn load(vfs: &Vfs, dir: &VfsPath, scope: Scope) -> Result<InstalledAgent, SpawnE
     })?;
     let manifest = AgentManifest::parse(&bytes).map_err(|reason| SpawnError::BadManifest {
         path: file.to_string(),
-        reason,
+        reason: reason.message,
     })?;
     let dirname = dir.file_name().unwrap_or_default();
     let expected = format!("{}@{}", manifest.metadata.name, manifest.metadata.version);

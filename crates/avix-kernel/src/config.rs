@@ -398,26 +398,29 @@ fn direct_name(path: &VfsPath) -> Option<&str> {
 }
 
 impl WriteGuard for EtcGuard {
-    fn check_content(&self, path: &VfsPath, content: &[u8]) -> Result<(), String> {
+    fn check_content(&self, path: &VfsPath, content: &[u8]) -> Result<(), avix_proto::Error> {
+        let invalid = |e: &dyn std::fmt::Display| avix_proto::Error::invalid(e.to_string());
         let Some(name) = direct_name(path) else {
             return Ok(());
         };
-        validate_etc_file(name, content).map_err(|e| e.to_string())?;
+        validate_etc_file(name, content).map_err(|e| invalid(&e))?;
         if EtcFile::from_name(name) == Some(EtcFile::Auth) {
-            let doc = Document::<AuthConfig>::parse(content).map_err(|e| e.to_string())?;
+            let doc = Document::<AuthConfig>::parse(content).map_err(|e| invalid(&e))?;
             if doc.spec.master_key_check != self.master_check {
-                return Err("masterKeyCheck does not match this installation's master key; keep the value init wrote".into());
+                return Err(avix_proto::Error::invalid(
+                    "masterKeyCheck does not match this installation's master key; keep the value init wrote",
+                ));
             }
         }
         Ok(())
     }
 
-    fn check_remove(&self, path: &VfsPath) -> Result<(), String> {
+    fn check_remove(&self, path: &VfsPath) -> Result<(), avix_proto::Error> {
         match direct_name(path).and_then(EtcFile::from_name) {
-            Some(f) if f.required() => Err(format!(
+            Some(f) if f.required() => Err(avix_proto::Error::invalid(format!(
                 "{} is required by the daemon: replace its content instead of removing or renaming it",
                 f.file_name()
-            )),
+            ))),
             _ => Ok(()),
         }
     }

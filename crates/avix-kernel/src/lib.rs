@@ -506,17 +506,22 @@ impl Kernel {
 
     /// Verifies a capability token presented by a service: signature, expiry, and that it is
     /// the token in force of a live process (an older or revoked one is refused).
-    pub fn verify_token(&self, token: &str) -> Result<avix_auth::captoken::CapClaims, String> {
+    /// Every refusal is [`ErrorKind::Denied`](avix_proto::ErrorKind::Denied).
+    pub fn verify_token(
+        &self,
+        token: &str,
+    ) -> Result<avix_auth::captoken::CapClaims, avix_proto::Error> {
+        let denied = |m: String| avix_proto::Error::denied(m);
         let claims =
             avix_auth::captoken::verify(&self.keys.capability, token, Timestamp::now().unix())
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| denied(e.to_string()))?;
         let p = self
             .procs
             .get(claims.pid)
-            .ok_or_else(|| format!("process {} does not exist", claims.pid))?;
+            .ok_or_else(|| denied(format!("process {} does not exist", claims.pid)))?;
         let (current, _) = p.token();
         if current.is_empty() || current != token {
-            return Err("capability token revoked or superseded".into());
+            return Err(denied("capability token revoked or superseded".into()));
         }
         Ok(claims)
     }

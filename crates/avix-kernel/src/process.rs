@@ -54,10 +54,13 @@ impl Signal {
     }
 
     /// Parses `SIGNAME [json payload]` (the name with or without `SIG`, any case).
-    pub fn parse(name: &str, payload: Option<&serde_json::Value>) -> Result<Self, String> {
+    pub fn parse(
+        name: &str,
+        payload: Option<&serde_json::Value>,
+    ) -> Result<Self, avix_proto::Error> {
         let upper = name.trim().to_ascii_uppercase();
         let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-        let text = |what: &str| -> Result<String, String> {
+        let text = |what: &str| -> Result<String, avix_proto::Error> {
             payload
                 .and_then(|p| {
                     p.get("text")
@@ -67,7 +70,9 @@ impl Signal {
                 })
                 .map(str::to_owned)
                 .ok_or_else(|| {
-                    format!("SIG{bare} needs a payload with {what}, e.g. {{\"{what}\": \"…\"}}")
+                    avix_proto::Error::invalid(format!(
+                        "SIG{bare} needs a payload with {what}, e.g. {{\"{what}\": \"…\"}}"
+                    ))
                 })
         };
         Ok(match bare {
@@ -79,12 +84,14 @@ impl Signal {
             "PIPE" => Signal::Input(text("text")?),
             "START" => Signal::Start(text("goal")?),
             "ESCALATE" => {
-                return Err("SIGESCALATE is sent by agents (cap/escalate), not to them".into());
+                return Err(avix_proto::Error::invalid(
+                    "SIGESCALATE is sent by agents (cap/escalate), not to them",
+                ));
             }
             _ => {
-                return Err(format!(
+                return Err(avix_proto::Error::invalid(format!(
                     "unknown signal {name:?}: use SIGPAUSE, SIGRESUME, SIGSTOP, SIGKILL, SIGPIPE, SIGSTART or SIGSAVE"
-                ));
+                )));
             }
         })
     }
@@ -582,11 +589,13 @@ mod tests {
         assert!(
             Signal::parse("SIGPIPE", None)
                 .unwrap_err()
+                .message
                 .contains("payload")
         );
         assert!(
             Signal::parse("SIGHUP", None)
                 .unwrap_err()
+                .message
                 .contains("unknown signal")
         );
         assert!(Signal::parse("SIGESCALATE", None).is_err());

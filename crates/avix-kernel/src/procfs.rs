@@ -60,7 +60,9 @@ pub fn spawn_pending(text: &str, closing: bool) -> Pending {
             Pending::More
         };
     }
-    let done = |t: &str| SpawnRequest::parse(t).map_or_else(Pending::Bad, Pending::Complete);
+    let done = |t: &str| {
+        SpawnRequest::parse(t).map_or_else(|e| Pending::Bad(e.message), Pending::Complete)
+    };
     if t.starts_with('{') {
         return match serde_json::from_str::<serde_json::Value>(t) {
             Ok(_) => done(t),
@@ -140,7 +142,8 @@ pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
 }
 
 /// Parses one ctl command.
-pub fn parse_ctl(text: &str) -> Result<Signal, String> {
+pub fn parse_ctl(text: &str) -> Result<Signal, avix_proto::Error> {
+    use avix_proto::Error;
     let t = text.trim_end_matches(['\n', '\r']);
     let (cmd, rest) = t
         .trim_start()
@@ -153,7 +156,7 @@ pub fn parse_ctl(text: &str) -> Result<Signal, String> {
         "kill" if rest.trim().is_empty() => Ok(Signal::Kill),
         "save" if rest.trim().is_empty() => Ok(Signal::Save),
         "input" if !rest.trim().is_empty() => Ok(Signal::Input(rest.trim().to_owned())),
-        "input" => Err("input needs text: `input <text>`".into()),
+        "input" => Err(Error::invalid("input needs text: `input <text>`")),
         "signal" => {
             let rest = rest.trim();
             let (name, payload) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -161,16 +164,17 @@ pub fn parse_ctl(text: &str) -> Result<Signal, String> {
                 None
             } else {
                 Some(
-                    serde_json::from_str::<serde_json::Value>(payload.trim())
-                        .map_err(|e| format!("the signal payload is not JSON: {e}"))?,
+                    serde_json::from_str::<serde_json::Value>(payload.trim()).map_err(|e| {
+                        Error::invalid(format!("the signal payload is not JSON: {e}"))
+                    })?,
                 )
             };
             Signal::parse(name, payload.as_ref())
         }
-        "" => Err("empty command".into()),
-        other => Err(format!(
+        "" => Err(Error::invalid("empty command")),
+        other => Err(Error::invalid(format!(
             "unknown command {other:?}: use pause, resume, stop, kill, save, input <text> or signal <SIGNAME> [json]"
-        )),
+        ))),
     }
 }
 
@@ -256,7 +260,6 @@ pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
                 }
                 let text = String::from_utf8_lossy(data);
                 let outcome = parse_ctl(&text)
-                    .map_err(avix_proto::Error::invalid)
                     .and_then(|sig| kernel.signal(caller, &p, sig));
                 match outcome {
                     Ok(()) => Ok(None),
@@ -339,6 +342,7 @@ mod tests {
         assert!(
             parse_ctl("jump")
                 .unwrap_err()
+                .message
                 .contains("unknown command \"jump\"")
         );
     }

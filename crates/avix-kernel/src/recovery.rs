@@ -32,7 +32,7 @@ pub struct Recovered {
     /// The PID it had.
     pub previous_pid: u64,
     /// The new PID, or why it was not resumed (then it is recorded as failed).
-    pub outcome: Result<u64, String>,
+    pub outcome: Result<u64, avix_proto::Error>,
 }
 
 /// The last turn's calls, if the conversation ends with an assistant message that made some.
@@ -209,11 +209,13 @@ impl Kernel {
             }
         }
         let why_not = if parent.is_some() {
-            Some("interrupted by a restart; child runs are not resumed (the parent sees its call interrupted)".to_owned())
+            Some(avix_proto::Error::conflict(
+                "interrupted by a restart; child runs are not resumed (the parent sees its call interrupted)",
+            ))
         } else if resumes >= MAX_RESUMES {
-            Some(format!(
-                "interrupted by {} restarts; not resumed again",
-                resumes + 1
+            Some(avix_proto::Error::new(
+                avix_proto::ErrorKind::Limit,
+                format!("interrupted by {} restarts; not resumed again", resumes + 1),
             ))
         } else {
             None
@@ -247,7 +249,10 @@ impl Kernel {
                         }
                         Ok(p.pid)
                     }
-                    Err(e) => Err(format!("could not be resumed after a restart: {e}")),
+                    Err(e) => Err(avix_proto::Error::new(
+                        avix_proto::HasKind::kind(&e),
+                        format!("could not be resumed after a restart: {e}"),
+                    )),
                 }
             }
         };
@@ -259,7 +264,7 @@ impl Kernel {
                         .append_durable(JournalEvent::Exit {
                             state: ProcState::Failed,
                             code: 1,
-                            reason: reason.clone(),
+                            reason: reason.message.clone(),
                         })
                         .await
                     {

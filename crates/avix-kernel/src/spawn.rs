@@ -236,17 +236,18 @@ fn user_patterns(
 }
 
 /// Whether `user` may use `tool` at all (users.yaml and crews).
-pub fn permitted(kernel: &Kernel, user: &UserName, tool: &str) -> Result<(), String> {
-    let (allow, deny) = user_patterns(kernel, user).map_err(|e| e.to_string())?;
+pub fn permitted(kernel: &Kernel, user: &UserName, tool: &str) -> Result<(), avix_proto::Error> {
+    let (allow, deny) = user_patterns(kernel, user)
+        .map_err(|e| avix_proto::Error::new(avix_proto::HasKind::kind(&e), e.to_string()))?;
     if deny.iter().any(|p| p.matches(tool)) {
-        return Err(format!(
+        return Err(avix_proto::Error::denied(format!(
             "{tool} is denied to user {user} (deniedTools in users.yaml or crews.yaml)"
-        ));
+        )));
     }
     if !allow.iter().any(|p| p.matches(tool)) {
-        return Err(format!(
+        return Err(avix_proto::Error::denied(format!(
             "{tool} is not permitted for user {user} (additionalTools in users.yaml or a crew's allowedTools)"
-        ));
+        )));
     }
     Ok(())
 }

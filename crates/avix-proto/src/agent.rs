@@ -269,8 +269,12 @@ pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
 }
 
 impl AgentManifest {
-    /// Parses and checks a manifest.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    /// Parses and checks a manifest; every problem is listed (kind invalid).
+    pub fn parse(bytes: &[u8]) -> Result<Self, crate::Error> {
+        Self::check(bytes).map_err(crate::Error::invalid)
+    }
+
+    fn check(bytes: &[u8]) -> Result<Self, String> {
         let m: Self = yaml::from_slice(bytes).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
         if m.api_version != API_VERSION {
@@ -408,7 +412,12 @@ pub struct SpawnRequest {
 
 impl SpawnRequest {
     /// Parses a spawn request: a YAML or JSON document, or one line `AGENT GOAL…`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Every refusal is of kind invalid and says what to write.
+    pub fn parse(text: &str) -> Result<Self, crate::Error> {
+        Self::read(text).map_err(crate::Error::invalid)
+    }
+
+    fn read(text: &str) -> Result<Self, String> {
         let t = text.trim();
         if t.is_empty() {
             return Err("empty spawn request: write `AGENT GOAL…` or a YAML/JSON document with agent and goal".into());
@@ -961,7 +970,7 @@ spec:
         let bad = MANIFEST
             .replace("1.2.0", "one")
             .replace("temperature: 0.2", "temperature: 9");
-        let e = AgentManifest::parse(bad.as_bytes()).unwrap_err();
+        let e = AgentManifest::parse(bad.as_bytes()).unwrap_err().message;
         assert!(
             e.contains("MAJOR.MINOR.PATCH") && e.contains("temperature"),
             "{e}"

@@ -97,7 +97,11 @@ pub fn valid_service_name(name: &str) -> bool {
 
 impl ServiceUnit {
     /// Parses and checks a unit; every problem is listed.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, crate::Error> {
+        Self::check(bytes).map_err(crate::Error::invalid)
+    }
+
+    fn check(bytes: &[u8]) -> Result<Self, String> {
         let u: Self = yaml::from_slice(bytes).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
         if u.api_version != API_VERSION {
@@ -272,7 +276,9 @@ mod tests {
             .replace("name: echo", "name: Echo")
             .replace("0.1.0", "1")
             .replace("[echo]", "[fs, a/b]");
-        let e = ServiceUnit::parse(bad.as_bytes()).expect_err("invalid");
+        let e = ServiceUnit::parse(bad.as_bytes())
+            .expect_err("invalid")
+            .message;
         for want in [
             "metadata.name",
             "metadata.version",
@@ -281,7 +287,9 @@ mod tests {
         ] {
             assert!(e.contains(want), "{want} missing from {e}");
         }
-        let e = ServiceUnit::parse(b"apiVersion: avix/v1\nkind: Service\n").expect_err("invalid");
+        let e = ServiceUnit::parse(b"apiVersion: avix/v1\nkind: Service\n")
+            .expect_err("invalid")
+            .message;
         assert!(e.contains("metadata"), "{e}");
     }
 }

@@ -34,10 +34,10 @@ pub const MAX_GUARDED_BYTES: u64 = 1024 * 1024;
 /// Validates writes to a subtree before they take effect (e.g. `/etc/avix/*.yaml`).
 pub trait WriteGuard: Send + Sync {
     /// Checks a new content for `path`. `Err` carries the reason, shown to the writer and
-    /// logged; the old content stays.
-    fn check_content(&self, path: &VfsPath, content: &[u8]) -> Result<(), String>;
+    /// logged; the old content stays. The writer sees `EINVAL` ([`VfsError::Rejected`]).
+    fn check_content(&self, path: &VfsPath, content: &[u8]) -> Result<(), avix_proto::Error>;
     /// Checks that `path` may disappear (removed, or renamed away).
-    fn check_remove(&self, _path: &VfsPath) -> Result<(), String> {
+    fn check_remove(&self, _path: &VfsPath) -> Result<(), avix_proto::Error> {
         Ok(())
     }
 }
@@ -322,13 +322,13 @@ impl Vfs {
             return Ok(());
         };
         let result = if content.len() as u64 > MAX_GUARDED_BYTES {
-            Err(format!(
+            Err(avix_proto::Error::invalid(format!(
                 "content is over the {MAX_GUARDED_BYTES}-byte limit for this file"
-            ))
+            )))
         } else {
             guard.check_content(path, content)
         };
-        result.map_err(|reason| self.reject(caller, path, reason))
+        result.map_err(|e| self.reject(caller, path, e.message))
     }
 
     fn check_remove(&self, caller: &Caller, path: &VfsPath) -> Result<(), VfsError> {
@@ -337,7 +337,7 @@ impl Vfs {
         };
         guard
             .check_remove(path)
-            .map_err(|reason| self.reject(caller, path, reason))
+            .map_err(|e| self.reject(caller, path, e.message))
     }
 
     fn reject(&self, caller: &Caller, path: &VfsPath, reason: String) -> VfsError {

@@ -40,13 +40,13 @@ impl Identities for Ids {
 struct YamlGuard;
 
 impl WriteGuard for YamlGuard {
-    fn check_content(&self, p: &VfsPath, c: &[u8]) -> Result<(), String> {
+    fn check_content(&self, p: &VfsPath, c: &[u8]) -> Result<(), avix_proto::Error> {
         // Like the kernel's guard, which checks only the documents it knows: an editor's
         // hidden swap file is anything.
         if c.starts_with(b"valid") || p.file_name().is_some_and(|n| n.starts_with('.')) {
             Ok(())
         } else {
-            Err("must start with 'valid'".into())
+            Err(avix_proto::Error::invalid("must start with 'valid'"))
         }
     }
 }

@@ -65,8 +65,7 @@ impl Gateway {
             }
             Op::Signal(arg) => {
                 a.at_least(Role::User, "signal send")?;
-                let sig = Signal::parse(&arg.signal, arg.payload.as_ref())
-                    .map_err(|e| AtpError::new(ErrorCode::EINVAL, e))?;
+                let sig = Signal::parse(&arg.signal, arg.payload.as_ref()).map_err(atp_error)?;
                 let signal = sig.name().to_owned();
                 let p = visible(k, a, arg.pid)?;
                 k.signal(&a.caller, &p, sig).map_err(atp_error)?;

@@ -74,7 +74,7 @@ impl Supervisor {
                 continue;
             };
             let unit = match std::fs::read(path.join("service.yaml"))
-                .map_err(|e| e.to_string())
+                .map_err(|e| avix_proto::Error::invalid(e.to_string()))
                 .and_then(|b| ServiceUnit::parse(&b))
             {
                 Ok(u) => u,
@@ -188,10 +188,10 @@ impl Supervisor {
                 if p.uid == me || p.uid == 0 || Some(p.uid) == allowed {
                     Ok(())
                 } else {
-                    Err(format!(
+                    Err(avix_proto::Error::denied(format!(
                         "uid {} may not use this service's router socket",
                         p.uid
-                    ))
+                    )))
                 }
             }),
         };

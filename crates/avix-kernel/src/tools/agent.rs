@@ -114,7 +114,7 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
         return Ok(json!({"granted": false, "tool": tool, "reason": "there is no such tool"}));
     }
     if let Err(why) = crate::spawn::permitted(&cx.kernel, &cx.process.user, name.as_str()) {
-        return Ok(json!({"granted": false, "tool": tool, "reason": why}));
+        return Ok(json!({"granted": false, "tool": tool, "reason": why.message}));
     }
     if let Some(parent) = cx.process.parent.and_then(|p| cx.kernel.procs().get(p))
         && !parent.allows(tool)

@@ -155,7 +155,7 @@ async fn resume(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
 
 async fn send(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     let sig = Signal::parse(arg_str(&args, "signal")?, args.get("payload"))
-        .map_err(ToolError::invalid)?;
+        .map_err(|e| ToolError::of(&e))?;
     signal_to(&cx, arg_u64(&args, "pid")?, sig)
 }
 

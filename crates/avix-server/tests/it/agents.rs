@@ -491,6 +491,7 @@ async fn capability_tokens_bind_pid_user_and_tools_and_die_with_the_process() {
         t.kernel
             .verify_token(&first)
             .unwrap_err()
+            .message
             .contains("superseded")
     );
     t.kernel

@@ -79,6 +79,7 @@ async fn children_and_runs_interrupted_too_often_are_not_resumed() {
             .outcome
             .as_ref()
             .unwrap_err()
+            .message
             .contains("child runs are not resumed")
     );
     assert!(
@@ -86,6 +87,7 @@ async fn children_and_runs_interrupted_too_often_are_not_resumed() {
             .outcome
             .as_ref()
             .unwrap_err()
+            .message
             .contains("interrupted by 4 restarts")
     );
     assert_eq!(out[2].previous_pid, 600);

@@ -633,9 +633,12 @@ impl Vfs {
                 && t.len() <= super::MAX_GUARDED_BYTES
             {
                 let content = t.contents().map_err(|e| storage_err(&path, e))?;
-                if let Err(reason) = guard.check_content(&path, &content) {
-                    tracing::debug!(%path, %reason, "pending truncation would be refused");
-                    return Err(VfsError::Rejected { path, reason });
+                if let Err(e) = guard.check_content(&path, &content) {
+                    tracing::debug!(%path, reason = %e, "pending truncation would be refused");
+                    return Err(VfsError::Rejected {
+                        path,
+                        reason: e.message,
+                    });
                 }
             }
             return Ok(());

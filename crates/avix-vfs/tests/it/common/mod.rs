@@ -22,16 +22,16 @@ pub(crate) fn user(name: &str, role: Role) -> Caller {
 pub(crate) struct OkGuard;
 
 impl WriteGuard for OkGuard {
-    fn check_content(&self, _path: &VfsPath, content: &[u8]) -> Result<(), String> {
+    fn check_content(&self, _path: &VfsPath, content: &[u8]) -> Result<(), avix_proto::Error> {
         if content.starts_with(b"ok") {
             Ok(())
         } else {
-            Err("content must start with ok".into())
+            Err(avix_proto::Error::invalid("content must start with ok"))
         }
     }
-    fn check_remove(&self, path: &VfsPath) -> Result<(), String> {
+    fn check_remove(&self, path: &VfsPath) -> Result<(), avix_proto::Error> {
         if path.file_name() == Some("keep.yaml") {
-            Err("keep.yaml is required".into())
+            Err(avix_proto::Error::invalid("keep.yaml is required"))
         } else {
             Ok(())
         }
