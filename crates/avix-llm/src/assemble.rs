@@ -123,7 +123,7 @@ impl Assembler {
     }
 
     /// More of a tool call's JSON arguments.
-    pub fn tool_args(&mut self, key: &str, fragment: &str) -> Result<(), String> {
+    pub(crate) fn tool_args(&mut self, key: &str, fragment: &str) -> Result<(), String> {
         let Some(&i) = self.tools.get(key) else {
             return Err(format!(
                 "arguments for tool call {key} arrived before the call began"
