@@ -134,7 +134,10 @@ pub fn json(frame: &Frame) -> Result<Value, WireError> {
 }
 
 /// The data of an inline image, or an error for an image that was never loaded.
-pub(crate) fn image_data<'a>(data: Option<&'a String>, path: Option<&String>) -> Result<&'a str, String> {
+pub(crate) fn image_data<'a>(
+    data: Option<&'a String>,
+    path: Option<&String>,
+) -> Result<&'a str, String> {
     data.map(String::as_str).ok_or_else(|| {
         format!(
             "the image {} was not loaded; images are sent inline",
