@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`layout`]: where things live under the runtime root.
+//! - [`root`]: creating a runtime root (configuration, keys, the built-in agents).
 //! - [`config`]: the configuration in force, identities, hot reload and the `/etc/avix` guard.
 //! - [`system`]: the compiled-in `/kernel` files and `/proc/status.yaml`.
 //! - [`process`]: the process table, states, signals, grants.
@@ -37,6 +38,7 @@ pub mod process;
 pub mod procfs;
 pub mod records;
 pub mod recovery;
+pub mod root;
 pub mod router;
 pub mod secrets;
 pub mod services;

@@ -10,7 +10,7 @@
 //!
 //! This crate composes the kernel with its doors; it is the only one that knows them all.
 
-pub mod init;
+pub use avix_kernel::root as init;
 pub mod pidfile;
 pub mod run;
 pub mod start;

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "kernel")]
+pub mod kernel;
 pub mod mock_llm;
 
 use std::fs;

@@ -6,14 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use avix_auth::ApiKey;
 use avix_client::{Client, ClientError, Config};
 use avix_gateway::Gateway;
 use avix_gateway::logs::LogRing;
 use avix_proto::agent::{HilRequest, InvocationRecord, ProcessStatus, SessionRecord};
 use avix_proto::atp::{ErrorCode, EventFrame, SpawnReply, WhoAmI};
-use avix_proto::config::auth::{AuthConfig, Credential, Identity};
-use avix_proto::config::users::{User, Users};
+use avix_proto::config::auth::AuthConfig;
 use avix_proto::event::EventName;
 use avix_proto::{Document, Role, UserName};
 use avix_vfs::Caller;
@@ -31,48 +29,6 @@ pub(crate) struct Atp {
     pub(crate) addr: SocketAddr,
     pub(crate) gw: Arc<Gateway>,
     _stop: tokio_util::sync::DropGuard,
-}
-
-/// Adds a user with an API key and a role (users.yaml and auth.conf, through the VFS).
-pub(crate) fn add_user(t: &TestKernel, name: &str, role: Role, uid: u32) -> String {
-    let k = Caller::kernel();
-    let key = ApiKey::generate();
-    let hash = key.hash(&t.kernel.keys().api_key);
-    let auth = t.kernel.vfs().read(&k, &p("/etc/avix/auth.conf")).unwrap();
-    let mut doc = Document::<AuthConfig>::parse(&auth).unwrap();
-    doc.spec.identities.push(Identity {
-        name: UserName::new(name).unwrap(),
-        uid,
-        role,
-        credential: Credential::ApiKey { key_hash: hash },
-        ip_allowlist: vec![],
-    });
-    t.kernel
-        .vfs()
-        .write(
-            &k,
-            &p("/etc/avix/auth.conf"),
-            doc.to_yaml().unwrap().as_bytes(),
-        )
-        .unwrap();
-    let users = t.kernel.vfs().read(&k, &p("/etc/avix/users.yaml")).unwrap();
-    let mut doc = Document::<Users>::parse(&users).unwrap();
-    let mut u: User = doc.spec.users[0].clone();
-    u.username = UserName::new(name).unwrap();
-    u.uid = uid;
-    u.host_uid = None;
-    u.workspace = None;
-    u.additional_tools = vec!["*".into()];
-    doc.spec.users.push(u);
-    t.kernel
-        .vfs()
-        .write(
-            &k,
-            &p("/etc/avix/users.yaml"),
-            doc.to_yaml().unwrap().as_bytes(),
-        )
-        .unwrap();
-    key.expose().to_owned()
 }
 
 pub(crate) async fn start() -> Atp {
@@ -139,7 +95,7 @@ pub(crate) async fn wait_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_through_the_real_client() {
     let a = start().await;
-    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let key = a.t.add_user("bob", Role::User, 1101);
     a.t.script(
         "gated",
         "  turns:\n    - toolCalls: [{name: fs/write, args: {path: doomed.txt, content: x}}]\n    - toolCalls: [{name: fs/delete, args: {path: doomed.txt}}]\n    - match:\n        - when: {contains: deleted}\n          text: it is gone\n        - text: kept\n",
@@ -395,16 +351,16 @@ async fn every_operation_through_the_real_client() {
 async fn users_see_and_touch_only_their_own_and_operators_see_all() {
     let a = start().await;
     let bob = a
-        .client("bob", &add_user(&a.t, "bob", Role::User, 1101))
+        .client("bob", &a.t.add_user("bob", Role::User, 1101))
         .await;
     let carol = a
-        .client("carol", &add_user(&a.t, "carol", Role::User, 1102))
+        .client("carol", &a.t.add_user("carol", Role::User, 1102))
         .await;
     let olga = a
-        .client("olga", &add_user(&a.t, "olga", Role::Operator, 1103))
+        .client("olga", &a.t.add_user("olga", Role::Operator, 1103))
         .await;
     let gus = a
-        .client("gus", &add_user(&a.t, "gus", Role::Guest, 1104))
+        .client("gus", &a.t.add_user("gus", Role::Guest, 1104))
         .await;
     a.t.script(
         "gated",
@@ -608,7 +564,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_error_replies_and_the_connection_survives() {
     let a = start().await;
-    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let key = a.t.add_user("bob", Role::User, 1101);
     let login = avix_client::login(&a.config("bob", &key)).await.unwrap();
     let t = login.token.clone();
     let mut ws = raw(&a, &t).await;
@@ -702,7 +658,7 @@ async fn bad_frames_get_error_replies_and_the_connection_survives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_forged_revoked_and_foreign_tokens_are_refused() {
     let a = start().await;
-    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let key = a.t.add_user("bob", Role::User, 1101);
     let cfg = a.config("bob", &key);
     let http = |path: &str| format!("http://{}{path}", a.addr);
     let now = avix_proto::time::Timestamp::now().unix();
@@ -817,7 +773,7 @@ async fn expired_forged_revoked_and_foreign_tokens_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_lock_out_and_all_refusals_look_the_same() {
     let a = start().await;
-    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let key = a.t.add_user("bob", Role::User, 1101);
     let client = reqwest::Client::new();
     let url = format!("http://{}/atp/auth/login", a.addr);
     let try_login = |identity: &'static str, cred: String| {
@@ -864,7 +820,7 @@ async fn failed_logins_lock_out_and_all_refusals_look_the_same() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_with_since_seq_replays_and_a_slow_reader_is_told_of_a_gap() {
     let a = start().await;
-    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let key = a.t.add_user("bob", Role::User, 1101);
     let cfg = a.config("bob", &key);
     let c = Client::connect(&cfg).await.unwrap();
     c.subscribe(&["agent.*"], None).await.unwrap();
@@ -974,7 +930,7 @@ async fn atp_over_tls_with_a_private_certificate() {
         String::from_utf8_lossy(&out.stderr)
     );
     let t = TestKernel::boot();
-    let api = add_user(&t, "bob", Role::User, 1101);
+    let api = t.add_user("bob", Role::User, 1101);
     let stop = CancellationToken::new();
     let gw = Gateway::new(t.kernel.clone(), Arc::new(LogRing::default()), stop.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1013,13 +969,13 @@ async fn service_operations_check_the_role() {
     let a = start().await;
     let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
     let bob = a
-        .client("bob", &add_user(&a.t, "bob", Role::User, 1101))
+        .client("bob", &a.t.add_user("bob", Role::User, 1101))
         .await;
     let olga = a
-        .client("olga", &add_user(&a.t, "olga", Role::Operator, 1103))
+        .client("olga", &a.t.add_user("olga", Role::Operator, 1103))
         .await;
     let admin = a
-        .client("ada", &add_user(&a.t, "ada", Role::Admin, 1105))
+        .client("ada", &a.t.add_user("ada", Role::Admin, 1105))
         .await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/services/echo");
     // Installing is for admins.
@@ -1127,10 +1083,10 @@ async fn secrets_go_in_and_never_come_out() {
     let a = start().await;
     let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
     let bob = a
-        .client("bob", &add_user(&a.t, "bob", Role::User, 1101))
+        .client("bob", &a.t.add_user("bob", Role::User, 1101))
         .await;
     let admin = a
-        .client("ada", &add_user(&a.t, "ada", Role::Admin, 1105))
+        .client("ada", &a.t.add_user("ada", Role::Admin, 1105))
         .await;
     let value = "ghp_Zq8v3TOPSECRETvalue42";
     let r = bob
@@ -1265,7 +1221,7 @@ async fn another_user_s_agent_is_the_same_not_found_through_every_door() {
     let a = start().await;
     let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
     let carol = a
-        .client("carol", &add_user(&a.t, "carol", Role::User, 1102))
+        .client("carol", &a.t.add_user("carol", Role::User, 1102))
         .await;
     let mut req = TestKernel::req("assistant", "hello", None);
     req.interactive = Some(true);

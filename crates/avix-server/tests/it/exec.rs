@@ -7,7 +7,6 @@ use avix_kernel::process::Process;
 use avix_proto::agent::ProcState;
 
 use crate::common::{TestKernel, p, wait_exit, wait_state};
-use crate::services::agent;
 
 struct Sandbox {
     t: TestKernel,
@@ -45,7 +44,7 @@ async fn sandbox(exec_yaml: &str, tools: &str) -> Sandbox {
             .unwrap();
     }
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
-    agent(&t, "runner", tools);
+    t.agent("runner", tools);
     let mut req = TestKernel::req("runner", "wait", None);
     req.interactive = Some(true);
     let proc = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
@@ -263,7 +262,7 @@ async fn disk_memory_time_and_output_are_capped() {
 async fn killing_the_agent_kills_its_code() {
     let t = TestKernel::boot();
     let _ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
-    agent(&t, "sleeper", EXEC);
+    t.agent("sleeper", EXEC);
     // The code reaches the sandbox on stdin; the sleep's own argv is what shows in ps.
     let marker = format!("sleep {}.{}", 300 + std::process::id() % 600, 37);
     t.script(

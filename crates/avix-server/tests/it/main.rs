@@ -1,17 +1,13 @@
-//! The kernel with real storage, journals, the scripted provider and real provider adapters
-//! against a loopback server: agents as processes,
-//! driven through the kernel API and the VFS (the mount is tested in avix-cli).
+//! The doors on a real kernel: ATP over loopback WebSockets, the reference clients' frames,
+//! JSON-RPC over Unix sockets, services, exec and MCP servers, attacks from a second user (the
+//! kernel's own tests are in avix-kernel, the mount's in avix-cli).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod agents;
 mod atp;
 mod common;
 mod exec;
 mod mcp;
-mod providers;
-mod recovery;
 mod reference;
 mod security;
 mod services;
-mod sessions;

@@ -8,7 +8,6 @@ use avix_proto::agent::ProcState;
 use avix_proto::service::ServiceState;
 
 use crate::common::{TestKernel, p, wait_exit, wait_state};
-use crate::services::agent;
 
 /// The npm package `@modelcontextprotocol/server-everything`, installed by scripts/setup.sh.
 fn everything() -> PathBuf {
@@ -126,7 +125,7 @@ async fn the_reference_everything_server_serves_an_agent() {
         )
         .unwrap();
 
-    agent(&t, "mcpuser", "mcp/everything/echo, mcp/everything/get-sum");
+    t.agent("mcpuser", "mcp/everything/echo, mcp/everything/get-sum");
     t.script(
         "mcp",
         "  turns:\n    - toolCalls: [{name: mcp/everything/echo, args: {message: hello mcp}}]\n    - toolCalls: [{name: mcp/everything/get-sum, args: {a: 2, b: 40}}]\n    - text: \"sum: {last}\"\n",
@@ -187,8 +186,7 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
     );
 
     // A call that never gets an answer ends at callTimeout; the agent goes on.
-    agent(
-        &t,
+    t.agent(
         "patient",
         "mcp/flaky/ok, mcp/flaky/wait, mcp/flaky/crash, mcp/flaky/grow",
     );
@@ -337,7 +335,7 @@ async fn the_everything_server_over_streamable_http() {
         t.kernel.tools().get("mcp/web/get-sum").is_some()
     })
     .await;
-    agent(&t, "webuser", "mcp/web/get-sum");
+    t.agent("webuser", "mcp/web/get-sum");
     let mut req = TestKernel::req("webuser", "idle", None);
     req.interactive = Some(true);
     let p = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();

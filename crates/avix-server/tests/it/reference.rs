@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::atp::{add_user, next_text, raw_with, start};
+use crate::atp::{next_text, raw_with, start};
 use crate::common::{TestKernel, wait_state};
 
 /// `AtpErrorCode`: serde SCREAMING_SNAKE_CASE of `Eauth`… — a code outside this set makes
@@ -225,7 +225,7 @@ impl RefClient {
 async fn the_reference_client_s_frames_get_replies_it_parses() {
     let a = start().await;
     let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
-    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let key = a.t.add_user("bob", Role::User, 1101);
     let bob = avix_proto::UserName::new("bob").unwrap();
     let login = avix_client::login(&a.config("bob", &key)).await.unwrap();
     let token = login.token.clone();

@@ -6,36 +6,17 @@ use std::path::Path;
 
 use avix_proto::Role;
 use avix_proto::atp::{ErrorCode, SpawnReply};
-use avix_vfs::Caller;
 use serde_json::json;
 
-use crate::atp::{Atp, add_user, code, start};
+use crate::atp::{Atp, code, start};
 use crate::common::{TestKernel, p};
 
 /// Installs `/users/<user>/bin/<name>@1.0.0` needing `tools`.
-fn user_agent(t: &TestKernel, user: &str, name: &str, tools: &str) {
-    let k = Caller::kernel();
-    for d in [
-        format!("/users/{user}/bin"),
-        format!("/users/{user}/bin/{name}@1.0.0"),
-    ] {
-        let _ = t.kernel.vfs().create_dir(&k, &p(&d));
-    }
-    t.kernel
-        .vfs()
-        .write(
-            &k,
-            &p(&format!("/users/{user}/bin/{name}@1.0.0/agent.yaml")),
-            format!("apiVersion: avix/v1\nkind: Agent\nmetadata: {{name: {name}, version: 1.0.0, description: attack}}\nspec:\n  systemPrompt: do as told\n  tools: {{required: [{tools}]}}\n").as_bytes(),
-        )
-        .unwrap();
-}
-
 /// An ATP daemon with exec.svc, bob (role user, every tool granted) and his API key.
 async fn with_bob() -> (Atp, avix_ipc::Ipc, String) {
     let a = start().await;
     let ipc = avix_ipc::Ipc::start(&a.t.kernel).unwrap();
-    let key = add_user(&a.t, "bob", Role::User, 1101);
+    let key = a.t.add_user("bob", Role::User, 1101);
     (a, ipc, key)
 }
 
@@ -66,7 +47,7 @@ async fn a_symlink_made_in_the_sandbox_leads_nowhere_through_atp_or_agent_tools(
     // Issue 10, item 1: the sandbox plants `r -> /` (and `w -> the daemon's own root`), then
     // bob reads and writes through it, over ATP and with his agent's fs tools.
     let (a, _ipc, key) = with_bob().await;
-    user_agent(&a.t, "bob", "esc", "exec/shell, fs/read, fs/write, fs/list");
+    a.t.agent_for("bob", "esc", "exec/shell, fs/read, fs/write, fs/list");
     let victim = a.t.kernel.layout().root().join("pwned-by-bob");
     let script = format!(
         "  turns:\n    - toolCalls: [{{name: exec/shell, args: {{command: 'ln -sfn / /workspace/r; ln -sfn .. /workspace/up; ls -l /workspace'}}}}]\n    - toolCalls: [{{name: fs/read, args: {{path: r/etc/shadow}}}}]\n    - toolCalls: [{{name: fs/write, args: {{path: 'r{}', content: x}}}}]\n    - toolCalls: [{{name: fs/list, args: {{path: r/etc}}}}]\n    - toolCalls: [{{name: fs/read, args: {{path: up/alice/workspace/secret.txt}}}}]\n    - text: done\n",
@@ -154,7 +135,7 @@ async fn a_setuid_copy_made_in_the_sandbox_makes_no_one_root() {
         return;
     }
     let (a, _ipc, key) = with_bob().await;
-    user_agent(&a.t, "bob", "suid", "exec/shell");
+    a.t.agent_for("bob", "suid", "exec/shell");
     let script = "  turns:\n    - toolCalls: [{name: exec/shell, args: {command: 'cp /usr/bin/python3 py && chmod 4755 py && cp py py2 && chmod 6755 py2 && ls -ln py py2; grep \" /workspace \" /proc/self/mountinfo'}}]\n    - text: done\n";
     let results = run_as_bob(&a, &key, "suid", script).await;
     assert!(results[0].0, "{}", results[0].1);
@@ -205,7 +186,7 @@ async fn no_key_of_the_daemon_is_readable_inside_the_sandbox() {
     // before the runtime's other threads read the environment.
     unsafe { std::env::set_var("OPENAI_API_KEY", "sk-test-LEAKCHECK-openai-7f3a") };
     let (a, _ipc, key) = with_bob().await;
-    user_agent(&a.t, "bob", "env", "exec/shell");
+    a.t.agent_for("bob", "env", "exec/shell");
     let script = "  turns:\n    - toolCalls: [{name: exec/shell, args: {command: 'for f in /proc/[0-9]*/environ; do tr \"\\\\0\" \"\\\\n\" < $f; done; env'}}]\n    - text: done\n";
     let results = run_as_bob(&a, &key, "env", script).await;
     assert!(results[0].0, "{}", results[0].1);
@@ -299,7 +280,7 @@ async fn login_from(a: &Atp, from: &str, identity: &str, credential: &str) -> u1
 async fn failed_logins_from_a_shared_address_never_lock_out_a_valid_credential() {
     // Issue 10, items 6 and 13.
     let (a, _ipc, bob) = with_bob().await;
-    let carol = add_user(&a.t, "carol", Role::Admin, 1102);
+    let carol = a.t.add_user("carol", Role::Admin, 1102);
     // Lock out after 2 failures per identity (the address is slowed after 8).
     a.t.edit("/etc/avix/auth.conf", |auth| {
         assert!(auth.contains("failedAuthLockoutCount: 5"), "{auth}");
@@ -361,7 +342,7 @@ async fn quota_sessions_caps_a_users_open_connections() {
     let third = a.try_client("bob", &bob).await.unwrap_err().to_string();
     assert!(third.contains("quota.sessions allows 2"), "{third}");
     // Another user is not affected by bob's count.
-    let carol = add_user(&a.t, "carol", Role::User, 1102);
+    let carol = a.t.add_user("carol", Role::User, 1102);
     a.client("carol", &carol).await;
     // Closing one frees a place.
     drop(one);

@@ -8,32 +8,12 @@ use std::time::Duration;
 use avix_proto::agent::{JournalEvent, ProcState};
 use avix_proto::service::ServiceState;
 
-use crate::common::{TestKernel, p, wait_exit};
+use crate::common::{TestKernel, wait_exit};
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/services")
         .join(name)
-}
-
-pub(crate) fn agent(t: &TestKernel, name: &str, tools: &str) {
-    for d in [
-        "/users/alice/bin".to_owned(),
-        format!("/users/alice/bin/{name}@1.0.0"),
-    ] {
-        let _ = t
-            .kernel
-            .vfs()
-            .create_dir(&avix_vfs::Caller::kernel(), &p(&d));
-    }
-    t.kernel
-        .vfs()
-        .write(
-            &avix_vfs::Caller::kernel(),
-            &p(&format!("/users/alice/bin/{name}@1.0.0/agent.yaml")),
-            format!("apiVersion: avix/v1\nkind: Agent\nmetadata: {{name: {name}, version: 1.0.0}}\nspec:\n  tools: {{required: [{tools}]}}\n").as_bytes(),
-        )
-        .unwrap();
 }
 
 pub(crate) fn tool_results(
@@ -94,7 +74,7 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
             .exists()
     );
 
-    agent(&t, "echoer", "echo/say");
+    t.agent("echoer", "echo/say");
     t.script(
         "echo",
         "  turns:\n    - toolCalls: [{name: echo/say, args: {text: hello}}]\n    - text: \"got {last}\"\n",
@@ -229,7 +209,7 @@ async fn a_service_that_never_answers_times_out_and_the_agent_goes_on() {
     let svc = t.kernel.services().unwrap().clone();
     let st = svc.install(dir.path()).await.unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
-    agent(&t, "waiter", "hang/wait");
+    t.agent("waiter", "hang/wait");
     t.script(
         "wait",
         "  turns:\n    - toolCalls: [{name: hang/wait}]\n    - text: \"after {last}\"\n",
@@ -472,7 +452,7 @@ async fn removing_a_tool_drains_the_calls_in_flight() {
     let svc = t.kernel.services().unwrap().clone();
     let st = svc.install(dir.path()).await.unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
-    agent(&t, "drainer", "drain/slow");
+    t.agent("drainer", "drain/slow");
     let mut req = TestKernel::req("drainer", "idle", None);
     req.interactive = Some(true);
     let p = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();

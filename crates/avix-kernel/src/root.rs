@@ -1,4 +1,5 @@
-//! `avix server config init`: creates (or, with `--force`, re-creates) a runtime root.
+//! Creating a runtime root (`avix server config init`; tests and benchmarks create theirs
+//! with [`run`] too): creates it or, with `--force`, re-creates its configuration.
 //!
 //! Writes `etc/auth.conf` (0600), `users.yaml`, `crews.yaml`, `kernel.yaml` (0600) and
 //! `llm.yaml`, creates the data trees, and sets up the master key: written to a 0600 key file
@@ -13,8 +14,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::layout::RootLayout;
 use avix_auth::{ApiKey, MasterKey, Purpose, password};
-use avix_kernel::layout::RootLayout;
 use avix_proto::config::auth::{AuthConfig, AuthPolicy, Credential, Identity};
 use avix_proto::config::crews::Crews;
 use avix_proto::config::kernel::{
@@ -26,7 +27,7 @@ use avix_proto::time::Timestamp;
 use avix_proto::{Role, UserName};
 use zeroize::Zeroizing;
 
-use avix_kernel::fsutil::{ensure_dir, write_atomic};
+use crate::fsutil::{ensure_dir, write_atomic};
 
 /// The uid the first user gets.
 pub const FIRST_UID: u32 = 1001;
@@ -691,7 +692,7 @@ mod tests {
         bob.force = true;
         run(&bob).unwrap();
         let uids = |d: &Path| {
-            let c = avix_kernel::config::Config::load(&RootLayout::new(d)).unwrap();
+            let c = crate::config::Config::load(&RootLayout::new(d)).unwrap();
             let ids: Vec<_> = c
                 .auth
                 .identities
@@ -769,7 +770,7 @@ mod tests {
         assert!(report.render().contains(&key));
         let layout = RootLayout::new(d.path());
         let master = MasterKey::from_file(&layout.etc_file(MASTER_KEY_FILE)).unwrap();
-        let config = avix_kernel::config::Config::load(&layout).unwrap();
+        let config = crate::config::Config::load(&layout).unwrap();
         assert!(master.matches_check_value(&config.auth.master_key_check));
         let Credential::ApiKey { key_hash } = &config.auth.identities[0].credential else {
             panic!()
@@ -841,7 +842,7 @@ mod tests {
                 .contains(&format!("export AVIX_MASTER_KEY={shown}"))
         );
         assert!(!RootLayout::new(d.path()).etc_file(MASTER_KEY_FILE).exists());
-        let config = avix_kernel::config::Config::load(&RootLayout::new(d.path())).unwrap();
+        let config = crate::config::Config::load(&RootLayout::new(d.path())).unwrap();
         let Credential::Password { password_hash } = &config.auth.identities[0].credential else {
             panic!()
         };

@@ -525,7 +525,7 @@ async fn a_panic_in_an_agents_run_fails_that_agent_cleanly() {
             Ok::<_, ToolError>(serde_json::json!({}))
         }),
     );
-    crate::services::agent(&t, "boomer", "test/boom");
+    t.agent("boomer", "test/boom");
     t.script(
         "boom",
         "  turns:\n    - toolCalls: [{name: test/boom, args: {}}]\n    - text: never\n",
