@@ -16,6 +16,7 @@ use avix_vfs::{Caller, Principal, VfsPath};
 
 use crate::Kernel;
 use crate::catalog::{self, InstalledAgent};
+use crate::config::Config;
 use crate::process::{Grants, Process, ProcessSpec, RunLimits};
 
 /// Why a spawn failed; its [`ErrorKind`] is what every door reports.
@@ -397,7 +398,9 @@ impl Kernel {
         self.spawn_with(&user, req, parent, None).await
     }
 
-    /// [`Kernel::spawn`], or with `adopt` the continuation of an interrupted run.
+    /// [`Kernel::spawn`], or with `adopt` the continuation of an interrupted run: admitted
+    /// ([`Kernel::admit`]), planned ([`Kernel::plan`]), given a PID, an invocation and its
+    /// journal ([`Kernel::allocate`]), then made durable and started ([`Kernel::launch`]).
     pub(crate) async fn spawn_with(
         self: &Arc<Self>,
         user: &UserName,
@@ -406,8 +409,22 @@ impl Kernel {
         adopt: Option<Adopt>,
     ) -> Result<Arc<Process>, SpawnError> {
         let config = self.config().get();
-        let role = config.role_of(user);
-        if role == Role::Guest {
+        self.admit(&config, user, &req)?;
+        let plan = self.plan(&config, user, &req, parent.as_deref(), adopt.as_ref())?;
+        let slot = self.allocate(user, &req, &plan, parent.as_deref(), adopt.as_ref())?;
+        self.launch(&config, user, req, plan, slot, parent, adopt)
+            .await
+    }
+
+    /// Whether `user` may start one more agent now: not a guest, known, a goal, within the
+    /// daemon's and the user's agent quotas.
+    fn admit(
+        &self,
+        config: &Config,
+        user: &UserName,
+        req: &SpawnRequest,
+    ) -> Result<(), SpawnError> {
+        if config.role_of(user) == Role::Guest {
             return Err(SpawnError::Forbidden(format!(
                 "user {user} is a guest; guests cannot spawn agents"
             )));
@@ -436,6 +453,20 @@ impl Kernel {
                 "user {user} already runs as many agents as quota.agents in users.yaml allows"
             )));
         }
+        Ok(())
+    }
+
+    /// Everything the run will be, decided before anything is allocated (so a refusal costs
+    /// nothing): the agent and its prompt, parameters, grants, the resolved model, the tools
+    /// that need approval, and the conversation a resumed session carries over.
+    fn plan(
+        &self,
+        config: &Config,
+        user: &UserName,
+        req: &SpawnRequest,
+        parent: Option<&Process>,
+        adopt: Option<&Adopt>,
+    ) -> Result<Plan, SpawnError> {
         let agent = catalog::find(self.vfs(), user, req.agent.as_str())?;
         let system_prompt = catalog::system_prompt(self.vfs(), &agent)?;
         let mut manifest_params = agent.manifest.spec.defaults.clone();
@@ -445,7 +476,7 @@ impl Kernel {
             }
         }
         let resolution = resolve_params(self, user, &manifest_params)?;
-        let (grants, denied) = match &adopt {
+        let (grants, denied) = match adopt {
             // What it held, as far as the user may still use it.
             Some(a) => {
                 let mut g = a.grants.clone();
@@ -453,7 +484,7 @@ impl Kernel {
                 g.once.retain(|t, _| permitted(self, user, t).is_ok());
                 (g, Vec::new())
             }
-            None => compute_grants(self, user, &agent, &req, parent.as_deref())?,
+            None => compute_grants(self, user, &agent, req, parent)?,
         };
         let (model, model_source) = match (
             &req.model,
@@ -483,54 +514,104 @@ impl Kernel {
             .map(|t| t.to_string())
             .collect();
         hil_required.extend(config.kernel.safety.hil_required_tools.iter().cloned());
-
-        // The conversation a resumed session carries over (checked before anything is
-        // allocated, so a bad session id costs nothing).
-        let name = agent.manifest.metadata.name.clone();
-        let history = match (&parent, &req.session) {
+        let history = match (parent, &req.session) {
             _ if adopt.is_some() => Vec::new(),
             (None, Some(sid)) => self
-                .session_conversation(user, sid, name.as_str())
+                .session_conversation(user, sid, agent.manifest.metadata.name.as_str())
                 .map_err(|e| match e {
                     crate::sessions::SessionError::Io(m) => SpawnError::Io(m),
                     e => SpawnError::Session(e),
                 })?,
             _ => Vec::new(),
         };
+        Ok(Plan {
+            agent,
+            system_prompt,
+            resolution,
+            grants,
+            denied,
+            model,
+            model_source,
+            hil_required,
+            history,
+        })
+    }
+
+    /// A PID, the invocation's id, directory and open journal, and its session.
+    fn allocate(
+        &self,
+        user: &UserName,
+        req: &SpawnRequest,
+        plan: &Plan,
+        parent: Option<&Process>,
+        adopt: Option<&Adopt>,
+    ) -> Result<Slot, SpawnError> {
         let pid = self
             .pids()
             .allocate()
             .map_err(|e| SpawnError::Io(format!("cannot allocate a PID: {e}")))?;
-        let (id, dir, session, new_session) = match &adopt {
+        let (id, dir, session, new_session) = match adopt {
             Some(a) => (a.id.clone(), a.dir.clone(), a.session.clone(), false),
             None => {
                 let id = invocation_id();
-                let (session, new_session) = match (&parent, &req.session) {
+                let (session, new_session) = match (parent, &req.session) {
                     (Some(p), _) => (p.session.clone(), false),
                     (None, Some(sid)) => (sid.clone(), false),
                     (None, None) => (invocation_id(), true),
                 };
-                let dir = self
-                    .layout()
-                    .invocation_dir(user.as_str(), name.as_str(), &id);
+                let dir = self.layout().invocation_dir(
+                    user.as_str(),
+                    plan.agent.manifest.metadata.name.as_str(),
+                    &id,
+                );
                 (id, dir, session, new_session)
             }
         };
         let journal = self.journals().open(&dir, &id).map_err(|e| {
             SpawnError::Io(format!("cannot open the journal in {}: {e}", dir.display()))
         })?;
-        let granted = grants.names();
+        Ok(Slot {
+            pid,
+            id,
+            session,
+            new_session,
+            journal,
+        })
+    }
+
+    /// Builds the process, makes its first journal line durable, then makes it visible
+    /// (process table, session record, `/proc`, the event) and starts its executor.
+    #[allow(clippy::too_many_arguments)]
+    async fn launch(
+        self: &Arc<Self>,
+        config: &Config,
+        user: &UserName,
+        req: SpawnRequest,
+        plan: Plan,
+        slot: Slot,
+        parent: Option<Arc<Process>>,
+        adopt: Option<Adopt>,
+    ) -> Result<Arc<Process>, SpawnError> {
+        let Slot {
+            pid,
+            id,
+            session,
+            new_session,
+            journal,
+        } = slot;
+        let name = plan.agent.manifest.metadata.name.clone();
+        let granted = plan.grants.names();
         let resolved = Resolved {
             pid,
             agent: name.to_string(),
             user: user.to_string(),
-            model: model.clone(),
-            model_source: model_source.to_owned(),
-            params: resolution.params,
+            model: plan.model.clone(),
+            model_source: plan.model_source.to_owned(),
+            params: plan.resolution.params,
             granted: granted.clone(),
-            denied,
+            denied: plan.denied,
             hil_required: {
-                let mut v: Vec<String> = hil_required.iter().cloned().collect();
+                let mut v: Vec<String> = plan.hil_required.iter().cloned().collect();
                 v.sort();
                 v
             },
@@ -540,30 +621,32 @@ impl Kernel {
                 user: user.clone(),
                 pid,
             },
-            role,
+            role: config.role_of(user),
             crews: config.crews_of(user),
             door: avix_vfs::Door::Kernel,
         };
-        let interactive = req.interactive.unwrap_or(agent.manifest.spec.interactive);
+        let interactive = req
+            .interactive
+            .unwrap_or(plan.agent.manifest.spec.interactive);
         let (process, ends) = Process::new(
             ProcessSpec {
                 pid,
                 user: user.clone(),
                 agent: name.clone(),
-                version: agent.manifest.metadata.version.clone(),
+                version: plan.agent.manifest.metadata.version.clone(),
                 goal: req.goal.clone(),
                 parent: parent.as_ref().map(|p| p.pid),
                 session: session.clone(),
-                model: model.clone(),
+                model: plan.model.clone(),
                 interactive,
                 caller,
                 journal,
                 resolved,
-                limits: resolution.limits,
-                system_prompt,
-                hil_required,
+                limits: plan.resolution.limits,
+                system_prompt: plan.system_prompt,
+                hil_required: plan.hil_required,
             },
-            grants,
+            plan.grants,
         );
         let first = match &adopt {
             Some(a) => JournalEvent::Resumed {
@@ -577,7 +660,7 @@ impl Kernel {
                 user: user.to_string(),
                 parent: process.parent,
                 goal: req.goal.clone(),
-                model,
+                model: plan.model,
                 granted,
                 session: Some(session.clone()),
                 interactive,
@@ -638,7 +721,7 @@ impl Kernel {
                 tracing::info!(pid, agent = %name, user = %user, "spawned");
                 (
                     avix_proto::event::EventName::AgentSpawned,
-                    crate::executor::Begin::Fresh(history),
+                    crate::executor::Begin::Fresh(plan.history),
                 )
             }
         };
@@ -650,6 +733,28 @@ impl Kernel {
         crate::executor::start(self.clone(), process.clone(), ends, begin);
         Ok(process)
     }
+}
+
+/// What a spawn will run ([`Kernel::plan`]).
+struct Plan {
+    agent: InstalledAgent,
+    system_prompt: String,
+    resolution: Resolution,
+    grants: Grants,
+    denied: Vec<DeniedTool>,
+    model: String,
+    model_source: &'static str,
+    hil_required: HashSet<String>,
+    history: Vec<avix_proto::llm::Message>,
+}
+
+/// Where a spawn runs ([`Kernel::allocate`]).
+struct Slot {
+    pid: u64,
+    id: String,
+    session: String,
+    new_session: bool,
+    journal: crate::journal::Journal,
 }
 
 #[cfg(test)]
