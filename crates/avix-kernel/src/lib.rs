@@ -23,6 +23,7 @@
 //! Boot ([`Kernel::boot`]) loads and checks the configuration, builds the mount table and
 //! publishes the synthetic files; the daemon then adds the doors.
 
+mod caps;
 pub mod catalog;
 pub mod config;
 pub mod events;
@@ -36,6 +37,7 @@ pub mod pipes;
 pub mod policy;
 pub mod process;
 pub mod procfs;
+mod reap;
 pub mod records;
 pub mod recovery;
 pub mod root;
@@ -53,7 +55,7 @@ use std::time::{Duration, Instant};
 use avix_auth::{MasterKey, Purpose, SubKey};
 use avix_llm::{LlmClient, LlmService, ServicePaths};
 use avix_proto::UserName;
-use avix_proto::agent::{InvocationRecord, JournalEvent, ProcState};
+use avix_proto::agent::{JournalEvent, ProcState};
 use avix_proto::config::EtcFile;
 use avix_proto::time::Timestamp;
 use avix_vfs::{Caller, LocalStorage, Vfs, VfsPath};
@@ -63,7 +65,7 @@ use crate::events::EventBus;
 use crate::hil::HilManager;
 use crate::journal::JournalWriter;
 use crate::layout::RootLayout;
-use crate::pid::{Pid, PidAllocator};
+use crate::pid::PidAllocator;
 use crate::pipes::{Jobs, Pipes};
 use crate::process::{Process, ProcessTable, Signal};
 use crate::tools::ToolRegistry;
@@ -473,150 +475,6 @@ impl Kernel {
             }
         }
         Ok(())
-    }
-
-    /// Mints a capability token for `p`'s current grants. `keep_expiry` keeps the current
-    /// expiry (a grant change), otherwise the token lives [`TOKEN_TTL_SECS`].
-    pub fn mint_token(&self, p: &Process, keep_expiry: bool) {
-        let now = Timestamp::now().unix();
-        let (_, old_exp) = p.token();
-        let expires_at = if keep_expiry && old_exp > now {
-            old_exp
-        } else {
-            now + TOKEN_TTL_SECS
-        };
-        let claims = avix_auth::captoken::CapClaims {
-            pid: p.pid,
-            user: p.user.to_string(),
-            tools: p.grants().names(),
-            issued_at: now,
-            expires_at,
-        };
-        p.set_token(
-            avix_auth::captoken::mint(&self.keys.capability, &claims),
-            expires_at,
-        );
-    }
-
-    /// Renews `p`'s token if it is within [`TOKEN_RENEWAL_SECS`] of expiring.
-    pub fn renew_token_if_due(&self, p: &Process) {
-        let (_, exp) = p.token();
-        if exp - Timestamp::now().unix() < TOKEN_RENEWAL_SECS {
-            self.mint_token(p, false);
-        }
-    }
-
-    /// Verifies a capability token presented by a service: signature, expiry, and that it is
-    /// the token in force of a live process (an older or revoked one is refused).
-    /// Every refusal is [`ErrorKind::Denied`](avix_proto::ErrorKind::Denied).
-    pub fn verify_token(
-        &self,
-        token: &str,
-    ) -> Result<avix_auth::captoken::CapClaims, avix_proto::Error> {
-        let denied = |m: String| avix_proto::Error::denied(m);
-        let claims =
-            avix_auth::captoken::verify(&self.keys.capability, token, Timestamp::now().unix())
-                .map_err(|e| denied(e.to_string()))?;
-        let p = self
-            .procs
-            .get(claims.pid)
-            .ok_or_else(|| denied(format!("process {} does not exist", claims.pid)))?;
-        let (current, _) = p.token();
-        if current.is_empty() || current != token {
-            return Err(denied("capability token revoked or superseded".into()));
-        }
-        Ok(claims)
-    }
-
-    /// The invocation record of `p` as it stands.
-    pub fn record_of(&self, p: &Process) -> InvocationRecord {
-        let i = p.inner();
-        InvocationRecord {
-            id: p.journal.id().to_owned(),
-            agent: p.agent.to_string(),
-            version: p.version.clone(),
-            user: p.user.to_string(),
-            pid: p.pid,
-            parent: p.parent,
-            session: Some(p.session.clone()),
-            goal: p.goal.clone(),
-            model: p.model.clone(),
-            spawned_at: p.started_at,
-            ended_at: i.ended_at,
-            state: i.state,
-            exit_code: i.exit.as_ref().map(|e| e.code),
-            exit_reason: i.exit.as_ref().map(|e| e.reason.clone()),
-            tokens: i.tokens,
-            cost_usd: i.cost_usd,
-            tool_calls: i.tool_calls,
-            turns: i.turns,
-        }
-    }
-
-    /// Reaps `pid` after [`EXITED_RETENTION`] (or at once, oldest first, past
-    /// [`MAX_EXITED`] exited processes).
-    pub fn schedule_reap(self: &Arc<Self>, pid: Pid) {
-        self.pipes.close_for(pid);
-        let exited: Vec<Arc<Process>> = self
-            .procs
-            .all()
-            .into_iter()
-            .filter(|p| p.state().is_terminal())
-            .collect();
-        if exited.len() > MAX_EXITED {
-            for p in exited.iter().take(exited.len() - MAX_EXITED) {
-                self.reap(p.pid);
-            }
-        }
-        let weak = Arc::downgrade(self);
-        self.rt.spawn(async move {
-            tokio::time::sleep(EXITED_RETENTION).await;
-            if let Some(k) = weak.upgrade() {
-                k.reap(pid);
-            }
-        });
-    }
-
-    /// Removes an exited process from the table and from `/proc`.
-    pub fn reap(&self, pid: Pid) {
-        if self.procs.get(pid).is_some_and(|p| p.state().is_terminal()) {
-            self.procs.remove(pid);
-            procfs::unpublish_process(self, pid);
-            self.hil.forget(pid);
-            self.pipes.forget(pid);
-            self.jobs.forget(pid);
-        }
-    }
-
-    /// Counts the LLM tokens each user's invocations of the last 24 hours used, so the
-    /// users.yaml token quota holds across restarts. Reads the invocation records: call it
-    /// off the boot path.
-    pub fn seed_llm_usage(&self) -> u64 {
-        let Some(svc) = &self.llm_service else {
-            return 0;
-        };
-        let since = Timestamp::now().unix() - 24 * 3600;
-        let users: Vec<UserName> = self
-            .config
-            .get()
-            .users
-            .users
-            .iter()
-            .map(|u| u.username.clone())
-            .collect();
-        let mut total = 0;
-        for u in users {
-            for r in self.history(&u, None) {
-                let at = r.ended_at.unwrap_or(r.spawned_at);
-                // Live runs are counted as they go.
-                if at.unix() >= since && r.ended_at.is_some() {
-                    svc.ledger()
-                        .seed_user_tokens(u.as_str(), at, r.tokens.total());
-                    total += r.tokens.total();
-                }
-            }
-        }
-        total
     }
 
     /// Removes temp files that writes interrupted by a crash left under the persistent trees

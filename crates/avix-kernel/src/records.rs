@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use avix_proto::agent::{CatalogEntry, InvocationRecord};
 use avix_proto::llm::Message;
+use avix_proto::time::Timestamp;
 use avix_proto::{Error, UserName};
 use avix_vfs::Caller;
 
@@ -15,6 +16,62 @@ use crate::process::Process;
 use crate::{Kernel, catalog, journal, policy};
 
 impl Kernel {
+    /// The invocation record of `p` as it stands.
+    pub fn record_of(&self, p: &Process) -> InvocationRecord {
+        let i = p.inner();
+        InvocationRecord {
+            id: p.journal.id().to_owned(),
+            agent: p.agent.to_string(),
+            version: p.version.clone(),
+            user: p.user.to_string(),
+            pid: p.pid,
+            parent: p.parent,
+            session: Some(p.session.clone()),
+            goal: p.goal.clone(),
+            model: p.model.clone(),
+            spawned_at: p.started_at,
+            ended_at: i.ended_at,
+            state: i.state,
+            exit_code: i.exit.as_ref().map(|e| e.code),
+            exit_reason: i.exit.as_ref().map(|e| e.reason.clone()),
+            tokens: i.tokens,
+            cost_usd: i.cost_usd,
+            tool_calls: i.tool_calls,
+            turns: i.turns,
+        }
+    }
+
+    /// Counts the LLM tokens each user's invocations of the last 24 hours used, so the
+    /// users.yaml token quota holds across restarts. Reads the invocation records: call it
+    /// off the boot path.
+    pub fn seed_llm_usage(&self) -> u64 {
+        let Some(svc) = &self.llm_service else {
+            return 0;
+        };
+        let since = Timestamp::now().unix() - 24 * 3600;
+        let users: Vec<UserName> = self
+            .config
+            .get()
+            .users
+            .users
+            .iter()
+            .map(|u| u.username.clone())
+            .collect();
+        let mut total = 0;
+        for u in users {
+            for r in self.history(&u, None) {
+                let at = r.ended_at.unwrap_or(r.spawned_at);
+                // Live runs are counted as they go.
+                if at.unix() >= since && r.ended_at.is_some() {
+                    svc.ledger()
+                        .seed_user_tokens(u.as_str(), at, r.tokens.total());
+                    total += r.tokens.total();
+                }
+            }
+        }
+        total
+    }
+
     /// Past invocations of `user` (all agents, or one), newest first, from the records next
     /// to the journals (a live run's from its process).
     pub fn history(&self, user: &UserName, agent: Option<&str>) -> Vec<InvocationRecord> {
