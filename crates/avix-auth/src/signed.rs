@@ -69,6 +69,7 @@ pub fn b64_encode(data: &[u8]) -> String {
 }
 
 /// base64url digit values; 0xFF marks bytes that are not digits.
+#[allow(clippy::cast_possible_truncation)] // indices below 64 fit a byte
 const B64_DECODE: [u8; 256] = {
     let mut t = [0xFFu8; 256];
     let mut i = 0;
@@ -80,6 +81,7 @@ const B64_DECODE: [u8; 256] = {
 };
 
 /// Hex digit values; 0xFF marks bytes that are not hex digits.
+#[allow(clippy::cast_possible_truncation)] // digit values below 16 fit a byte
 const HEX_DECODE: [u8; 256] = {
     let mut t = [0xFFu8; 256];
     let mut i = 0;
@@ -119,6 +121,7 @@ fn b64_decode_into(s: &str, out: &mut Vec<u8>) -> bool {
 }
 
 /// Decodes base64url into `out` when it fits and is valid; returns the length.
+#[allow(clippy::cast_possible_truncation)] // taking the bytes of a 24-bit group is the point
 fn b64_decode_to(s: &str, out: &mut [u8]) -> Option<usize> {
     let b = s.as_bytes();
     if b.len() % 4 == 1 || b.len() / 4 * 3 + 2 > out.len() {
@@ -240,6 +243,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::cast_possible_truncation)] // wrapping test bytes
     fn base64url_round_trips() {
         for n in 0..20 {
             let data: Vec<u8> = (0..n).map(|i| (i * 37) as u8).collect();

@@ -137,7 +137,7 @@ fn check(rc: libc::c_int) -> Result<(), Errno> {
 /// The kernel file handle of the object `fd` is open on.
 fn handle_of(fd: BorrowedFd<'_>) -> Result<Box<[u32]>, Errno> {
     let mut buf = vec![0u32; 2 + MAX_HANDLE_SZ / 4];
-    buf[0] = MAX_HANDLE_SZ as u32;
+    buf[0] = u32::try_from(MAX_HANDLE_SZ).unwrap_or(u32::MAX);
     let mut mount_id: libc::c_int = 0;
     // SAFETY: `buf` is a `file_handle` header followed by MAX_HANDLE_SZ bytes, 4-aligned.
     check(unsafe {

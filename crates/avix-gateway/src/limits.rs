@@ -52,7 +52,8 @@ impl Limits {
     /// The limits of `cfg`, capped by the descriptors this process may open.
     pub fn from_config(cfg: &avix_proto::config::kernel::Gateway) -> Self {
         let fds = nofile().saturating_sub(FD_RESERVE).max(64);
-        let max_connections = u64::from(cfg.max_connections).min(fds) as usize;
+        let max_connections =
+            usize::try_from(u64::from(cfg.max_connections).min(fds)).unwrap_or(usize::MAX);
         Self {
             max_connections,
             max_pending: (cfg.max_pending as usize).clamp(1, max_connections),

@@ -683,7 +683,7 @@ impl ExecService {
         let mut child = cmd
             .spawn()
             .map_err(|e| ToolError::new("EIO", format!("cannot start the sandbox: {e}")))?;
-        let keep = cfg.output_bytes as usize;
+        let keep = usize::try_from(cfg.output_bytes).unwrap_or(usize::MAX);
         let out = tokio::spawn(capture(child.stdout.take().expect("piped"), keep));
         let err = tokio::spawn(capture(child.stderr.take().expect("piped"), keep));
         if let Some(mut stdin) = child.stdin.take() {
@@ -712,7 +712,7 @@ impl ExecService {
             "stdoutBytes": out_total,
             "stderrBytes": err_total,
             "timedOut": timed_out,
-            "elapsedMs": started.elapsed().as_millis() as u64,
+            "elapsedMs": avix_proto::time::ms(started.elapsed()),
         }))
     }
 }

@@ -44,8 +44,8 @@ pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> 
     if len > max {
         return Err(FrameError::TooBig { len, max });
     }
-    // len <= max <= MAX_FRAME_CEILING < u32::MAX
-    buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    let len = u32::try_from(len).map_err(|_| FrameError::TooBig { len, max })?;
+    buf[..4].copy_from_slice(&len.to_le_bytes());
     Ok(buf)
 }
 

@@ -253,7 +253,7 @@ impl Executor {
             let Some(resp) = self.call_llm().await? else {
                 continue;
             };
-            let duration_ms = started.elapsed().as_millis() as u64;
+            let duration_ms = avix_proto::time::ms(started.elapsed());
             {
                 let mut i = self.p.inner();
                 i.turns += 1;
@@ -634,7 +634,7 @@ impl Executor {
                 r = &mut call => {
                     return match r {
                         Ok(resp) => {
-                            tracing::debug!(pid = self.p.pid, ms = started.elapsed().as_millis() as u64, "LLM call done");
+                            tracing::debug!(pid = self.p.pid, ms = avix_proto::time::ms(started.elapsed()), "LLM call done");
                             Ok(Some(resp))
                         }
                         Err(e) => {
@@ -835,7 +835,7 @@ impl Executor {
             tool: name.into(),
             ok,
             result: truncate_for_journal(&content, MAX_JOURNALED_RESULT),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: avix_proto::time::ms(started.elapsed()),
         });
         self.kernel.events().emit_process(
             &self.p,

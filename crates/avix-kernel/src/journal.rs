@@ -360,7 +360,7 @@ impl Journal {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let len = (u64::from(len)).min(end - offset) as usize;
+        let len = usize::try_from(u64::from(len).min(end - offset)).unwrap_or(usize::MAX);
         let f = File::open(&self.file.path)?;
         let mut buf = vec![0u8; len];
         let mut done = 0;

@@ -203,7 +203,7 @@ impl Kernel {
         let started = Instant::now();
         let config = Arc::new(ConfigStore::load(layout.clone(), master)?);
         tracing::debug!(
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = avix_proto::time::us(started.elapsed()),
             "boot phase 1: configuration loaded"
         );
 
@@ -284,7 +284,7 @@ impl Kernel {
         kernel.ensure_homes();
         kernel.watch_config();
         tracing::debug!(
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = avix_proto::time::us(started.elapsed()),
             "boot phase 2: VFS ready"
         );
         Ok(kernel)

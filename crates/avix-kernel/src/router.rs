@@ -158,7 +158,7 @@ impl Kernel {
                 &content,
                 crate::journal::MAX_JOURNALED_RESULT,
             ),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: avix_proto::time::ms(started.elapsed()),
         });
         out
     }

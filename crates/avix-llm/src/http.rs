@@ -535,7 +535,7 @@ impl Transport {
             tracing::info!(
                 provider = %self.provider,
                 attempt = n,
-                wait_ms = wait.as_millis() as u64,
+                wait_ms = avix_proto::time::ms(wait),
                 error = %f.error,
                 "retrying the LLM call"
             );
@@ -572,7 +572,7 @@ fn annotate(e: LlmError, note: &str) -> LlmError {
 
 /// A uniformly random duration in `[0, max]`.
 fn jitter(max: Duration) -> Duration {
-    let ms = max.as_millis() as u64;
+    let ms = avix_proto::time::ms(max);
     if ms == 0 {
         return Duration::ZERO;
     }

@@ -506,7 +506,11 @@ impl MediaClient {
         let floats = |v: &Value| -> Option<Vec<f32>> {
             v.as_array()?
                 .iter()
-                .map(|x| x.as_f64().map(|f| f as f32))
+                .map(|x| {
+                    // Embeddings are f32 on every provider's side: the JSON number was one.
+                    #[allow(clippy::cast_possible_truncation)]
+                    x.as_f64().map(|f| f as f32)
+                })
                 .collect()
         };
         match self.kind {

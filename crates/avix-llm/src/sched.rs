@@ -86,8 +86,9 @@ impl Queue {
             let Some(since) = l.values().filter_map(|q| q.front().map(|w| w.since)).min() else {
                 continue;
             };
-            let aged =
-                i as u64 + (now.duration_since(since).as_millis() / AGING.as_millis()) as u64;
+            let aged = i as u64
+                + u64::try_from(now.duration_since(since).as_millis() / AGING.as_millis())
+                    .unwrap_or(u64::MAX);
             if best_level.is_none() || (aged, i) > best_key {
                 best_key = (aged, i);
                 best_level = Some(i);

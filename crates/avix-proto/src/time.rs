@@ -32,6 +32,7 @@ impl Timestamp {
 
     /// Parses an HTTP-date in its preferred form (`Sun, 06 Nov 1994 08:49:37 GMT`), as in
     /// a `Retry-After` header.
+    #[allow(clippy::cast_possible_truncation)] // a month index below 12
     pub fn from_http_date(v: &str) -> Option<Self> {
         let parts: Vec<&str> = v.split_whitespace().collect();
         let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
@@ -47,6 +48,7 @@ impl Timestamp {
     }
 
     /// Formats as an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+    #[allow(clippy::cast_possible_truncation)] // a weekday index below 7
     pub fn to_http_date(self) -> String {
         let days = self.0.div_euclid(86_400);
         let rem = self.0.rem_euclid(86_400);
@@ -76,6 +78,7 @@ impl From<SystemTime> for Timestamp {
 }
 
 // Howard Hinnant's days-from-civil algorithms.
+#[allow(clippy::cast_possible_truncation)] // a day below 32 and a month below 13
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -129,6 +132,7 @@ impl FromStr for Timestamp {
     type Err = TimeParseError;
 
     /// Parses `YYYY-MM-DDTHH:MM:SS` followed by `Z` or `±HH:MM` (fractions are ignored).
+    #[allow(clippy::cast_possible_truncation)] // month and day were checked to be 1..=12 and 1..=31
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
             TimeParseError(format!(
@@ -281,6 +285,17 @@ impl<'de> Deserialize<'de> for HumanDuration {
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
     }
+}
+
+/// `d` in whole milliseconds, for documents and logs (saturating: a `u64` of milliseconds
+/// lasts 584 million years).
+pub fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `d` in whole microseconds, saturating like [`ms`].
+pub fn us(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -175,6 +175,7 @@ fn req(interactive: bool) -> SpawnRequest {
     }
 }
 
+#[allow(clippy::cast_possible_truncation)] // an index into v
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p) as usize]

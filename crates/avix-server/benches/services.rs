@@ -43,6 +43,7 @@ impl Handler for Echo {
     }
 }
 
+#[allow(clippy::cast_possible_truncation)] // an index into v
 fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;

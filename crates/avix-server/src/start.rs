@@ -475,7 +475,7 @@ fn fuse_threads() -> usize {
 pub fn start(opts: &StartOptions) -> Result<(), StartError> {
     let t0 = Instant::now();
     let p = prepare(opts)?;
-    tracing::info!(root = %p.layout.root().display(), elapsed_ms = t0.elapsed().as_millis() as u64, "phase 0: root, keys and lock ready");
+    tracing::info!(root = %p.layout.root().display(), elapsed_ms = avix_proto::time::ms(t0.elapsed()), "phase 0: root, keys and lock ready");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("avix-rt")
@@ -521,7 +521,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         ));
     }
     tracing::info!(
-        elapsed_ms = t0.elapsed().as_millis() as u64,
+        elapsed_ms = avix_proto::time::ms(t0.elapsed()),
         "phase 1: kernel booted"
     );
 
@@ -563,7 +563,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
     if !fixed_log_level {
         follow_log_level(&kernel);
     }
-    let boot_ms = t0.elapsed().as_millis() as u64;
+    let boot_ms = avix_proto::time::ms(t0.elapsed());
     kernel.set_runtime_info(RuntimeInfo {
         mount_point: mount_point.as_ref().map(|m| m.display().to_string()),
         atp_address: Some(addr.to_string()),

@@ -84,11 +84,10 @@ fn the_daemon_killed_at_random_moments_loses_nothing_acknowledged() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {
-            std::time::SystemTime::now()
+            let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
+                .unwrap();
+            (t.as_secs() << 20) ^ u64::from(t.subsec_nanos()) | 1
         });
     eprintln!("chaos: {kills} kills, AVIX_CHAOS_SEED={seed}");
     let mut rng = Rng(seed);

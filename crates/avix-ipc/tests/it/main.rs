@@ -97,7 +97,7 @@ fn raw(path: &Path, bytes: &[u8]) -> Option<serde_json::Value> {
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {
-    let mut v = (body.len() as u32).to_le_bytes().to_vec();
+    let mut v = u32::try_from(body.len()).unwrap().to_le_bytes().to_vec();
     v.extend_from_slice(body);
     v
 }

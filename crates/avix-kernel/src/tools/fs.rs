@@ -44,8 +44,9 @@ async fn read(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     blocking(move || {
         let data = vfs.read(&caller, &path)?;
         let size = data.len() as u64;
-        let start = offset.min(size) as usize;
-        let end = (offset.saturating_add(length)).min(size) as usize;
+        // Both are at most data.len(): they fit a usize.
+        let start = usize::try_from(offset.min(size)).unwrap_or(data.len());
+        let end = usize::try_from(offset.saturating_add(length).min(size)).unwrap_or(data.len());
         let slice = &data[start..end];
         let content = std::str::from_utf8(slice).map_err(|_| {
             ToolError::new(

@@ -247,7 +247,7 @@ impl LlmService {
             && let Some(s) = sink
         {
             s(&StreamEvent::Dispatched {
-                queued_ms: permit.queued.as_millis() as u64,
+                queued_ms: avix_proto::time::ms(permit.queued),
             });
         }
         permit
@@ -294,7 +294,7 @@ impl LlmService {
             Ok(mut resp) => {
                 permit.settle_tokens(resp.usage.total());
                 e.shared.health.ok();
-                resp.queued_ms = permit.queued.as_millis() as u64;
+                resp.queued_ms = avix_proto::time::ms(permit.queued);
                 resp.cost_usd = cost(e.config.prices.get(&resp.model), resp.usage);
                 self.ledger.record(
                     provider,

@@ -45,13 +45,14 @@ impl LlmService {
                     last_error_at: last_error.map(|(t, _)| t),
                     in_flight: g.in_flight,
                     queued: g.queued,
-                    oldest_wait_ms: g.oldest_wait.as_millis() as u64,
+                    oldest_wait_ms: avix_proto::time::ms(g.oldest_wait),
                     average_wait_ms: if g.waited_requests == 0 {
                         0
                     } else {
-                        (g.total_wait.as_millis() / u128::from(g.waited_requests)) as u64
+                        u64::try_from(g.total_wait.as_millis() / u128::from(g.waited_requests))
+                            .unwrap_or(u64::MAX)
                     },
-                    longest_wait_ms: g.longest_wait.as_millis() as u64,
+                    longest_wait_ms: avix_proto::time::ms(g.longest_wait),
                     waited_requests: g.waited_requests,
                     last_minute_requests: g.last_minute_requests,
                     last_minute_tokens: g.last_minute_tokens,

@@ -79,6 +79,7 @@ impl AgentParams {
     }
 
     /// Sets a parameter by name (integers are rounded down; negative values become 0).
+    #[allow(clippy::cast_possible_truncation)] // a float to an integer saturates, which is what a limit wants
     pub fn set(&mut self, name: &str, v: f64) {
         let u = (v.max(0.0)) as u64;
         match name {

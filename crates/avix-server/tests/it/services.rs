@@ -236,7 +236,8 @@ pub(crate) fn rpc(path: &Path, body: serde_json::Value) -> serde_json::Value {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
     let b = body.to_string();
-    s.write_all(&(b.len() as u32).to_le_bytes()).unwrap();
+    s.write_all(&u32::try_from(b.len()).unwrap().to_le_bytes())
+        .unwrap();
     s.write_all(b.as_bytes()).unwrap();
     let mut all = Vec::new();
     s.read_to_end(&mut all).unwrap();

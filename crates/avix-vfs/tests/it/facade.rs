@@ -416,7 +416,7 @@ fn live_files_grow_under_an_open_handle() {
                 move || a.lock().unwrap().len() as u64,
                 move |off, len| {
                     let d = b.lock().unwrap();
-                    let start = (off as usize).min(d.len());
+                    let start = usize::try_from(off).unwrap().min(d.len());
                     let end = (start + len as usize).min(d.len());
                     Ok(bytes::Bytes::copy_from_slice(&d[start..end]))
                 },
