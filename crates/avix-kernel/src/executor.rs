@@ -26,7 +26,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Kernel;
-use crate::journal::{MAX_JOURNALED_RESULT, truncate_for_journal};
 use crate::process::{ExitInfo, Process, ProcessEnds, Signal};
 use crate::router::Check;
 use crate::tools::ALWAYS_PRESENT;
@@ -807,41 +806,17 @@ impl Executor {
             }
         };
         let (entry, note) = entry;
-        self.durable(JournalEvent::ToolCall {
-            call_id: id.into(),
-            tool: name.into(),
-            args: input.clone(),
-        })
-        .await?;
-        {
-            let mut i = self.p.inner();
-            i.tool_calls += 1;
-            i.current_tool = Some(name.to_owned());
-        }
-        self.kernel.events().emit_process(
-            &self.p,
-            avix_proto::event::EventName::AgentToolCall,
-            serde_json::json!({"callId": id, "tool": name, "args": input}),
-        );
+        self.kernel
+            .call_started(&self.p, id, name, &input)
+            .await
+            .map_err(|e| failed(format!("cannot write the journal: {e}")))?;
+        self.p.inner().current_tool = Some(name.to_owned());
         let started = Instant::now();
         let kernel = self.kernel.clone();
         let p = self.p.clone();
         let out = self.wait_for(kernel.invoke(&p, id, &entry, input)).await;
         self.p.inner().current_tool = None;
-        let out = out?;
-        let (ok, content) = crate::tools::result_text(out);
-        self.p.journal.append(JournalEvent::ToolResult {
-            call_id: id.into(),
-            tool: name.into(),
-            ok,
-            result: truncate_for_journal(&content, MAX_JOURNALED_RESULT),
-            duration_ms: avix_proto::time::ms(started.elapsed()),
-        });
-        self.kernel.events().emit_process(
-            &self.p,
-            avix_proto::event::EventName::AgentToolResult,
-            serde_json::json!({"callId": id, "tool": name, "ok": ok}),
-        );
+        let (ok, content) = self.kernel.call_ended(&self.p, id, name, out?, started);
         Ok((
             ContentBlock::ToolResult {
                 tool_use_id: id.into(),

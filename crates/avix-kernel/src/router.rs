@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use avix_proto::agent::JournalEvent;
+use avix_proto::event::EventName;
 use avix_proto::tool::ToolName;
 
 use crate::Kernel;
@@ -135,24 +137,57 @@ impl Kernel {
         entry: &Arc<ToolEntry>,
         args: serde_json::Value,
     ) -> Result<serde_json::Value, ToolError> {
-        use avix_proto::agent::JournalEvent;
         let name = entry.descriptor.name.to_string();
+        self.call_started(process, call_id, &name, &args)
+            .await
+            .map_err(|e| ToolError::new("EIO", format!("cannot write the journal: {e}")))?;
+        let started = std::time::Instant::now();
+        let out = self.invoke(process, call_id, entry, args).await;
+        self.call_ended(process, call_id, &name, out.clone(), started);
+        out
+    }
+
+    /// The start of a tool call, wherever it comes from (the executor, a program holding the
+    /// process's token): journaled durably before it runs (a crash never loses a call that
+    /// ran), counted, then published as `agent.tool_call`.
+    pub(crate) async fn call_started(
+        &self,
+        process: &Process,
+        call_id: &str,
+        tool: &str,
+        args: &serde_json::Value,
+    ) -> Result<(), crate::journal::JournalError> {
         process
             .journal
             .append_durable(JournalEvent::ToolCall {
                 call_id: call_id.into(),
-                tool: name.clone(),
+                tool: tool.into(),
                 args: args.clone(),
             })
-            .await
-            .map_err(|e| ToolError::new("EIO", format!("cannot write the journal: {e}")))?;
+            .await?;
         process.inner().tool_calls += 1;
-        let started = std::time::Instant::now();
-        let out = self.invoke(process, call_id, entry, args).await;
-        let (ok, content) = crate::tools::result_text(out.clone());
+        self.events().emit_process(
+            process,
+            EventName::AgentToolCall,
+            serde_json::json!({"callId": call_id, "tool": tool, "args": args}),
+        );
+        Ok(())
+    }
+
+    /// The end of a tool call: its result journaled (cut to the journal's limit) and
+    /// published as `agent.tool_result`. Returns whether it succeeded and its text.
+    pub(crate) fn call_ended(
+        &self,
+        process: &Process,
+        call_id: &str,
+        tool: &str,
+        out: Result<serde_json::Value, ToolError>,
+        started: std::time::Instant,
+    ) -> (bool, String) {
+        let (ok, content) = crate::tools::result_text(out);
         process.journal.append(JournalEvent::ToolResult {
             call_id: call_id.into(),
-            tool: name,
+            tool: tool.into(),
             ok,
             result: crate::journal::truncate_for_journal(
                 &content,
@@ -160,6 +195,11 @@ impl Kernel {
             ),
             duration_ms: avix_proto::time::ms(started.elapsed()),
         });
-        out
+        self.events().emit_process(
+            process,
+            EventName::AgentToolResult,
+            serde_json::json!({"callId": call_id, "tool": tool, "ok": ok}),
+        );
+        (ok, content)
     }
 }

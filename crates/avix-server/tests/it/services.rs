@@ -255,6 +255,7 @@ async fn the_router_socket_refuses_bad_requests_clearly_and_calls_tools_by_token
     let proc = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
     crate::common::wait_state(&proc, ProcState::Waiting, Some("input")).await;
     let token = proc.token().0;
+    let mut events = t.kernel.events().subscribe();
     let s = sock.clone();
     let pid = proc.pid;
     let tok = token.clone();
@@ -301,6 +302,30 @@ async fn the_router_socket_refuses_bad_requests_clearly_and_calls_tools_by_token
         })
         .collect();
     assert_eq!(calls, ["fs/write", "fs/read"]);
+    // ... and published like its own (one tool-call path for both).
+    let mut published = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if e.pid == Some(pid)
+            && e.body["callId"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("ipc-"))
+        {
+            published.push(format!(
+                "{} {}",
+                e.event,
+                e.body["tool"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    assert_eq!(
+        published,
+        [
+            "agent.tool_call fs/write",
+            "agent.tool_result fs/write",
+            "agent.tool_call fs/read",
+            "agent.tool_result fs/read"
+        ]
+    );
     // Once the agent ends, its token is dead.
     t.kernel
         .signal(
