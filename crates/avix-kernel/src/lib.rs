@@ -246,7 +246,7 @@ impl Kernel {
                     config.get().llm.as_ref(),
                     ServicePaths {
                         etc: layout.etc(),
-                        users: layout.data().join("users"),
+                        journals: Arc::new(records::Journals(layout.clone())),
                     },
                 ));
                 (svc.clone() as Arc<dyn LlmClient>, Some(svc))

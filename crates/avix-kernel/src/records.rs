@@ -3,15 +3,16 @@
 //! run. The rules are `policy`'s; every door calls these.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use avix_proto::agent::{CatalogEntry, InvocationRecord};
+use avix_proto::agent::{CatalogEntry, InvocationRecord, JournalEntry};
 use avix_proto::llm::Message;
 use avix_proto::time::Timestamp;
 use avix_proto::{Error, UserName};
 use avix_vfs::Caller;
 
+use crate::layout::RootLayout;
 use crate::process::Process;
 use crate::{Kernel, catalog, journal, policy};
 
@@ -144,24 +145,18 @@ impl Kernel {
             return Err(missing());
         }
         for user in self.users_asked(caller, None)? {
-            let Ok(agents) = std::fs::read_dir(self.layout().agents_dir(user.as_str())) else {
+            let Some(dir) = invocation_dir(self.layout(), user.as_str(), id) else {
                 continue;
             };
-            for a in agents.flatten() {
-                let dir = a.path().join(id);
-                if !dir.is_dir() {
-                    continue;
-                }
-                let live = self
-                    .procs()
-                    .all()
-                    .into_iter()
-                    .find(|p| p.journal.id() == id && !p.state().is_terminal());
-                if let Some(rec) = self.record_at(&dir, live.as_ref()) {
-                    let conv =
-                        journal::conversation(&journal::read_entries(&dir.join("journal.jsonl")));
-                    return Ok((rec, conv));
-                }
+            let live = self
+                .procs()
+                .all()
+                .into_iter()
+                .find(|p| p.journal.id() == id && !p.state().is_terminal());
+            if let Some(rec) = self.record_at(&dir, live.as_ref()) {
+                let conv =
+                    journal::conversation(&journal::read_entries(&dir.join("journal.jsonl")));
+                return Ok((rec, conv));
             }
         }
         Err(missing())
@@ -205,5 +200,29 @@ impl Kernel {
                 None => Ok(all()),
             },
         }
+    }
+}
+
+/// The directory of `user`'s invocation `id` (`agents/<agent>/<id>`), whichever agent ran it.
+/// `id` must be one path component (checked by the callers that take it from a client).
+fn invocation_dir(layout: &RootLayout, user: &str, id: &str) -> Option<PathBuf> {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return None;
+    }
+    std::fs::read_dir(layout.agents_dir(user))
+        .ok()?
+        .flatten()
+        .map(|a| a.path().join(id))
+        .find(|d| d.is_dir())
+}
+
+/// The kernel's journals, as the replay provider reads them (by user and invocation id).
+#[derive(Debug)]
+pub(crate) struct Journals(pub(crate) RootLayout);
+
+impl avix_llm::replay::JournalSource for Journals {
+    fn entries(&self, user: &str, id: &str) -> Option<Vec<JournalEntry>> {
+        let dir = invocation_dir(&self.0, user, id)?;
+        Some(journal::read_entries(&dir.join("journal.jsonl")))
     }
 }

@@ -3,10 +3,10 @@
 //! already in the conversation) with that invocation's Nth assistant message, streamed as
 //! the original was, with the token counts the original call reported.
 //!
-//! Only the asking user's own invocations can be replayed: the journal is looked up under
-//! `/users/<user>/agents/`.
+//! Only the asking user's own invocations can be replayed: the journal is asked of a
+//! [`JournalSource`] (the kernel's journals) by the asking user and the invocation id.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use avix_proto::agent::{JournalEntry, JournalEvent};
 use avix_proto::llm::{
@@ -15,11 +15,30 @@ use avix_proto::llm::{
 
 use crate::{BoxFuture, LlmClient, LlmError, StreamSink};
 
-/// Replays journals found under a users directory (`ROOT/data/users`).
+/// Where a replay finds past invocations' journals: the kernel's, by user and invocation id
+/// (this crate never reads the kernel's files itself).
+pub trait JournalSource: Send + Sync + std::fmt::Debug {
+    /// The journal of `user`'s invocation `id` (torn lines left out), or `None` when `user` has
+    /// no invocation by that id.
+    fn entries(&self, user: &str, id: &str) -> Option<Vec<JournalEntry>>;
+}
+
+/// A source without journals: every replay is "no invocation" (a service built without a
+/// kernel, tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJournals;
+
+impl JournalSource for NoJournals {
+    fn entries(&self, _user: &str, _id: &str) -> Option<Vec<JournalEntry>> {
+        None
+    }
+}
+
+/// Replays the journals a [`JournalSource`] holds.
 #[derive(Debug, Clone)]
 pub struct ReplayProvider {
     name: String,
-    users: PathBuf,
+    journals: Arc<dyn JournalSource>,
 }
 
 /// One recorded answer.
@@ -40,24 +59,12 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl ReplayProvider {
-    /// A provider named `name` reading journals under `users`.
-    pub fn new(name: impl Into<String>, users: impl Into<PathBuf>) -> Self {
+    /// A provider named `name` replaying the journals of `journals`.
+    pub fn new(name: impl Into<String>, journals: Arc<dyn JournalSource>) -> Self {
         Self {
             name: name.into(),
-            users: users.into(),
+            journals,
         }
-    }
-
-    fn journal(&self, user: &str, id: &str) -> Result<PathBuf, LlmError> {
-        let agents = self.users.join(user).join("agents");
-        let dirs = std::fs::read_dir(&agents).map_err(|_| self.not_found(id))?;
-        for d in dirs.flatten() {
-            let p = d.path().join(id).join("journal.jsonl");
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-        Err(self.not_found(id))
     }
 
     fn not_found(&self, id: &str) -> LlmError {
@@ -67,16 +74,10 @@ impl ReplayProvider {
         ))
     }
 
-    fn answers(path: &Path) -> Result<Vec<Answer>, LlmError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| LlmError::Config(format!("cannot read {}: {e}", path.display())))?;
+    fn answers(entries: Vec<JournalEntry>) -> Vec<Answer> {
         let mut answers: Vec<Answer> = Vec::new();
         let mut calls: Vec<(Usage, StopReason, String)> = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            // A torn last line (crash mid-write) is skipped, like everywhere else.
-            let Ok(e) = serde_json::from_str::<JournalEntry>(line) else {
-                continue;
-            };
+        for e in entries {
             match e.event {
                 JournalEvent::Message {
                     role: MessageRole::Assistant,
@@ -101,7 +102,7 @@ impl ReplayProvider {
             a.stop = Some(stop);
             a.model = Some(model);
         }
-        Ok(answers)
+        answers
     }
 }
 
@@ -121,10 +122,12 @@ impl LlmClient for ReplayProvider {
                     "a replay needs to know who asks; it replays only your own invocations".into(),
                 ));
             }
-            let path = self.journal(&req.meta.user, &id)?;
-            let answers = tokio::task::spawn_blocking(move || Self::answers(&path))
+            let (journals, user, inv) = (self.journals.clone(), req.meta.user.clone(), id.clone());
+            let entries = tokio::task::spawn_blocking(move || journals.entries(&user, &inv))
                 .await
-                .map_err(|e| LlmError::Config(format!("the replay task failed: {e}")))??;
+                .map_err(|e| LlmError::Config(format!("the replay task failed: {e}")))?
+                .ok_or_else(|| self.not_found(&id))?;
+            let answers = Self::answers(entries);
             let turn = req
                 .messages
                 .iter()
@@ -185,20 +188,26 @@ mod tests {
 
     use super::*;
 
-    fn entry(seq: u64, event: JournalEvent) -> String {
-        serde_json::to_string(&JournalEntry {
+    fn entry(seq: u64, event: JournalEvent) -> JournalEntry {
+        JournalEntry {
             seq,
             ts: Timestamp::now(),
             event,
-        })
-        .unwrap()
+        }
+    }
+
+    /// Alice's invocation inv-1, and nothing else.
+    #[derive(Debug)]
+    struct AliceInv1(Vec<JournalEntry>);
+
+    impl JournalSource for AliceInv1 {
+        fn entries(&self, user: &str, id: &str) -> Option<Vec<JournalEntry>> {
+            (user == "alice" && id == "inv-1").then(|| self.0.clone())
+        }
     }
 
     #[tokio::test]
     async fn replays_answers_turn_by_turn_for_their_owner_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = dir.path().join("alice/agents/assistant/inv-1");
-        std::fs::create_dir_all(&j).unwrap();
         let call = ContentBlock::ToolUse {
             id: "c1".into(),
             name: "fs/read".into(),
@@ -258,10 +267,8 @@ mod tests {
                     }],
                 },
             ),
-            "{\"torn".to_owned(),
         ];
-        std::fs::write(j.join("journal.jsonl"), lines.join("\n")).unwrap();
-        let p = ReplayProvider::new("replay", dir.path());
+        let p = ReplayProvider::new("replay", Arc::new(AliceInv1(lines.to_vec())));
         let mut req = LlmRequest {
             model: "replay/inv-1".into(),
             system: String::new(),

@@ -36,8 +36,8 @@ pub use status::{ProviderStatus, ServiceStatus};
 pub struct ServicePaths {
     /// `ROOT/etc`: relative script paths resolve here.
     pub etc: PathBuf,
-    /// `ROOT/data/users`: journals for replays.
-    pub users: PathBuf,
+    /// The journals replays read (the kernel's).
+    pub journals: Arc<dyn crate::replay::JournalSource>,
 }
 
 /// What survives a reload, per provider name.
@@ -112,7 +112,7 @@ fn scripted(p: &Provider, etc: &Path) -> Arc<dyn LlmClient> {
 impl LlmService {
     /// A service for `config` (llm.yaml, if any).
     pub fn new(config: Option<&LlmConfig>, paths: ServicePaths) -> Self {
-        let replay = Arc::new(ReplayProvider::new("replay", paths.users.clone()));
+        let replay = Arc::new(ReplayProvider::new("replay", paths.journals.clone()));
         let s = Self {
             routes: RwLock::new(Arc::default()),
             paths,
@@ -152,7 +152,7 @@ impl LlmService {
             ProviderKind::Replay => {
                 e.text = Some(Arc::new(ReplayProvider::new(
                     p.name.clone(),
-                    self.paths.users.clone(),
+                    self.paths.journals.clone(),
                 )));
             }
             _ => {
@@ -451,7 +451,7 @@ mod tests {
     fn paths() -> ServicePaths {
         ServicePaths {
             etc: "/etc-root".into(),
-            users: "/users-root".into(),
+            journals: Arc::new(crate::replay::NoJournals),
         }
     }
 
@@ -496,7 +496,7 @@ mod tests {
             Some(&config()),
             ServicePaths {
                 etc: d.path().into(),
-                users: "/users-root".into(),
+                journals: Arc::new(crate::replay::NoJournals),
             },
         );
         assert_eq!(s.resolve("scripted/demo").unwrap().1, "demo");

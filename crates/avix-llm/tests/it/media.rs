@@ -24,8 +24,8 @@ fn service(mock: &MockLlm) -> LlmService {
     LlmService::new(
         Some(&config),
         ServicePaths {
-            etc: dir.clone(),
-            users: dir,
+            etc: dir,
+            journals: std::sync::Arc::new(avix_llm::replay::NoJournals),
         },
     )
 }
