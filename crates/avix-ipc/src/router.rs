@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use avix_kernel::Kernel;
-use avix_kernel::router::Check;
+use avix_kernel::router::{Check, Denial};
 use avix_kernel::tools::{Category, ToolDescriptor, ToolState};
 use avix_proto::rpc::{
     CALLER_KEY, Register, Request, RpcError, ToolAdd, ToolRemove, ToolSpec, Verified, Verify, code,
@@ -252,13 +252,11 @@ impl Router {
                     format!("{why}; only the agent itself can ask for it"),
                 ));
             }
-            Check::Deny { code: c, reason } => {
-                let rc = match c {
-                    "ENOENT" => code::METHOD_NOT_FOUND,
-                    "EUNAVAIL" => code::EUNAVAIL,
-                    "EBUDGET" => code::ELIMIT,
-                    "EINVAL" => code::INVALID_PARAMS,
-                    _ => code::EPERM,
+            Check::Deny { denial, reason } => {
+                // A tool is a method of this socket: an unknown one is JSON-RPC's own code.
+                let rc = match denial {
+                    Denial::NoSuchTool => code::METHOD_NOT_FOUND,
+                    d => d.kind().rpc(),
                 };
                 return Err(RpcError::new(rc, reason));
             }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Kernel;
 use crate::process::{ExitInfo, Process, ProcessEnds, Signal};
-use crate::router::Check;
+use crate::router::{Check, Denial};
 use crate::tools::ALWAYS_PRESENT;
 
 /// How long a resumed run waits for a tool of its last turn to come back (a service or MCP
@@ -741,7 +741,7 @@ impl Executor {
         recorded: Option<crate::hil::HilAnswer>,
     ) -> Flow<(ContentBlock, Option<ContentBlock>)> {
         let entry = match self.kernel.check_call(&self.p, name) {
-            Check::Deny { code, reason } => {
+            Check::Deny { denial, reason } => {
                 self.p.journal.append(JournalEvent::PolicyDenied {
                     call_id: id.into(),
                     tool: name.into(),
@@ -752,10 +752,10 @@ impl Executor {
                     avix_proto::event::EventName::AgentToolDenied,
                     serde_json::json!({"callId": id, "tool": name, "reason": reason}),
                 );
-                if code == "EBUDGET" {
+                if denial == Denial::OverBudget {
                     return Err(failed(reason));
                 }
-                return Ok((error_result(id, code, &reason), None));
+                return Ok((error_result(id, denial.code(), &reason), None));
             }
             Check::Allow(entry) => (entry, None),
             Check::NeedsApproval(entry, reason) => {

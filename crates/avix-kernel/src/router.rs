@@ -22,11 +22,53 @@ pub enum Check {
     NeedsApproval(Arc<ToolEntry>, String),
     /// Refused.
     Deny {
-        /// `EINVAL`, `ENOENT`, `EUNAVAIL`, `EPERM`, `EBUDGET`.
-        code: &'static str,
+        /// Which rule refused it.
+        denial: Denial,
         /// Why, for the model and the journal.
         reason: String,
     },
+}
+
+/// Why the policy refused a call. Its [`kind`](Denial::kind) is what the doors report; its
+/// [`code`](Denial::code) is what the model reads in the tool result (the tool-result
+/// vocabulary of docs/syscalls.md, where a spent budget is `EBUDGET` and ends the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The name is not a tool name.
+    BadName,
+    /// No tool has that name.
+    NoSuchTool,
+    /// The tool exists but its service is down.
+    Unavailable,
+    /// The agent does not hold the tool.
+    NotGranted,
+    /// A budget (tool calls, tokens, wall time) is spent.
+    OverBudget,
+}
+
+impl Denial {
+    /// The error kind.
+    pub fn kind(self) -> avix_proto::ErrorKind {
+        use avix_proto::ErrorKind;
+        match self {
+            Denial::BadName => ErrorKind::Invalid,
+            Denial::NoSuchTool => ErrorKind::NotFound,
+            Denial::Unavailable => ErrorKind::Unavailable,
+            Denial::NotGranted => ErrorKind::Denied,
+            Denial::OverBudget => ErrorKind::Limit,
+        }
+    }
+
+    /// The code the model reads in the tool result.
+    pub fn code(self) -> &'static str {
+        match self {
+            Denial::BadName => "EINVAL",
+            Denial::NoSuchTool => "ENOENT",
+            Denial::Unavailable => "EUNAVAIL",
+            Denial::NotGranted => "EPERM",
+            Denial::OverBudget => "EBUDGET",
+        }
+    }
 }
 
 impl Kernel {
@@ -34,25 +76,25 @@ impl Kernel {
     pub fn check_call(&self, process: &Process, tool: &str) -> Check {
         if let Err(e) = ToolName::new(tool) {
             return Check::Deny {
-                code: "EINVAL",
+                denial: Denial::BadName,
                 reason: e.to_string(),
             };
         }
         let Some(entry) = self.tools().get(tool) else {
             return Check::Deny {
-                code: "ENOENT",
+                denial: Denial::NoSuchTool,
                 reason: format!("there is no tool named {tool}"),
             };
         };
         if entry.descriptor.state == ToolState::Unavailable {
             return Check::Deny {
-                code: "EUNAVAIL",
+                denial: Denial::Unavailable,
                 reason: format!("{tool} is unavailable right now"),
             };
         }
         if !process.allows(tool) {
             return Check::Deny {
-                code: "EPERM",
+                denial: Denial::NotGranted,
                 reason: format!(
                     "{tool} is not granted to this agent; ask for it with cap/request-tool"
                 ),
@@ -83,7 +125,7 @@ impl Kernel {
         };
         if let Some(reason) = over {
             return Check::Deny {
-                code: "EBUDGET",
+                denial: Denial::OverBudget,
                 reason,
             };
         }

@@ -505,7 +505,7 @@ async fn removing_a_tool_drains_the_calls_in_flight() {
         matches!(
             e,
             avix_kernel::router::Check::Deny {
-                code: "EUNAVAIL",
+                denial: avix_kernel::router::Denial::Unavailable,
                 ..
             }
         ),
