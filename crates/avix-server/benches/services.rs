@@ -130,7 +130,9 @@ async fn tool_calls() {
     let ipc = avix_ipc::Ipc::start(&kernel).unwrap();
     let echo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/services/echo");
     let svc = kernel.services().unwrap().clone();
-    svc.install(&echo).await.unwrap();
+    svc.install(&avix_vfs::Caller::kernel(), &echo)
+        .await
+        .unwrap();
     let vfs = kernel.vfs();
     for d in ["/users/alice/bin", "/users/alice/bin/bench@1.0.0"] {
         let _ = vfs.create_dir(&Caller::kernel(), &VfsPath::parse(d).unwrap());

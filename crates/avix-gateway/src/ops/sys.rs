@@ -41,24 +41,21 @@ impl Gateway {
             Op::ServiceList(_) => reply(&sup.list()),
             Op::ServiceStatus(arg) => reply(&sup.status(&arg.name).map_err(atp_error)?),
             Op::ServiceStart(arg) => {
-                policy::control_services(&a.caller)?;
-                reply(&sup.start(&arg.name).await.map_err(atp_error)?)
+                reply(&sup.start(&a.caller, &arg.name).await.map_err(atp_error)?)
             }
             Op::ServiceStop(arg) => {
-                policy::control_services(&a.caller)?;
-                reply(&sup.stop(&arg.name).await.map_err(atp_error)?)
+                reply(&sup.stop(&a.caller, &arg.name).await.map_err(atp_error)?)
             }
             Op::ServiceRestart(arg) => {
-                policy::control_services(&a.caller)?;
-                reply(&sup.restart(&arg.name).await.map_err(atp_error)?)
+                reply(&sup.restart(&a.caller, &arg.name).await.map_err(atp_error)?)
             }
             Op::ServiceInstall(arg) => {
+                // Refused before anything is uploaded.
                 policy::install_services(&a.caller)?;
-                reply(&self.install(sup.as_ref(), arg).await?)
+                reply(&self.install(a, sup.as_ref(), arg).await?)
             }
             Op::ServiceUninstall(arg) => {
-                policy::install_services(&a.caller)?;
-                sup.uninstall(&arg.name, arg.force)
+                sup.uninstall(&a.caller, &arg.name, arg.force)
                     .await
                     .map_err(atp_error)?;
                 Ok((
@@ -72,6 +69,7 @@ impl Gateway {
 
     async fn install(
         &self,
+        a: &Asker,
         sup: &dyn avix_kernel::services::ServiceControl,
         arg: ServiceInstallArgs,
     ) -> Result<avix_proto::service::ServiceStatus, AtpError> {
@@ -84,7 +82,7 @@ impl Gateway {
                         "path must be an absolute directory on the daemon's host holding service.yaml",
                     ));
                 }
-                sup.install(&path).await.map_err(atp_error)
+                sup.install(&a.caller, &path).await.map_err(atp_error)
             }
             (None, Some(files)) => {
                 // Unpacked next to the installed services, installed from there.
@@ -99,7 +97,7 @@ impl Gateway {
                     .await
                     .map_err(|e| AtpError::new(ErrorCode::EINTERNAL, e.to_string()))?;
                 let st = match unpacked {
-                    Ok(()) => sup.install(&dir).await.map_err(atp_error),
+                    Ok(()) => sup.install(&a.caller, &dir).await.map_err(atp_error),
                     Err(e) => Err(e),
                 };
                 let _ = std::fs::remove_dir_all(&dir);

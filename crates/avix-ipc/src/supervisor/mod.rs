@@ -21,13 +21,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use avix_kernel::Kernel;
 use avix_kernel::services::{ServiceControl, ServiceError};
 use avix_kernel::tools::ToolState;
+use avix_kernel::{Kernel, policy};
 use avix_llm::BoxFuture;
 use avix_proto::ErrorKind;
 use avix_proto::service::{ServiceState, ServiceStatus, ServiceUnit};
 use avix_proto::time::Timestamp;
+use avix_vfs::Caller;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -466,19 +467,41 @@ impl ServiceControl for Supervisor {
         Ok(st)
     }
 
-    fn start(&self, name: &str) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
-        let (me, name) = (self.arc(), name.to_owned());
-        Box::pin(async move { me.control(&name, Ctl::Start).await })
-    }
-
-    fn stop(&self, name: &str) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
-        let (me, name) = (self.arc(), name.to_owned());
-        Box::pin(async move { me.control(&name, Ctl::Stop).await })
-    }
-
-    fn restart(&self, name: &str) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
+    fn start(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
+        let allowed = policy::control_services(caller);
         let (me, name) = (self.arc(), name.to_owned());
         Box::pin(async move {
+            allowed?;
+            me.control(&name, Ctl::Start).await
+        })
+    }
+
+    fn stop(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
+        let allowed = policy::control_services(caller);
+        let (me, name) = (self.arc(), name.to_owned());
+        Box::pin(async move {
+            allowed?;
+            me.control(&name, Ctl::Stop).await
+        })
+    }
+
+    fn restart(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
+        let allowed = policy::control_services(caller);
+        let (me, name) = (self.arc(), name.to_owned());
+        Box::pin(async move {
+            allowed?;
             // An MCP server can be reconnected by hand; the rest follows its configuration.
             if let (Some(server), Some(b)) = (name.strip_prefix("mcp/"), me.builtins.get())
                 && b.mcp.restart(server).await
@@ -489,11 +512,30 @@ impl ServiceControl for Supervisor {
         })
     }
 
-    fn install(&self, dir: &Path) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
-        Box::pin(self.arc().install_dir(dir.to_owned()))
+    fn install(
+        &self,
+        caller: &Caller,
+        dir: &Path,
+    ) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
+        let allowed = policy::install_services(caller);
+        let (me, dir) = (self.arc(), dir.to_owned());
+        Box::pin(async move {
+            allowed?;
+            me.install_dir(dir).await
+        })
     }
 
-    fn uninstall(&self, name: &str, force: bool) -> BoxFuture<'static, Result<(), ServiceError>> {
-        Box::pin(self.arc().uninstall_slot(name.to_owned(), force))
+    fn uninstall(
+        &self,
+        caller: &Caller,
+        name: &str,
+        force: bool,
+    ) -> BoxFuture<'static, Result<(), ServiceError>> {
+        let allowed = policy::install_services(caller);
+        let (me, name) = (self.arc(), name.to_owned());
+        Box::pin(async move {
+            allowed?;
+            me.uninstall_slot(name, force).await
+        })
     }
 }

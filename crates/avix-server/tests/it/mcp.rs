@@ -276,11 +276,17 @@ async fn hanging_and_crashing_servers_never_hang_an_agent() {
     // An operator can reconnect a server by hand (no backoff), not stop it.
     let svc = a_services(&t);
     let before = svc.status("mcp/flaky").unwrap().restarts;
-    let st = svc.restart("mcp/flaky").await.unwrap();
+    let st = svc
+        .restart(&avix_vfs::Caller::kernel(), "mcp/flaky")
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
     assert_eq!(st.restarts, before + 1);
     assert!(t.kernel.tools().get("mcp/flaky/ok").is_some());
-    let e = svc.stop("mcp/flaky").await.unwrap_err();
+    let e = svc
+        .stop(&avix_vfs::Caller::kernel(), "mcp/flaky")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, avix_proto::ErrorKind::NotPermitted, "{e}");
     assert!(e.message.contains("mcp.yaml"), "{e}");
     ipc.shutdown().await;

@@ -45,7 +45,10 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
     let t = TestKernel::boot();
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
     let svc = t.kernel.services().unwrap().clone();
-    let st = svc.install(&example("echo")).await.unwrap();
+    let st = svc
+        .install(&avix_vfs::Caller::kernel(), &example("echo"))
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
     assert_eq!(st.tools, ["echo/say"]);
     assert!(t.read("/tools/echo/say.yaml").contains("owner: echo"));
@@ -130,23 +133,48 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
             .contains("registered: ['echo/say']")
     );
 
+    // The supervisor asks who is asking: a user may not stop it, an operator may not
+    // uninstall it, an agent may do neither.
+    t.add_user("bob", avix_proto::Role::User, 1101);
+    t.add_user("olga", avix_proto::Role::Operator, 1103);
+    let bob = t.caller(&avix_proto::UserName::new("bob").unwrap());
+    let olga = t.caller(&avix_proto::UserName::new("olga").unwrap());
+    let e = svc.stop(&bob, "echo").await.unwrap_err();
+    assert_eq!(e.kind, avix_proto::ErrorKind::Denied, "{e}");
+    let e = svc.uninstall(&olga, "echo", true).await.unwrap_err();
+    assert_eq!(e.kind, avix_proto::ErrorKind::Denied, "{e}");
+    let e = svc.stop(&again.caller, "echo").await.unwrap_err();
+    assert_eq!(e.kind, avix_proto::ErrorKind::NotPermitted, "{e}");
+    assert_eq!(svc.status("echo").unwrap().state, ServiceState::Running);
+
     // Stop: the tool is gone; start: it is back; uninstall needs it stopped or --force.
-    let s = svc.stop("echo").await.unwrap();
+    let s = svc.stop(&avix_vfs::Caller::kernel(), "echo").await.unwrap();
     assert_eq!(s.state, ServiceState::Stopped);
     assert!(t.kernel.tools().get("echo/say").is_none());
-    let s = svc.start("echo").await.unwrap();
+    let s = svc
+        .start(&avix_vfs::Caller::kernel(), "echo")
+        .await
+        .unwrap();
     assert_eq!(s.state, ServiceState::Running);
     assert_eq!(s.tools, ["echo/say"]);
     // Starting a running service (or stopping a stopped one) answers at once.
     let t0 = std::time::Instant::now();
     assert_eq!(
-        svc.start("echo").await.unwrap().state,
+        svc.start(&avix_vfs::Caller::kernel(), "echo")
+            .await
+            .unwrap()
+            .state,
         ServiceState::Running
     );
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    let e = svc.uninstall("echo", false).await.unwrap_err();
+    let e = svc
+        .uninstall(&avix_vfs::Caller::kernel(), "echo", false)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, avix_proto::ErrorKind::Conflict, "{e}");
-    svc.uninstall("echo", true).await.unwrap();
+    svc.uninstall(&avix_vfs::Caller::kernel(), "echo", true)
+        .await
+        .unwrap();
     assert!(t.kernel.tools().get("echo/say").is_none());
     assert!(
         !t.kernel
@@ -159,7 +187,10 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
     let names: Vec<String> = svc.list().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["exec"]);
     assert!(svc.status("exec").unwrap().builtin);
-    let e = svc.stop("exec").await.unwrap_err();
+    let e = svc
+        .stop(&avix_vfs::Caller::kernel(), "exec")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, avix_proto::ErrorKind::NotPermitted);
     assert!(e.message.contains("built into the daemon"), "{e}");
     ipc.shutdown().await;
@@ -207,7 +238,10 @@ async fn a_service_that_never_answers_times_out_and_the_agent_goes_on() {
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
     let dir = py_service("hang", "  callTimeout: 1s\n", HANG_PY);
     let svc = t.kernel.services().unwrap().clone();
-    let st = svc.install(dir.path()).await.unwrap();
+    let st = svc
+        .install(&avix_vfs::Caller::kernel(), dir.path())
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
     t.agent("waiter", "hang/wait");
     t.script(
@@ -361,7 +395,10 @@ async fn broken_services_fail_or_back_off_with_a_reason() {
     };
     // A program that does not exist: failed, and it says why.
     let d = unit("ghost", "[/nonexistent/prog]", "on-failure");
-    let st = svc.install(d.path()).await.unwrap();
+    let st = svc
+        .install(&avix_vfs::Caller::kernel(), d.path())
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Failed, "{st:?}");
     assert!(
         st.problem
@@ -374,7 +411,10 @@ async fn broken_services_fail_or_back_off_with_a_reason() {
         "[/bin/sh, -c, 'echo dying >&2; exit 3']",
         "on-failure",
     );
-    let st = svc.install(d.path()).await.unwrap();
+    let st = svc
+        .install(&avix_vfs::Caller::kernel(), d.path())
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Backoff, "{st:?}");
     assert_eq!(st.last_exit.as_deref(), Some("exit 3"));
     until("a few restarts", || {
@@ -385,11 +425,17 @@ async fn broken_services_fail_or_back_off_with_a_reason() {
         t.read("/proc/services/crashy/log")
             .contains("stderr: dying")
     );
-    let st = svc.stop("crashy").await.unwrap();
+    let st = svc
+        .stop(&avix_vfs::Caller::kernel(), "crashy")
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Stopped, "{st:?}");
     // restart: never leaves it failed after one exit.
     let d = unit("once", "[/bin/sh, -c, 'exit 1']", "never");
-    let st = svc.install(d.path()).await.unwrap();
+    let st = svc
+        .install(&avix_vfs::Caller::kernel(), d.path())
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Failed, "{st:?}");
     assert!(st.problem.unwrap().contains("does not restart it"));
     // A bad unit is refused with every problem named, and nothing is installed.
@@ -399,7 +445,10 @@ async fn broken_services_fail_or_back_off_with_a_reason() {
         "apiVersion: avix/v1\nkind: Service\nmetadata: {name: Bad, version: x}\nspec:\n  command: []\n",
     )
     .unwrap();
-    let e = svc.install(d.path()).await.unwrap_err();
+    let e = svc
+        .install(&avix_vfs::Caller::kernel(), d.path())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, avix_proto::ErrorKind::Invalid);
     assert!(
         e.message.contains("metadata.name") && e.message.contains("command is empty"),
@@ -436,7 +485,10 @@ async fn a_service_runs_as_the_user_its_unit_names() {
         );
     std::fs::write(d.path().join("service.yaml"), unit).unwrap();
     let svc = t.kernel.services().unwrap().clone();
-    let st = svc.install(d.path()).await.unwrap();
+    let st = svc
+        .install(&avix_vfs::Caller::kernel(), d.path())
+        .await
+        .unwrap();
     assert_eq!(
         st.state,
         ServiceState::Running,
@@ -476,7 +528,10 @@ async fn removing_a_tool_drains_the_calls_in_flight() {
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
     let dir = py_service("drain", "  callTimeout: 5s\n", DRAIN_PY);
     let svc = t.kernel.services().unwrap().clone();
-    let st = svc.install(dir.path()).await.unwrap();
+    let st = svc
+        .install(&avix_vfs::Caller::kernel(), dir.path())
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
     t.agent("drainer", "drain/slow");
     let mut req = TestKernel::req("drainer", "idle", None);
@@ -544,9 +599,15 @@ async fn a_restarted_service_offers_what_it_registers_again() {
     let ipc = avix_ipc::Ipc::start(&t.kernel).unwrap();
     let dir = py_service("multi", "", MULTI_PY);
     let svc = t.kernel.services().unwrap().clone();
-    let st = svc.install(dir.path()).await.unwrap();
+    let st = svc
+        .install(&avix_vfs::Caller::kernel(), dir.path())
+        .await
+        .unwrap();
     assert_eq!(st.tools, ["multi/a", "multi/b"], "{st:?}");
-    let st = svc.restart("multi").await.unwrap();
+    let st = svc
+        .restart(&avix_vfs::Caller::kernel(), "multi")
+        .await
+        .unwrap();
     assert_eq!(st.state, ServiceState::Running, "{st:?}");
     assert_eq!(st.tools, ["multi/a"]);
     assert!(t.kernel.tools().get("multi/b").is_none());
