@@ -10,8 +10,10 @@ use avix_auth::SubKey;
 use avix_auth::secret_box::SecretBox;
 use avix_proto::UserName;
 use avix_proto::time::Timestamp;
+use avix_vfs::Caller;
 use zeroize::Zeroizing;
 
+use crate::Kernel;
 use crate::fsutil::{ensure_dir, write_atomic};
 
 /// The prefix that makes an environment value a reference to a system secret.
@@ -27,6 +29,21 @@ pub enum SecretOwner {
 }
 
 impl SecretOwner {
+    /// Whose secrets `caller` manages: the system's when `system` (admins, never agents),
+    /// else their own (users and up).
+    pub fn for_caller(caller: &Caller, system: bool) -> Result<Self, avix_proto::Error> {
+        if system {
+            crate::policy::system_secrets(caller)?;
+            return Ok(SecretOwner::System);
+        }
+        crate::policy::require(caller, avix_proto::Role::User, "secrets")?;
+        caller
+            .user_name()
+            .cloned()
+            .map(SecretOwner::User)
+            .ok_or_else(|| avix_proto::Error::invalid("the kernel has no secrets of its own"))
+    }
+
     fn aad(&self) -> String {
         match self {
             SecretOwner::System => "system".into(),
@@ -115,7 +132,7 @@ impl SecretStore {
     }
 
     /// Seals and stores a value (replacing any earlier one).
-    pub fn set(
+    pub(crate) fn set(
         &self,
         owner: &SecretOwner,
         name: &str,
@@ -134,7 +151,7 @@ impl SecretStore {
     }
 
     /// Opens a value: only for the environment of a process being started.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         owner: &SecretOwner,
         name: &str,
@@ -151,7 +168,7 @@ impl SecretStore {
     }
 
     /// Removes a secret; false if there was none.
-    pub fn delete(&self, owner: &SecretOwner, name: &str) -> Result<bool, SecretStoreError> {
+    pub(crate) fn delete(&self, owner: &SecretOwner, name: &str) -> Result<bool, SecretStoreError> {
         Self::check(name)?;
         match std::fs::remove_file(self.owner_dir(owner).join(name)) {
             Ok(()) => Ok(true),
@@ -161,7 +178,7 @@ impl SecretStore {
     }
 
     /// The names of an owner's secrets, sorted.
-    pub fn list(&self, owner: &SecretOwner) -> Vec<SecretInfo> {
+    pub(crate) fn list(&self, owner: &SecretOwner) -> Vec<SecretInfo> {
         let who = match owner {
             SecretOwner::System => "system".to_owned(),
             SecretOwner::User(u) => u.to_string(),
@@ -218,6 +235,55 @@ impl SecretStore {
             })
             .collect()
     }
+}
+
+/// Secrets as a caller manages them: values go in, names come out, never a value.
+impl Kernel {
+    /// Seals `value` as `caller`'s secret `name` (the system's when `system`).
+    pub fn secret_set(
+        &self,
+        caller: &Caller,
+        system: bool,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), avix_proto::Error> {
+        let owner = SecretOwner::for_caller(caller, system)?;
+        self.secrets().set(&owner, name, value).map_err(kinded)?;
+        tracing::info!(%caller, name, system, "secret set");
+        Ok(())
+    }
+
+    /// The names of `caller`'s secrets (the system's when `system`).
+    pub fn secret_list(
+        &self,
+        caller: &Caller,
+        system: bool,
+    ) -> Result<Vec<SecretInfo>, avix_proto::Error> {
+        Ok(self
+            .secrets()
+            .list(&SecretOwner::for_caller(caller, system)?))
+    }
+
+    /// Removes `caller`'s secret `name` (the system's when `system`); not found when unset.
+    pub fn secret_delete(
+        &self,
+        caller: &Caller,
+        system: bool,
+        name: &str,
+    ) -> Result<(), avix_proto::Error> {
+        let owner = SecretOwner::for_caller(caller, system)?;
+        if !self.secrets().delete(&owner, name).map_err(kinded)? {
+            return Err(avix_proto::Error::not_found(format!(
+                "secret {name} is not set"
+            )));
+        }
+        tracing::info!(%caller, name, system, "secret deleted");
+        Ok(())
+    }
+}
+
+fn kinded(e: SecretStoreError) -> avix_proto::Error {
+    avix_proto::Error::new(avix_proto::HasKind::kind(&e), e.to_string())
 }
 
 #[cfg(test)]
