@@ -430,6 +430,11 @@ impl HilManager {
         caller: &Caller,
     ) -> Result<HilRequest, HilError> {
         let entry = self.get(id)?;
+        if !caller.is_agent() && caller.role < Role::User && !caller.is_kernel() {
+            return Err(HilError::Forbidden(
+                "answering an approval needs the role user or higher".into(),
+            ));
+        }
         if caller.is_agent() {
             return Err(HilError::Forbidden(
                 "agents cannot answer HIL requests; a person must".into(),

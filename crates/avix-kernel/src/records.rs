@@ -17,6 +17,28 @@ use crate::process::Process;
 use crate::{Kernel, catalog, journal, policy};
 
 impl Kernel {
+    /// The processes `caller` may see, by PID: their own, or (operators, unless `mine`)
+    /// everyone's; with `live`, only those still running.
+    pub fn processes_as(
+        &self,
+        caller: &Caller,
+        mine: bool,
+        live: bool,
+    ) -> Vec<avix_proto::agent::ProcessStatus> {
+        let everyone = policy::sees_everyone(caller) && !mine;
+        let me = caller.user_name();
+        let mut v: Vec<_> = self
+            .procs()
+            .all()
+            .into_iter()
+            .filter(|p| everyone || Some(&p.user) == me)
+            .filter(|p| !live || !p.state().is_terminal())
+            .map(|p| p.status())
+            .collect();
+        v.sort_by_key(|s| s.pid);
+        v
+    }
+
     /// The invocation record of `p` as it stands.
     pub fn record_of(&self, p: &Process) -> InvocationRecord {
         let i = p.inner();

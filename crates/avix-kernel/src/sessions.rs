@@ -4,7 +4,7 @@
 //! session's last invocation. Children spawned by agents are recorded in their parent's
 //! session. Records live in `/users/<u>/sessions/<id>.yaml`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use avix_proto::agent::{ProcState, SessionInvocation, SessionRecord};
 use avix_proto::llm::Message;
@@ -14,6 +14,7 @@ use avix_vfs::{Caller, VfsError, VfsPath};
 
 use crate::Kernel;
 use crate::journal;
+use crate::process::{Process, Signal};
 
 /// Serialises updates of session records (a record is read, changed and written back).
 #[derive(Debug, Default)]
@@ -337,6 +338,8 @@ impl Kernel {
         id: &str,
         force: bool,
     ) -> Result<SessionRecord, SessionError> {
+        crate::policy::require(caller, Role::User, "deleting a session")
+            .map_err(|e| SessionError::Forbidden(e.message))?;
         let rec = self.session_get(caller, id)?;
         let live = self.session_live(&rec);
         if !live.is_empty() && !force {
@@ -368,6 +371,79 @@ impl Kernel {
             serde_json::json!({"session": id}),
         );
         Ok(rec)
+    }
+}
+
+/// Showing and continuing a session.
+impl Kernel {
+    /// Session `id` as `caller` may see it, with the records of its runs.
+    pub fn session_show(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(SessionRecord, Vec<avix_proto::agent::InvocationRecord>), SessionError> {
+        let session = self.session_get(caller, id)?;
+        let owner = UserName::new(&session.user).map_err(|e| SessionError::Io(e.to_string()))?;
+        let ids: Vec<&str> = session.invocations.iter().map(|i| i.id.as_str()).collect();
+        let runs = self
+            .history(&owner, None)
+            .into_iter()
+            .filter(|r| ids.contains(&r.id.as_str()))
+            .collect();
+        Ok((session, runs))
+    }
+
+    /// Continues session `id` as `caller` asks: a live root run of it is resumed when paused
+    /// or handed `input`; else the owner continues the conversation in a new run, with
+    /// `input` as its goal ("Continue." when absent). Returns the run that goes on.
+    pub async fn session_resume(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+        input: Option<String>,
+    ) -> Result<Arc<Process>, avix_proto::Error> {
+        use avix_proto::HasKind;
+        let kinded = |e: &dyn HasKind, m: String| avix_proto::Error::new(e.kind(), m);
+        crate::policy::require(caller, Role::User, "resuming a session")?;
+        let rec = self
+            .session_get(caller, id)
+            .map_err(|e| kinded(&e, e.to_string()))?;
+        if let Some(p) = self
+            .session_live(&rec)
+            .into_iter()
+            .find(|p| p.parent.is_none())
+        {
+            let sig = match (p.state(), input) {
+                (avix_proto::agent::ProcState::Paused, _) => Signal::Resume,
+                (_, Some(text)) => Signal::Input(text),
+                (_, None) => {
+                    return Err(avix_proto::Error::conflict(format!(
+                        "session {id} is running as process {}; give input to send it",
+                        p.pid
+                    )));
+                }
+            };
+            self.signal(caller, &p, sig)?;
+            return Ok(p);
+        }
+        if caller.user_name().map(UserName::as_str) != Some(rec.user.as_str()) {
+            return Err(avix_proto::Error::denied(
+                "only the owner can continue a session in a new run",
+            ));
+        }
+        let agent = avix_proto::AgentName::new(&rec.agent)
+            .map_err(|e| avix_proto::Error::new(avix_proto::ErrorKind::Internal, e.to_string()))?;
+        let req = avix_proto::agent::SpawnRequest {
+            agent,
+            goal: input.unwrap_or_else(|| "Continue.".into()),
+            model: None,
+            tools: None,
+            interactive: None,
+            session: Some(id.to_owned()),
+        };
+        self.spawn(caller, req, None)
+            .await
+            .map_err(|e| kinded(&e, e.to_string()))
     }
 }
 

@@ -2,7 +2,6 @@
 
 use avix_kernel::hil::Scope;
 use avix_kernel::process::Signal;
-use avix_proto::Role;
 use avix_proto::atp::{AtpError, ErrorCode, SpawnReply};
 use avix_proto::op::{InvocationShow, Op, ShowArgs, Signalled};
 
@@ -14,7 +13,6 @@ impl Gateway {
         let k = &self.kernel;
         match op {
             Op::Spawn(req) => {
-                a.at_least(Role::User, "proc spawn")?;
                 let p = k.spawn(&a.caller, req, None).await.map_err(atp_error)?;
                 reply(&SpawnReply {
                     pid: p.pid,
@@ -22,21 +20,8 @@ impl Gateway {
                     session: p.session.clone(),
                 })
             }
-            Op::List(arg) => {
-                let everyone = a.privileged() && !arg.mine;
-                let mut v: Vec<_> = k
-                    .procs()
-                    .all()
-                    .into_iter()
-                    .filter(|p| everyone || p.user == a.user)
-                    .filter(|p| !arg.live || !p.state().is_terminal())
-                    .map(|p| p.status())
-                    .collect();
-                v.sort_by_key(|s| s.pid);
-                reply(&v)
-            }
+            Op::List(arg) => reply(&k.processes_as(&a.caller, arg.mine, arg.live)),
             Op::Kill(arg) => {
-                a.at_least(Role::User, "proc kill")?;
                 let p = visible(k, a, arg.pid)?;
                 k.signal(&a.caller, &p, Signal::Kill).map_err(atp_error)?;
                 reply(&Signalled {
@@ -64,7 +49,6 @@ impl Gateway {
                 reply(&k.history_as(&a.caller, arg.user.as_deref(), arg.agent.as_deref(), limit)?)
             }
             Op::Signal(arg) => {
-                a.at_least(Role::User, "signal send")?;
                 let sig = Signal::parse(&arg.signal, arg.payload.as_ref()).map_err(atp_error)?;
                 let signal = sig.name().to_owned();
                 let p = visible(k, a, arg.pid)?;
@@ -90,7 +74,6 @@ impl Gateway {
     }
 
     fn answer(&self, a: &Asker, approve: bool, arg: avix_proto::op::HilAnswerArgs) -> Done {
-        a.at_least(Role::User, "answering an approval")?;
         let scope = match arg.scope.as_deref() {
             None | Some("once") => Scope::Once,
             Some("session") => Scope::Session,

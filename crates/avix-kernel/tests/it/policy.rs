@@ -43,6 +43,18 @@ async fn another_user_finds_nothing_of_alices_and_an_operator_sees_it_all() {
             .is_empty(),
         "bob's own history is empty"
     );
+    let e = t
+        .kernel
+        .session_resume(&bob, &p.session, Some("hi".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    assert!(
+        t.kernel
+            .processes_as(&bob, false, false)
+            .iter()
+            .all(|s| s.pid != p.pid)
+    );
     assert_eq!(p.state(), ProcState::Waiting, "untouched");
 
     // Olga, an operator, sees alice's run and may stop it.
@@ -56,6 +68,19 @@ async fn another_user_finds_nothing_of_alices_and_an_operator_sees_it_all() {
             .any(|r| r.id == id)
     );
     assert!(t.kernel.session_get(&olga, &p.session).is_ok());
+    assert!(
+        t.kernel
+            .processes_as(&olga, false, true)
+            .iter()
+            .any(|s| s.pid == p.pid)
+    );
+    assert!(
+        t.kernel
+            .processes_as(&olga, true, false)
+            .iter()
+            .all(|s| s.pid != p.pid),
+        "mine: only olga's own"
+    );
     t.kernel.signal(&olga, &p, Signal::Kill).unwrap();
     assert_eq!(wait_exit(&p).await.state, ProcState::Killed);
 }
