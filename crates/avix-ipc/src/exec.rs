@@ -7,7 +7,7 @@
 //! It runs in new user, PID, IPC, UTS and (unless the agent holds `exec/network` and asks for
 //! it) network namespaces, as uid 65534 with no capabilities, with a clean environment —
 //! bubblewrap's own included, so no key of the daemon's is readable in `/proc/1/environ`.
-//! A root daemon starts bubblewrap as the unprivileged sandbox account ([`account`]), which
+//! A root daemon starts bubblewrap as the unprivileged sandbox account (`account.rs`), which
 //! owns the workspaces on disk; the workspace is scrubbed of set-ID bits and device nodes
 //! before and after each run ([`workspace`]). Limits: RLIMIT_CPU,
 //! RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE, no core dumps; processes through a pids cgroup
@@ -16,7 +16,7 @@
 //! the call, which kills bubblewrap, whose sandbox dies with it (`--die-with-parent`, PID
 //! namespace).
 
-pub mod account;
+mod account;
 pub mod workspace;
 
 use std::os::fd::{AsRawFd, OwnedFd};

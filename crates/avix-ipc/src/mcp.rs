@@ -459,7 +459,11 @@ impl McpBridge {
         let limit = c.start_timeout.0;
         let fut = async {
             if let Some(cmd) = &c.command {
-                let env = self.kernel.secrets().resolve_env(&c.environment)?;
+                let env = self
+                    .kernel
+                    .secrets()
+                    .resolve_env(&c.environment)
+                    .map_err(|e| e.message)?;
                 let mut command = tokio::process::Command::new(&cmd[0]);
                 command
                     .args(&cmd[1..])

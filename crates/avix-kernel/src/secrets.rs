@@ -216,19 +216,24 @@ impl SecretStore {
     pub fn resolve_env(
         &self,
         env: &BTreeMap<String, String>,
-    ) -> Result<Vec<(String, Zeroizing<String>)>, String> {
+    ) -> Result<Vec<(String, Zeroizing<String>)>, avix_proto::Error> {
         env.iter()
             .map(|(k, v)| match v.strip_prefix(SECRET_REF) {
                 None => Ok((k.clone(), Zeroizing::new(v.clone()))),
                 Some(name) => {
                     let value = self.get(&SecretOwner::System, name).map_err(|e| match e {
-                        SecretStoreError::NotFound(_) => format!(
+                        SecretStoreError::NotFound(_) => avix_proto::Error::not_found(format!(
                             "environment {k}: system secret {name} is not set (avix client secret set {name} --system)"
+                        )),
+                        other => avix_proto::Error::new(
+                            avix_proto::HasKind::kind(&other),
+                            format!("environment {k}: {other}"),
                         ),
-                        other => format!("environment {k}: {other}"),
                     })?;
                     let text = String::from_utf8(value.to_vec()).map_err(|_| {
-                        format!("environment {k}: system secret {name} is not UTF-8 text")
+                        avix_proto::Error::invalid(format!(
+                            "environment {k}: system secret {name} is not UTF-8 text"
+                        ))
                     })?;
                     Ok((k.clone(), Zeroizing::new(text)))
                 }
@@ -349,7 +354,7 @@ mod tests {
         assert_eq!(r[1].0, "T");
         assert_eq!(r[1].1.as_str(), "t0k");
         let env: BTreeMap<String, String> = [("T".to_owned(), "secret:NOPE".to_owned())].into();
-        let e = s.resolve_env(&env).expect_err("missing");
+        let e = s.resolve_env(&env).expect_err("missing").message;
         assert!(
             e.contains("environment T: system secret NOPE is not set"),
             "{e}"

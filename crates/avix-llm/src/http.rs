@@ -184,12 +184,12 @@ impl Transport {
         auth: AuthStyle,
         extra: &[(&'static str, &'static str)],
         stats: Arc<HttpStats>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LlmError> {
         install_crypto();
         let settings = Settings::from_config(&p.timeouts, &p.retry);
         let base = p
             .base_url()
-            .ok_or_else(|| format!("provider {} has no baseUrl", p.name))?
+            .ok_or_else(|| LlmError::Config(format!("provider {} has no baseUrl", p.name)))?
             .trim_end_matches('/')
             .to_owned();
         let mut headers = HeaderMap::new();
@@ -205,10 +205,10 @@ impl Transport {
                 AuthStyle::Header(h) => (HeaderName::from_static(h), k.expose().to_owned()),
             };
             let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                format!(
+                LlmError::Config(format!(
                     "provider {}: the API key contains characters that cannot go in an HTTP header",
                     p.name
-                )
+                ))
             })?;
             value.set_sensitive(true);
             headers.insert(name, value);
@@ -219,7 +219,12 @@ impl Transport {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(|e| format!("provider {}: cannot build the HTTP client: {e}", p.name))?;
+            .map_err(|e| {
+                LlmError::Config(format!(
+                    "provider {}: cannot build the HTTP client: {e}",
+                    p.name
+                ))
+            })?;
         Ok(Self {
             client,
             provider: p.name.clone(),

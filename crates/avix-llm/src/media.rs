@@ -181,7 +181,7 @@ impl MediaClient {
         p: &Provider,
         key: Option<Credential>,
         stats: Arc<HttpStats>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LlmError> {
         let (auth, extra) = auth_of(p.kind);
         Ok(Self {
             name: p.name.clone(),
@@ -191,7 +191,12 @@ impl MediaClient {
             plain: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(10))
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| {
+                    LlmError::Config(format!(
+                        "provider {}: cannot build the HTTP client: {e}",
+                        p.name
+                    ))
+                })?,
         })
     }
 

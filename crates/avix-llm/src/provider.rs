@@ -41,17 +41,17 @@ impl HttpText {
         p: &Provider,
         key: Option<Credential>,
         stats: Arc<HttpStats>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LlmError> {
         let wire: Box<dyn TextWire> = match p.kind {
             ProviderKind::Anthropic => Box::new(Anthropic),
             ProviderKind::Openai => Box::new(OpenAi { official: true }),
             ProviderKind::OpenaiCompatible => Box::new(OpenAi { official: false }),
             ProviderKind::Ollama => Box::new(Ollama),
             other => {
-                return Err(format!(
+                return Err(LlmError::Config(format!(
                     "provider {}: kind {other:?} does not serve text",
                     p.name
-                ));
+                )));
             }
         };
         let (auth, extra) = auth_of(p.kind);

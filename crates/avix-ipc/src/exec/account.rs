@@ -41,7 +41,7 @@ fn lookup(name: &str) -> Result<Option<SandboxAccount>, String> {
 /// The account sandboxes run as: `None` when the daemon is not root (sandboxes then run as
 /// the daemon's own uid). Creates the account (a system user with its own group, no home, no
 /// shell) when it is missing.
-pub fn ensure(name: &str) -> Result<Option<SandboxAccount>, String> {
+pub(crate) fn ensure(name: &str) -> Result<Option<SandboxAccount>, String> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }

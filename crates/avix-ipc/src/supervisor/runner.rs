@@ -36,7 +36,11 @@ impl Supervisor {
             let bytes: [u8; 32] = rand::random();
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         };
-        let env = self.kernel.secrets().resolve_env(&spec.environment)?;
+        let env = self
+            .kernel
+            .secrets()
+            .resolve_env(&spec.environment)
+            .map_err(|e| e.message)?;
         let _ = std::fs::remove_file(slot.svc_socket());
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&spec.command[1..])

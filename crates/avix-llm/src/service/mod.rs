@@ -158,14 +158,16 @@ impl LlmService {
             _ => {
                 let built = key_of(p).and_then(|key| {
                     if p.serves(Modality::Text) {
-                        e.text = Some(Arc::new(HttpText::new(
-                            p,
-                            key.clone(),
-                            shared.http.clone(),
-                        )?));
+                        e.text = Some(Arc::new(
+                            HttpText::new(p, key.clone(), shared.http.clone())
+                                .map_err(|e| e.to_string())?,
+                        ));
                     }
                     if Modality::ALL[1..].iter().any(|m| p.serves(*m)) {
-                        e.media = Some(Arc::new(MediaClient::new(p, key, shared.http.clone())?));
+                        e.media = Some(Arc::new(
+                            MediaClient::new(p, key, shared.http.clone())
+                                .map_err(|e| e.to_string())?,
+                        ));
                     }
                     Ok(())
                 });
