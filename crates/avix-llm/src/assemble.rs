@@ -170,7 +170,7 @@ impl Assembler {
     /// The finished content and stop reason. A response with tool calls stops for
     /// `tool_use` whatever the provider said (Ollama says `stop`), unless the output limit
     /// cut it: then calls whose arguments were cut are dropped.
-    pub fn finish(self) -> Result<(Vec<ContentBlock>, StopReason), String> {
+    pub fn finish(self) -> Result<(Vec<ContentBlock>, StopReason), crate::wire::WireError> {
         let mut stop = self.stop.unwrap_or(StopReason::EndTurn);
         let mut content = Vec::with_capacity(self.blocks.len());
         let mut calls = 0;
@@ -193,14 +193,16 @@ impl Assembler {
                             Err(e) => {
                                 return Err(format!(
                                     "the arguments of tool call {id} ({name}) are not valid JSON: {e}"
-                                ));
+                                )
+                                .into());
                             }
                         },
                     };
                     if !input.is_object() {
                         return Err(format!(
                             "the arguments of tool call {id} ({name}) are not a JSON object"
-                        ));
+                        )
+                        .into());
                     }
                     calls += 1;
                     content.push(ContentBlock::ToolUse { id, name, input });
@@ -267,7 +269,12 @@ mod tests {
         let mut a = Assembler::new(None);
         a.tool_start("0", "c1", "fs__read");
         a.tool_args("0", "{\"path\":").unwrap();
-        assert!(a.finish().unwrap_err().contains("not valid JSON"));
+        assert!(
+            a.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("not valid JSON")
+        );
         let mut a = Assembler::new(None);
         a.text("partial");
         a.tool_start("0", "c1", "fs__read");

@@ -2,6 +2,8 @@
 //! and newline-delimited JSON (Ollama). Bytes arrive split anywhere — inside a line, inside a
 //! UTF-8 sequence, between `\r` and `\n` — and the decoders yield whole frames only.
 
+use crate::wire::WireError;
+
 /// One decoded frame: an SSE event, or one NDJSON line (with `event` unset).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Frame {
@@ -35,8 +37,8 @@ impl Lines {
     fn feed(
         &mut self,
         mut bytes: &[u8],
-        mut line: impl FnMut(&[u8]) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut line: impl FnMut(&[u8]) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -65,9 +67,7 @@ impl Lines {
             }
         }
         if self.buf.len() + bytes.len() > MAX_LINE {
-            return Err(format!(
-                "a line of the stream is longer than {MAX_LINE} bytes"
-            ));
+            return Err(format!("a line of the stream is longer than {MAX_LINE} bytes").into());
         }
         self.buf.extend_from_slice(bytes);
         Ok(())
@@ -109,8 +109,8 @@ impl Decoder {
     pub fn feed(
         &mut self,
         bytes: &[u8],
-        out: &mut dyn FnMut(Frame) -> Result<(), String>,
-    ) -> Result<(), String> {
+        out: &mut dyn FnMut(Frame) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
         let framing = self.framing;
         let Self {
             lines,
@@ -170,8 +170,8 @@ impl Decoder {
     /// (SSE) is still delivered, since some servers close right after it.
     pub fn finish(
         &mut self,
-        out: &mut dyn FnMut(Frame) -> Result<(), String>,
-    ) -> Result<(), String> {
+        out: &mut dyn FnMut(Frame) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
         match self.framing {
             Framing::Ndjson => {
                 let rest = std::mem::take(&mut self.lines.buf);
@@ -290,6 +290,6 @@ mod tests {
     fn invalid_utf8_is_an_error() {
         let mut d = Decoder::new(Framing::Ndjson);
         let e = d.feed(b"\xff\xfe\n", &mut |_| Ok(())).unwrap_err();
-        assert!(e.contains("UTF-8"), "{e}");
+        assert!(e.to_string().contains("UTF-8"), "{e}");
     }
 }

@@ -443,31 +443,20 @@ impl Transport {
                 }
                 Ok(Ok(c)) => c,
             };
-            let mut err = None;
+            // The wire's own error (a provider error inside the stream) or the framing's.
             let mut on_frame = |frame| {
                 if done {
                     return Ok(());
                 }
-                match wire.frame(frame, asm) {
-                    Ok(d) => {
-                        done = d;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        err = Some(e);
-                        Err(String::new())
-                    }
-                }
+                done = wire.frame(frame, asm)?;
+                Ok(())
             };
             let fed = match &chunk {
                 Some(bytes) => decoder.feed(bytes, &mut on_frame),
                 None => decoder.finish(&mut on_frame),
             };
-            if let Some(e) = err {
-                return Err(self.wire_failure(e, asm.delivered()));
-            }
             if let Err(e) = fed {
-                return Err(self.wire_failure(WireError::Protocol(e), asm.delivered()));
+                return Err(self.wire_failure(e, asm.delivered()));
             }
             if chunk.is_none() && !done {
                 if wire.complete_enough() {

@@ -88,10 +88,10 @@ impl HttpText {
         }
         let usage = asm.usage;
         let answered_by = asm.model.clone();
-        let (content, stop_reason) = asm.finish().map_err(|message| {
+        let (content, stop_reason) = asm.finish().map_err(|e| {
             Failure::fatal(LlmError::Protocol {
                 provider: self.name.clone(),
-                message,
+                message: e.to_string(),
             })
         })?;
         Ok(LlmResponse {
@@ -123,7 +123,7 @@ impl LlmClient for HttpText {
             let body = self
                 .wire
                 .body(&req, &model, self.stream)
-                .map_err(LlmError::Config)?;
+                .map_err(|e| LlmError::Config(e.to_string()))?;
             let body = serde_json::to_vec(&body)
                 .map_err(|e| LlmError::Config(format!("cannot encode the request: {e}")))?;
             let url = self.wire.url(self.transport.base());

@@ -130,7 +130,7 @@ impl TextWire for Anthropic {
         Framing::Sse
     }
 
-    fn body(&self, req: &LlmRequest, model: &str, stream: bool) -> Result<Value, String> {
+    fn body(&self, req: &LlmRequest, model: &str, stream: bool) -> Result<Value, WireError> {
         let mut body = json!({
             "model": model,
             "max_tokens": req.max_tokens.max(1),

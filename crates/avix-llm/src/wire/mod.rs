@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::assemble::Assembler;
 use crate::framing::{Frame, Framing};
 
-/// What went wrong while decoding a response.
+/// What went wrong while building a request body or decoding a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireError {
     /// The body is not the provider's protocol.
@@ -27,6 +27,17 @@ pub enum WireError {
     },
 }
 
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::Protocol(m) => f.write_str(m),
+            WireError::Provider { status, message } => write!(f, "{message} (status {status})"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
 impl From<String> for WireError {
     fn from(s: String) -> Self {
         Self::Protocol(s)
@@ -40,7 +51,7 @@ pub trait TextWire: Send + Sync + std::fmt::Debug + 'static {
     /// How a streamed body is framed.
     fn framing(&self) -> Framing;
     /// The request body.
-    fn body(&self, req: &LlmRequest, model: &str, stream: bool) -> Result<Value, String>;
+    fn body(&self, req: &LlmRequest, model: &str, stream: bool) -> Result<Value, WireError>;
     /// A decoder for one streamed response.
     fn stream(&self) -> Box<dyn WireStream>;
     /// Decodes a whole (non-streamed) response body.

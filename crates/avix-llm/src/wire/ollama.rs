@@ -147,7 +147,7 @@ impl TextWire for Ollama {
         Framing::Ndjson
     }
 
-    fn body(&self, req: &LlmRequest, model: &str, stream: bool) -> Result<Value, String> {
+    fn body(&self, req: &LlmRequest, model: &str, stream: bool) -> Result<Value, WireError> {
         let mut options = json!({"num_predict": req.max_tokens.max(1)});
         if let Some(t) = temperature(req.temperature, 2.0) {
             options["temperature"] = json!(t);

@@ -159,7 +159,7 @@ impl TextWire for OpenAi {
         Framing::Sse
     }
 
-    fn body(&self, req: &LlmRequest, model: &str, stream: bool) -> Result<Value, String> {
+    fn body(&self, req: &LlmRequest, model: &str, stream: bool) -> Result<Value, WireError> {
         let mut body = json!({"model": model, "messages": messages(req)?});
         let cap = if self.official {
             "max_completion_tokens"
