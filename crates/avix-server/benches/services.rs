@@ -14,15 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use avix_auth::MasterKey;
 use avix_ipc::server::{self, BoxFuture, Handler, Notifier, Peer, ServerConfig};
 use avix_ipc::{CallOptions, call};
-use avix_kernel::layout::RootLayout;
-use avix_kernel::{BootOptions, Kernel};
+use avix_kernel::Kernel;
 use avix_proto::agent::{ProcState, SpawnRequest};
 use avix_proto::rpc::{Request, RpcError};
 use avix_proto::{AgentName, UserName};
-use avix_server::init::InitOptions;
 use avix_vfs::{Caller, VfsPath};
 use serde_json::value::RawValue;
 
@@ -107,22 +104,8 @@ async fn round_trips() {
 }
 
 fn boot() -> (tempfile::TempDir, Arc<Kernel>, UserName) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let alice = UserName::new("alice").unwrap();
-    avix_server::init::run(&InitOptions::admin(root.clone(), alice.clone())).unwrap();
-    let layout = RootLayout::new(&root);
-    let master = MasterKey::from_file(&layout.etc_file("master.key")).unwrap();
-    let kernel = Kernel::boot(
-        layout,
-        &master,
-        BootOptions {
-            runtime: tokio::runtime::Handle::current(),
-            llm: None,
-        },
-    )
-    .unwrap();
-    (dir, kernel, alice)
+    let t = avix_testkit::kernel::TestKernel::boot();
+    (t._dir, t.kernel, t.alice)
 }
 
 async fn tool_calls() {
