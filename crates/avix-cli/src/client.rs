@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use avix_client::{Client, ClientError, Config, Overrides};
 use avix_proto::agent::{HilRequest, InvocationRecord, ProcessStatus, SessionRecord, SpawnRequest};
 use avix_proto::atp::{EventFrame, SpawnReply, WhoAmI};
-use avix_proto::event::EventName;
+use avix_proto::event::{self, EventName};
 use avix_proto::op::{
     DeleteArgs, HilAnswerArgs, HilListArgs, HistoryArgs, IdArgs, ListArgs, LogsArgs, NoArgs, Op,
     PidArgs, ResumeArgs, ShowArgs, UserArgs,
@@ -578,41 +578,55 @@ async fn follow_pid(
         }
         match EventName::parse(&e.event) {
             Some(EventName::AgentOutputChunk) if !out.json => {
-                print!(
-                    "{}",
-                    avix_proto::text::escape_lines(e.body["text"].as_str().unwrap_or_default())
-                );
-                stdout.flush()?;
+                if let Some(c) = body::<event::OutputChunk>(&e) {
+                    print!("{}", avix_proto::text::escape_lines(&c.text));
+                    stdout.flush()?;
+                }
             }
             Some(EventName::AgentOutput) if !out.json => println!(),
             Some(EventName::AgentToolCall) if !out.json => {
-                eprintln!(
-                    "→ {} {}",
-                    safe(e.body["tool"].as_str().unwrap_or("?")),
-                    cut(&e.body["args"].to_string(), 100)
-                );
+                if let Some(c) = body::<event::ToolCall>(&e) {
+                    eprintln!("→ {} {}", safe(&c.tool), cut(&c.args.to_string(), 100));
+                }
+            }
+            Some(EventName::AgentToolResult) if !out.json => {
+                if let Some(r) = body::<event::ToolResult>(&e) {
+                    let ok = if r.ok { "ok" } else { "error" };
+                    eprintln!("← {} {ok}", safe(&r.tool));
+                }
+            }
+            Some(EventName::AgentToolDenied) if !out.json => {
+                if let Some(d) = body::<event::ToolDenied>(&e) {
+                    eprintln!("✗ {} refused: {}", safe(&d.tool), safe(&d.reason));
+                }
             }
             Some(EventName::HilRequest) if !out.json => {
-                eprintln!(
-                    "⏸ approval needed for {}: avix client hil approve {} (or deny)",
-                    e.body["tool"].as_str().unwrap_or("a request"),
-                    e.body["hilId"].as_str().unwrap_or("?")
-                );
-            }
-            Some(EventName::AgentExit) => {
-                let code = e.body["exitCode"].as_i64().unwrap_or(1);
-                if !out.json {
+                if let Some(h) = body::<event::HilAsked>(&e) {
                     eprintln!(
-                        "pid {pid} {} ({}): exit {code}",
-                        e.body["state"].as_str().unwrap_or("ended"),
-                        safe(e.body["reason"].as_str().unwrap_or(""))
+                        "⏸ approval needed for {}: avix client hil approve {} (or deny)",
+                        safe(h.tool.as_deref().unwrap_or("a request")),
+                        h.hil_id
                     );
                 }
-                return Ok(i32::try_from(code).unwrap_or(1));
+            }
+            Some(EventName::AgentExit) => {
+                let (state, code, reason) = body::<event::Exit>(&e).map_or_else(
+                    || ("ended".to_owned(), 1, String::new()),
+                    |x| (state_name(&x.state), x.exit_code, x.reason),
+                );
+                if !out.json {
+                    eprintln!("pid {pid} {state} ({}): exit {code}", safe(&reason));
+                }
+                return Ok(code);
             }
             _ => {}
         }
     }
+}
+
+/// An event's body as its type (`None` for a body of another shape: an older daemon).
+fn body<T: serde::de::DeserializeOwned>(e: &EventFrame) -> Option<T> {
+    serde_json::from_value(e.body.clone()).ok()
 }
 
 async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i32> {

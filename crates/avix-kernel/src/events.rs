@@ -106,6 +106,13 @@ impl EventBus {
         (ring.range(start..).cloned().collect(), complete)
     }
 
+    /// Publishes a typed event about a process.
+    pub fn publish<T: avix_proto::event::EventBody>(&self, p: &Process, body: &T) {
+        // The body types are plain data with string keys: serializing cannot fail.
+        let body = serde_json::to_value(body).unwrap_or_default();
+        self.emit_process(p, T::NAME, body);
+    }
+
     /// Publishes an event about a process.
     pub fn emit_process(&self, p: &Process, event: EventName, body: serde_json::Value) {
         self.emit(event, Some(p.pid), Some(p.user.to_string()), body);

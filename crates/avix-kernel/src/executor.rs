@@ -280,11 +280,9 @@ impl Executor {
                 .collect();
             self.push_message(answer).await?;
             if !text.is_empty() {
-                self.kernel.events().emit_process(
-                    &self.p,
-                    avix_proto::event::EventName::AgentOutput,
-                    serde_json::json!({"text": text}),
-                );
+                self.kernel
+                    .events()
+                    .publish(&self.p, &avix_proto::event::Output { text: text.clone() });
             }
             if calls.is_empty() || resp.stop_reason != StopReason::ToolUse {
                 self.chain = 0;
@@ -588,10 +586,9 @@ impl Executor {
                 return;
             };
             match e {
-                StreamEvent::TextDelta { text } => k.events().emit_process(
+                StreamEvent::TextDelta { text } => k.events().publish(
                     &proc,
-                    avix_proto::event::EventName::AgentOutputChunk,
-                    serde_json::json!({"text": text}),
+                    &avix_proto::event::OutputChunk { text: text.clone() },
                 ),
                 // Limits of the provider hold the call back: status.yaml says so.
                 StreamEvent::Queued { provider, position } => k.set_state(
@@ -747,10 +744,13 @@ impl Executor {
                     tool: name.into(),
                     reason: reason.clone(),
                 });
-                self.kernel.events().emit_process(
+                self.kernel.events().publish(
                     &self.p,
-                    avix_proto::event::EventName::AgentToolDenied,
-                    serde_json::json!({"callId": id, "tool": name, "reason": reason}),
+                    &avix_proto::event::ToolDenied {
+                        call_id: id.into(),
+                        tool: name.into(),
+                        reason: reason.clone(),
+                    },
                 );
                 if denial == Denial::OverBudget {
                     return Err(failed(reason));
@@ -791,11 +791,7 @@ impl Executor {
                             return Err(failed("the HIL request vanished"));
                         };
                         // The answer is in the journal already (recorded before it counted).
-                        self.kernel.events().emit_process(
-                            &self.p,
-                            avix_proto::event::EventName::HilResolved,
-                            serde_json::json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
-                        );
+                        self.kernel.events().publish(&self.p, &answer.event(&hid));
                         answer
                     }
                 };
@@ -892,10 +888,13 @@ impl Executor {
             tracing::error!(pid = self.p.pid, error = %e, "cannot write the invocation record");
         }
         self.p.set_exit(exit.clone());
-        self.kernel.events().emit_process(
+        self.kernel.events().publish(
             &self.p,
-            avix_proto::event::EventName::AgentExit,
-            serde_json::json!({"state": exit.state, "exitCode": exit.code, "reason": exit.reason}),
+            &avix_proto::event::Exit {
+                state: exit.state,
+                exit_code: exit.code,
+                reason: exit.reason.clone(),
+            },
         );
         tracing::info!(pid = self.p.pid, state = %exit.state, reason = %exit.reason, "exited");
         self.kernel.schedule_reap(self.p.pid);

@@ -46,6 +46,17 @@ pub struct HilAnswer {
 }
 
 impl HilAnswer {
+    /// The `hil.resolved` event for request `hil_id`.
+    pub fn event(&self, hil_id: &str) -> avix_proto::event::HilAnswered {
+        avix_proto::event::HilAnswered {
+            hil_id: hil_id.to_owned(),
+            outcome: self.outcome,
+            by: self.by.clone(),
+        }
+    }
+}
+
+impl HilAnswer {
     /// An answer recorded in the journal before a restart (`hil_answered`).
     pub fn recorded(
         outcome: HilState,
@@ -261,16 +272,15 @@ impl HilManager {
             ask.options,
             Some(id),
         );
-        let mut body = serde_json::json!({"hilId": id, "kind": ask.kind});
-        if let Some(t) = ask.tool {
-            body["tool"] = t.into();
-        }
-        if let Some(a) = ask.args {
-            body["args"] = a;
-        }
-        kernel
-            .events()
-            .emit_process(process, avix_proto::event::EventName::HilRequest, body);
+        kernel.events().publish(
+            process,
+            &avix_proto::event::HilAsked {
+                hil_id: id.clone(),
+                kind: ask.kind,
+                tool: ask.tool,
+                args: ask.args,
+            },
+        );
         Ok((id, rx))
     }
 

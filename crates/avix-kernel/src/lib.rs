@@ -435,10 +435,12 @@ impl Kernel {
             state,
             waiting_on: waiting_on.map(str::to_owned),
         });
-        self.events.emit_process(
+        self.events.publish(
             p,
-            avix_proto::event::EventName::AgentStatus,
-            serde_json::json!({"state": state, "waitingOn": waiting_on}),
+            &avix_proto::event::Status {
+                state,
+                waiting_on: waiting_on.map(str::to_owned),
+            },
         );
     }
 
@@ -458,10 +460,12 @@ impl Kernel {
             from: caller.to_string(),
             payload: None,
         });
-        self.events.emit_process(
+        self.events.publish(
             p,
-            avix_proto::event::EventName::ProcSignal,
-            serde_json::json!({"signal": sig.name(), "from": caller.to_string()}),
+            &avix_proto::event::Signalled {
+                signal: sig.name().into(),
+                from: caller.to_string(),
+            },
         );
         if matches!(
             sig,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use avix_proto::agent::JournalEvent;
-use avix_proto::event::EventName;
+use avix_proto::event;
 use avix_proto::tool::ToolName;
 
 use crate::Kernel;
@@ -208,10 +208,13 @@ impl Kernel {
             })
             .await?;
         process.inner().tool_calls += 1;
-        self.events().emit_process(
+        self.events().publish(
             process,
-            EventName::AgentToolCall,
-            serde_json::json!({"callId": call_id, "tool": tool, "args": args}),
+            &event::ToolCall {
+                call_id: call_id.into(),
+                tool: tool.into(),
+                args: args.clone(),
+            },
         );
         Ok(())
     }
@@ -237,10 +240,13 @@ impl Kernel {
             ),
             duration_ms: avix_proto::time::ms(started.elapsed()),
         });
-        self.events().emit_process(
+        self.events().publish(
             process,
-            EventName::AgentToolResult,
-            serde_json::json!({"callId": call_id, "tool": tool, "ok": ok}),
+            &event::ToolResult {
+                call_id: call_id.into(),
+                tool: tool.into(),
+                ok,
+            },
         );
         (ok, content)
     }

@@ -706,30 +706,28 @@ impl Kernel {
             p.inner().children.push(pid);
         }
         crate::procfs::publish_process(self, &process);
-        let (event, begin) = match adopt {
+        let started = avix_proto::event::Spawned {
+            agent: name.to_string(),
+            goal: req.goal,
+            session,
+            invocation: id,
+        };
+        let begin = match adopt {
             Some(a) => {
                 tracing::info!(pid, previous = a.previous_pid, agent = %name, user = %user, "resumed after a restart");
-                (
-                    avix_proto::event::EventName::AgentResumed,
-                    crate::executor::Begin::Resume {
-                        messages: a.messages,
-                        pending: a.pending,
-                    },
-                )
+                self.events()
+                    .publish(&process, &avix_proto::event::Resumed(started));
+                crate::executor::Begin::Resume {
+                    messages: a.messages,
+                    pending: a.pending,
+                }
             }
             None => {
                 tracing::info!(pid, agent = %name, user = %user, "spawned");
-                (
-                    avix_proto::event::EventName::AgentSpawned,
-                    crate::executor::Begin::Fresh(plan.history),
-                )
+                self.events().publish(&process, &started);
+                crate::executor::Begin::Fresh(plan.history)
             }
         };
-        self.events().emit_process(
-            &process,
-            event,
-            serde_json::json!({"agent": name.as_str(), "goal": req.goal, "session": session, "invocation": id}),
-        );
         crate::executor::start(self.clone(), process.clone(), ends, begin);
         Ok(process)
     }

@@ -5,6 +5,9 @@
 //! the dotted string (`agent.output.chunk`); docs/atp.md "Events" gives each body.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::agent::{HilKind, HilState, ProcState};
 
 /// Declares [`EventName`] from one table of variants and wire names.
 macro_rules! events {
@@ -106,6 +109,160 @@ impl std::fmt::Display for EventName {
     }
 }
 
+/// The body of an event, and the name it goes by: emitters publish these types, clients read
+/// them back (`serde_json::from_value::<ToolCall>(frame.body)`), so the two cannot drift.
+pub trait EventBody: Serialize {
+    /// The event's name.
+    const NAME: EventName;
+}
+
+macro_rules! body {
+    ($ty:ident => $name:ident) => {
+        impl EventBody for $ty {
+            const NAME: EventName = EventName::$name;
+        }
+    };
+}
+
+/// `agent.spawned` (and `agent.resumed`, as [`Resumed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spawned {
+    /// The agent.
+    pub agent: String,
+    /// Its goal.
+    pub goal: String,
+    /// Its session.
+    pub session: String,
+    /// Its invocation id.
+    pub invocation: String,
+}
+body!(Spawned => AgentSpawned);
+
+/// `agent.resumed`: a run continued after a restart (the same fields as [`Spawned`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Resumed(pub Spawned);
+body!(Resumed => AgentResumed);
+
+/// `agent.status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The new state.
+    pub state: ProcState,
+    /// What it waits on (`input`, `human-approval`, `llm`…), if waiting.
+    pub waiting_on: Option<String>,
+}
+body!(Status => AgentStatus);
+
+/// `agent.output.chunk`: a piece of streamed model output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// The text.
+    pub text: String,
+}
+body!(OutputChunk => AgentOutputChunk);
+
+/// `agent.output`: a whole answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Output {
+    /// The text.
+    pub text: String,
+}
+body!(Output => AgentOutput);
+
+/// `agent.tool_call`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolCall {
+    /// The call's id.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Its arguments.
+    pub args: Value,
+}
+body!(ToolCall => AgentToolCall);
+
+/// `agent.tool_result`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolResult {
+    /// The call's id.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+body!(ToolResult => AgentToolResult);
+
+/// `agent.tool_denied`: refused before it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolDenied {
+    /// The call's id.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Why.
+    pub reason: String,
+}
+body!(ToolDenied => AgentToolDenied);
+
+/// `agent.exit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exit {
+    /// The final state.
+    pub state: ProcState,
+    /// The exit code (0 completed, 137 killed…).
+    pub exit_code: i32,
+    /// Why it ended.
+    pub reason: String,
+}
+body!(Exit => AgentExit);
+
+/// `hil.request`: a person is asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HilAsked {
+    /// The request's id.
+    pub hil_id: String,
+    /// What is asked.
+    pub kind: HilKind,
+    /// The tool, for a tool call's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The call's arguments, for a tool call's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+}
+body!(HilAsked => HilRequest);
+
+/// `hil.resolved`: answered, timed out or withdrawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HilAnswered {
+    /// The request's id.
+    pub hil_id: String,
+    /// The outcome.
+    pub outcome: HilState,
+    /// Who answered (`kernel` for a timeout).
+    pub by: String,
+}
+body!(HilAnswered => HilResolved);
+
+/// `proc.signal`: a signal was delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signalled {
+    /// The signal (`SIGKILL`…).
+    pub signal: String,
+    /// Who sent it.
+    pub from: String,
+}
+body!(Signalled => ProcSignal);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +276,51 @@ mod tests {
             assert_eq!(serde_json::from_str::<EventName>(&json).unwrap(), *e);
         }
         assert_eq!(EventName::parse("agent.nope"), None);
+    }
+
+    #[test]
+    fn bodies_keep_the_documented_field_names() {
+        let v = serde_json::to_value(Exit {
+            state: ProcState::Killed,
+            exit_code: 137,
+            reason: "killed".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"state": "killed", "exitCode": 137, "reason": "killed"})
+        );
+        let v = serde_json::to_value(Status {
+            state: ProcState::Waiting,
+            waiting_on: None,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"state": "waiting", "waitingOn": null})
+        );
+        let v = serde_json::to_value(HilAsked {
+            hil_id: "h".into(),
+            kind: HilKind::ToolCallApproval,
+            tool: None,
+            args: None,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"hilId": "h", "kind": "tool_call_approval"})
+        );
+        let started = Spawned {
+            agent: "a".into(),
+            goal: "g".into(),
+            session: "s".into(),
+            invocation: "i".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(Resumed(started.clone())).unwrap(),
+            serde_json::to_value(started).unwrap()
+        );
+        assert_eq!(<Resumed as EventBody>::NAME, EventName::AgentResumed);
     }
 
     #[test]

@@ -131,29 +131,35 @@ pub fn run(opts: &RunOptions) -> Result<i32, StartError> {
                     if e.pid != Some(pid) {
                         continue;
                     }
+                    use avix_proto::event::{self, EventName};
+                    let body = e.body.clone();
                     match e.event {
-                        avix_proto::event::EventName::AgentToolCall => println!(
-                            "[{pid}] → {} {}",
-                            e.body["tool"].as_str().unwrap_or("?"),
-                            short(&e.body["args"])
-                        ),
-                        avix_proto::event::EventName::AgentToolResult => {
-                            let ok = if e.body["ok"].as_bool() == Some(true) {
-                                "ok"
-                            } else {
-                                "error"
-                            };
-                            println!("[{pid}] ← {} {ok}", e.body["tool"].as_str().unwrap_or("?"));
+                        EventName::AgentToolCall => {
+                            if let Ok(c) = serde_json::from_value::<event::ToolCall>(body) {
+                                println!("[{pid}] → {} {}", c.tool, short(&c.args));
+                            }
                         }
-                        avix_proto::event::EventName::AgentToolDenied => println!(
-                            "[{pid}] ✗ {} refused: {}",
-                            e.body["tool"].as_str().unwrap_or("?"),
-                            e.body["reason"].as_str().unwrap_or("")
-                        ),
-                        avix_proto::event::EventName::AgentOutput => {
-                            println!("[{pid}] {}", e.body["text"].as_str().unwrap_or(""))
+                        EventName::AgentToolResult => {
+                            if let Ok(r) = serde_json::from_value::<event::ToolResult>(body) {
+                                let ok = if r.ok { "ok" } else { "error" };
+                                println!("[{pid}] ← {} {ok}", r.tool);
+                            }
                         }
-                        avix_proto::event::EventName::HilRequest => ask(&kernel, &user, &e.body),
+                        EventName::AgentToolDenied => {
+                            if let Ok(d) = serde_json::from_value::<event::ToolDenied>(body) {
+                                println!("[{pid}] ✗ {} refused: {}", d.tool, d.reason);
+                            }
+                        }
+                        EventName::AgentOutput => {
+                            if let Ok(o) = serde_json::from_value::<event::Output>(body) {
+                                println!("[{pid}] {}", o.text);
+                            }
+                        }
+                        EventName::HilRequest => {
+                            if let Ok(h) = serde_json::from_value::<event::HilAsked>(body) {
+                                ask(&kernel, &user, &h);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -176,11 +182,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, StartError> {
 }
 
 /// Asks about a HIL request on the terminal, or denies it when there is none.
-fn ask(kernel: &Arc<Kernel>, user: &UserName, body: &serde_json::Value) {
-    let id = body["hilId"].as_str().unwrap_or_default().to_owned();
-    let what = body["tool"].as_str().map_or_else(
+fn ask(kernel: &Arc<Kernel>, user: &UserName, h: &avix_proto::event::HilAsked) {
+    let id = h.hil_id.clone();
+    let what = h.tool.as_deref().map_or_else(
         || "guidance".to_owned(),
-        |t| format!("{t} {}", short(&body["args"])),
+        |t| {
+            format!(
+                "{t} {}",
+                short(h.args.as_ref().unwrap_or(&serde_json::Value::Null))
+            )
+        },
     );
     let config = kernel.config().get();
     let caller = Caller::user(

@@ -150,11 +150,7 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
         cx.kernel.set_state(&cx.process, ProcState::Running, None);
         let answer = answer.map_err(|_| ToolError::new("EIO", "the approval request vanished"))?;
         // The answer is in the journal already (recorded before it counted).
-        cx.kernel.events().emit_process(
-            &cx.process,
-            avix_proto::event::EventName::HilResolved,
-            json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
-        );
+        cx.kernel.events().publish(&cx.process, &answer.event(&hid));
         if !answer.approved() {
             return Ok(
                 json!({"granted": false, "tool": tool, "reason": format!("{:?} by {}", answer.outcome, answer.by).to_lowercase(), "note": answer.note}),
@@ -222,11 +218,7 @@ async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     cx.kernel.set_state(&cx.process, ProcState::Running, None);
     let answer = answer.map_err(|_| ToolError::new("EIO", "the escalation vanished"))?;
     // The answer is in the journal already (recorded before it counted).
-    cx.kernel.events().emit_process(
-        &cx.process,
-        avix_proto::event::EventName::HilResolved,
-        json!({"hilId": hid, "outcome": answer.outcome, "by": answer.by}),
-    );
+    cx.kernel.events().publish(&cx.process, &answer.event(&hid));
     Ok(json!({"outcome": answer.outcome, "by": answer.by, "guidance": answer.note}))
 }
 
