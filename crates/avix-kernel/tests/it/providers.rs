@@ -377,7 +377,15 @@ async fn pausing_an_agent_hangs_up_on_the_provider_and_resume_replays_the_turn()
     while mock.hangups().is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the HTTP stream was not aborted"
+            "the HTTP stream was not aborted: {} request(s) reached the mock, the agent is {:?} \
+             ({:?}), journal: {:?}",
+            mock.requests().len(),
+            proc.state(),
+            proc.inner().waiting_on,
+            t.journal(&proc)
+                .iter()
+                .map(|e| format!("{:?}", e.event))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
