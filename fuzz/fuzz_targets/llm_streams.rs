@@ -20,13 +20,8 @@ fn stream(wire: &dyn TextWire, data: &[u8], piece: usize) {
         if done {
             return Ok(());
         }
-        match ws.frame(frame, &mut asm) {
-            Ok(d) => {
-                done = d;
-                Ok(())
-            }
-            Err(e) => Err(format!("{e:?}")),
-        }
+        done = ws.frame(frame, &mut asm)?;
+        Ok(())
     };
     for chunk in data.chunks(piece) {
         if decoder.feed(chunk, &mut on_frame).is_err() {
