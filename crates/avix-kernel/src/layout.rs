@@ -4,7 +4,7 @@
 //! ```text
 //! ROOT/etc/            /etc/avix   auth.conf users.yaml crews.yaml kernel.yaml llm.yaml (master.key)
 //! ROOT/data/bin/       /bin
-//! ROOT/data/users/     /users
+//! ROOT/data/users/     /users      (journals: users/<u>/agents/<agent>/<id>/, see avix_vfs::storage::invocations)
 //! ROOT/data/services/  /services
 //! ROOT/data/crews/     /crews
 //! ROOT/data/secrets/   /secrets    (sealed: never visible through the VFS)
@@ -62,17 +62,6 @@ impl RootLayout {
     /// `ROOT/data/secrets`.
     pub fn secrets(&self) -> PathBuf {
         self.data().join("secrets")
-    }
-
-    /// Where `user`'s runs are recorded: `ROOT/data/users/<user>/agents`
-    /// (`/users/<user>/agents`), one directory per agent, one per invocation below it.
-    pub fn agents_dir(&self, user: &str) -> PathBuf {
-        self.data().join("users").join(user).join("agents")
-    }
-
-    /// The directory of one invocation: its journal and record.
-    pub fn invocation_dir(&self, user: &str, agent: &str, invocation: &str) -> PathBuf {
-        self.agents_dir(user).join(agent).join(invocation)
     }
 
     /// `ROOT/run`.

@@ -63,7 +63,7 @@ use avix_vfs::{Caller, LocalStorage, Vfs, VfsPath};
 use crate::config::{ConfigError, ConfigStore};
 use crate::events::EventBus;
 use crate::hil::HilManager;
-use crate::journal::JournalWriter;
+use crate::journal::Journals;
 use crate::layout::RootLayout;
 use crate::pid::PidAllocator;
 use crate::pipes::{Jobs, Pipes};
@@ -86,12 +86,30 @@ pub struct BootOptions {
     pub runtime: tokio::runtime::Handle,
     /// The LLM client; by default llm.svc built from llm.yaml.
     pub llm: Option<Arc<dyn LlmClient>>,
+    /// Where journals and invocation records are kept; by default files in the users' tree
+    /// (`/users/<u>/agents/<agent>/<id>/`).
+    pub invocations: Option<Arc<dyn avix_vfs::storage::InvocationStore>>,
+}
+
+impl BootOptions {
+    /// The defaults: llm.svc from llm.yaml, journals in the users' tree.
+    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            runtime,
+            llm: None,
+            invocations: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for BootOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BootOptions")
             .field("custom_llm", &self.llm.is_some())
+            .field(
+                "invocations",
+                &self.invocations.as_ref().map_or("local", |s| s.kind()),
+            )
             .finish()
     }
 }
@@ -173,7 +191,7 @@ pub struct Kernel {
     procs: ProcessTable,
     tools: ToolRegistry,
     hil: HilManager,
-    journals: JournalWriter,
+    journals: Journals,
     sessions: sessions::SessionLock,
     llm: Arc<dyn LlmClient>,
     llm_service: Option<Arc<LlmService>>,
@@ -235,10 +253,17 @@ impl Kernel {
                 what: "the PID counter",
                 reason: e.to_string(),
             })?;
-        let journals = JournalWriter::start().map_err(|e| BootError::State {
-            what: "the journal writer",
-            reason: e.to_string(),
-        })?;
+        let journals = Journals::new(match opts.invocations {
+            Some(store) => store,
+            None => Arc::new(
+                avix_vfs::storage::LocalInvocations::new(layout.data().join("users")).map_err(
+                    |e| BootError::State {
+                        what: "the journal writer",
+                        reason: e.to_string(),
+                    },
+                )?,
+            ),
+        });
         let (llm, llm_service) = match opts.llm {
             Some(l) => (l, None),
             None => {
@@ -246,7 +271,7 @@ impl Kernel {
                     config.get().llm.as_ref(),
                     ServicePaths {
                         etc: layout.etc(),
-                        journals: Arc::new(records::Journals(layout.clone())),
+                        journals: Arc::new(journals.clone()),
                     },
                 ));
                 (svc.clone() as Arc<dyn LlmClient>, Some(svc))
@@ -380,8 +405,8 @@ impl Kernel {
         &self.hil
     }
 
-    /// The journal writer.
-    pub fn journals(&self) -> &JournalWriter {
+    /// The journals and invocation records of every run.
+    pub fn journals(&self) -> &Journals {
         &self.journals
     }
 

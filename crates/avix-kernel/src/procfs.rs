@@ -228,18 +228,19 @@ pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
     );
 
     let (w1, w2) = (weak.clone(), weak.clone());
+    let journal = path(&format!("{base}/journal.jsonl"));
+    let journal2 = journal.clone();
     let _ = vfs.publish(
-        &path(&format!("{base}/journal.jsonl")),
+        &journal,
         SynthFile::live(
             move || w1.upgrade().map_or(0, |p| p.journal.size()),
             move |off, len| {
                 let p = w2
                     .upgrade()
-                    .ok_or_else(|| VfsError::NotFound(VfsPath::root()))?;
-                p.journal.read_at(off, len).map_err(|source| VfsError::Io {
-                    path: VfsPath::root(),
-                    source,
-                })
+                    .ok_or_else(|| VfsError::NotFound(journal2.clone()))?;
+                p.journal
+                    .read_at(off, len)
+                    .map_err(|e| avix_vfs::vfs::storage_err(&journal2, e))
             },
         ),
     );

@@ -3,18 +3,17 @@
 //! run. The rules are `policy`'s; every door calls these.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use avix_proto::agent::{CatalogEntry, InvocationRecord, JournalEntry};
+use avix_proto::agent::{CatalogEntry, InvocationRecord};
 use avix_proto::llm::Message;
 use avix_proto::time::Timestamp;
 use avix_proto::{Error, UserName};
 use avix_vfs::Caller;
+use avix_vfs::storage::InvocationKey;
 
-use crate::layout::RootLayout;
 use crate::process::Process;
-use crate::{Kernel, catalog, journal, policy};
+use crate::{Kernel, catalog, policy};
 
 impl Kernel {
     /// The processes `caller` may see, by PID: their own, or (operators, unless `mine`)
@@ -105,34 +104,25 @@ impl Kernel {
             .filter(|p| p.user == *user && !p.state().is_terminal())
             .map(|p| (p.journal.id().to_owned(), p))
             .collect();
-        let base = self.layout().agents_dir(user.as_str());
-        let mut out = Vec::new();
-        let Ok(agents) = std::fs::read_dir(&base) else {
-            return out;
-        };
-        for a in agents.flatten() {
-            if agent.is_some_and(|n| a.file_name().to_string_lossy() != n) {
-                continue;
-            }
-            let Ok(runs) = std::fs::read_dir(a.path()) else {
-                continue;
-            };
-            for r in runs.flatten() {
-                let id = r.file_name().to_string_lossy().into_owned();
-                out.extend(self.record_at(&r.path(), live.get(&id)));
-            }
-        }
+        let mut out: Vec<InvocationRecord> = self
+            .journals()
+            .list(user.as_str(), agent)
+            .iter()
+            .filter_map(|k| self.record_at(k, live.get(k.id())))
+            .collect();
         out.sort_by(|a, b| b.spawned_at.cmp(&a.spawned_at).then(b.pid.cmp(&a.pid)));
         out
     }
 
-    /// The record of the invocation in `dir`: the live process's, else the one written at
-    /// exit, else (a run interrupted by a crash) one rebuilt from its journal.
-    fn record_at(&self, dir: &Path, live: Option<&Arc<Process>>) -> Option<InvocationRecord> {
+    /// The record of invocation `key`: the live process's, else the one in the store.
+    fn record_at(
+        &self,
+        key: &InvocationKey,
+        live: Option<&Arc<Process>>,
+    ) -> Option<InvocationRecord> {
         match live {
             Some(p) => Some(self.record_of(p)),
-            None => journal::read_record(&dir.join("invocation.yaml"))
-                .or_else(|| journal::record_from_journal(&dir.join("journal.jsonl"))),
+            None => self.journals().record(key),
         }
     }
 
@@ -163,11 +153,11 @@ impl Kernel {
         id: &str,
     ) -> Result<(InvocationRecord, Vec<Message>), Error> {
         let missing = || Error::not_found(format!("no invocation {id} (proc history lists yours)"));
-        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        if !avix_vfs::storage::invocations::component(id) {
             return Err(missing());
         }
         for user in self.users_asked(caller, None)? {
-            let Some(dir) = invocation_dir(self.layout(), user.as_str(), id) else {
+            let Some(key) = self.journals().find(user.as_str(), id) else {
                 continue;
             };
             let live = self
@@ -175,10 +165,8 @@ impl Kernel {
                 .all()
                 .into_iter()
                 .find(|p| p.journal.id() == id && !p.state().is_terminal());
-            if let Some(rec) = self.record_at(&dir, live.as_ref()) {
-                let conv =
-                    journal::conversation(&journal::read_entries(&dir.join("journal.jsonl")));
-                return Ok((rec, conv));
+            if let Some(rec) = self.record_at(&key, live.as_ref()) {
+                return Ok((rec, self.journals().conversation(&key)));
             }
         }
         Err(missing())
@@ -222,29 +210,5 @@ impl Kernel {
                 None => Ok(all()),
             },
         }
-    }
-}
-
-/// The directory of `user`'s invocation `id` (`agents/<agent>/<id>`), whichever agent ran it.
-/// `id` must be one path component (checked by the callers that take it from a client).
-fn invocation_dir(layout: &RootLayout, user: &str, id: &str) -> Option<PathBuf> {
-    if id.is_empty() || id.contains('/') || id.starts_with('.') {
-        return None;
-    }
-    std::fs::read_dir(layout.agents_dir(user))
-        .ok()?
-        .flatten()
-        .map(|a| a.path().join(id))
-        .find(|d| d.is_dir())
-}
-
-/// The kernel's journals, as the replay provider reads them (by user and invocation id).
-#[derive(Debug)]
-pub(crate) struct Journals(pub(crate) RootLayout);
-
-impl avix_llm::replay::JournalSource for Journals {
-    fn entries(&self, user: &str, id: &str) -> Option<Vec<JournalEntry>> {
-        let dir = invocation_dir(&self.0, user, id)?;
-        Some(journal::read_entries(&dir.join("journal.jsonl")))
     }
 }

@@ -8,7 +8,6 @@
 //! do it forever.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use avix_proto::agent::{JournalEntry, JournalEvent, ProcState, SpawnRequest};
@@ -17,9 +16,9 @@ use avix_proto::{AgentName, UserName};
 
 use crate::Kernel;
 use crate::executor::{PendingCall, PendingOutcome};
-use crate::journal::read_entries;
 use crate::process::{Grants, Signal};
 use crate::spawn::Adopt;
+use avix_vfs::storage::InvocationKey;
 
 /// A run is resumed at most this many times.
 pub const MAX_RESUMES: usize = 3;
@@ -140,17 +139,14 @@ impl Kernel {
             .collect();
         let mut out = Vec::new();
         for user in users {
-            let base = self.layout().agents_dir(user.as_str());
-            let runs: Vec<std::path::PathBuf> = std::fs::read_dir(&base)
+            let journals = self.journals();
+            let runs: Vec<InvocationKey> = journals
+                .list(user.as_str(), None)
                 .into_iter()
-                .flatten()
-                .flatten()
-                .flat_map(|a| std::fs::read_dir(a.path()).into_iter().flatten().flatten())
-                .map(|r| r.path())
-                .filter(|r| !r.join("invocation.yaml").exists())
+                .filter(|k| !journals.has_record(k))
                 .collect();
-            for dir in runs {
-                if let Some(r) = self.resume_one(&user, &dir).await {
+            for key in runs {
+                if let Some(r) = self.resume_one(&user, &key).await {
                     out.push(r);
                 }
             }
@@ -158,8 +154,12 @@ impl Kernel {
         out
     }
 
-    async fn resume_one(self: &Arc<Self>, user: &UserName, dir: &Path) -> Option<Recovered> {
-        let id = dir.file_name()?.to_str()?.to_owned();
+    async fn resume_one(
+        self: &Arc<Self>,
+        user: &UserName,
+        key: &InvocationKey,
+    ) -> Option<Recovered> {
+        let id = key.id().to_owned();
         // Already running (resumed once already by this daemon).
         if self
             .procs()
@@ -169,7 +169,7 @@ impl Kernel {
         {
             return None;
         }
-        let entries = read_entries(&dir.join("journal.jsonl"));
+        let entries = self.journals().entries(key);
         if entries
             .iter()
             .any(|e| matches!(e.event, JournalEvent::Exit { .. }))
@@ -234,8 +234,7 @@ impl Kernel {
                     session: None,
                 };
                 let adopt = Adopt {
-                    id: id.clone(),
-                    dir: dir.to_owned(),
+                    key: key.clone(),
                     session: session.clone().unwrap_or_else(|| id.clone()),
                     previous_pid,
                     grants,
@@ -258,7 +257,7 @@ impl Kernel {
         };
         if let Err(reason) = &outcome {
             // Recorded as ended, so it is not tried again at every start.
-            match self.journals().open(dir, &id) {
+            match self.journals().open(key) {
                 Ok(j) => {
                     if let Err(e) = j
                         .append_durable(JournalEvent::Exit {

@@ -13,8 +13,8 @@ use avix_proto::{Document, Role, UserName};
 use avix_vfs::{Caller, VfsError, VfsPath};
 
 use crate::Kernel;
-use crate::journal;
 use crate::process::{Process, Signal};
+use avix_vfs::storage::InvocationKey;
 
 /// Serialises updates of session records (a record is read, changed and written back).
 #[derive(Debug, Default)]
@@ -149,8 +149,9 @@ impl Kernel {
             .map_err(|e| SessionError::Io(format!("session {id} is unreadable: {e}")))
     }
 
-    fn invocation_dir(&self, user: &str, inv: &SessionInvocation) -> std::path::PathBuf {
-        self.layout().invocation_dir(user, &inv.agent, &inv.id)
+    /// Where the journal of a session's invocation is kept (`None` for a damaged record).
+    fn invocation_key(user: &str, inv: &SessionInvocation) -> Option<InvocationKey> {
+        InvocationKey::new(user, &inv.agent, &inv.id)
     }
 
     /// The session's last invocation that an agent did not spawn.
@@ -166,9 +167,8 @@ impl Kernel {
         {
             return Some(p.state());
         }
-        let d = self.invocation_dir(&rec.user, last);
-        journal::read_record(&d.join("invocation.yaml"))
-            .or_else(|| journal::record_from_journal(&d.join("journal.jsonl")))
+        self.journals()
+            .record(&Self::invocation_key(&rec.user, last)?)
             .map(|r| r.state)
     }
 
@@ -241,10 +241,11 @@ impl Kernel {
         let Some(last) = Self::last_root(&rec) else {
             return Ok(Vec::new());
         };
-        let path = self
-            .invocation_dir(user.as_str(), last)
-            .join("journal.jsonl");
-        Ok(repair(journal::conversation(&journal::read_entries(&path))))
+        Ok(repair(
+            Self::invocation_key(user.as_str(), last)
+                .map(|k| self.journals().conversation(&k))
+                .unwrap_or_default(),
+        ))
     }
 
     /// The sessions `caller` may see: their own, or `user`'s for operators (everyone's when
@@ -353,12 +354,13 @@ impl Kernel {
             let _ = self.signal(caller, p, crate::process::Signal::Kill);
         }
         let _g = self.sessions_lock().0.lock();
-        for inv in &rec.invocations {
-            let d = self.invocation_dir(&rec.user, inv);
-            if let Err(e) = std::fs::remove_dir_all(&d)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(dir = %d.display(), error = %e, "cannot remove an invocation of a deleted session");
+        for key in rec
+            .invocations
+            .iter()
+            .filter_map(|i| Self::invocation_key(&rec.user, i))
+        {
+            if let Err(e) = self.journals().remove(&key) {
+                tracing::warn!(invocation = %key, error = %e, "cannot remove an invocation of a deleted session");
             }
         }
         self.vfs()

@@ -368,10 +368,8 @@ pub fn invocation_id() -> String {
 /// A run a restart interrupted, to continue under a new PID (see `recovery.rs`).
 #[derive(Debug)]
 pub(crate) struct Adopt {
-    /// Its invocation id.
-    pub id: String,
-    /// Its journal's directory.
-    pub dir: std::path::PathBuf,
+    /// Its journal.
+    pub key: avix_vfs::storage::InvocationKey,
     /// Its session.
     pub session: String,
     /// The PID it had.
@@ -550,8 +548,8 @@ impl Kernel {
             .pids()
             .allocate()
             .map_err(|e| SpawnError::Io(format!("cannot allocate a PID: {e}")))?;
-        let (id, dir, session, new_session) = match adopt {
-            Some(a) => (a.id.clone(), a.dir.clone(), a.session.clone(), false),
+        let (key, session, new_session) = match adopt {
+            Some(a) => (a.key.clone(), a.session.clone(), false),
             None => {
                 let id = invocation_id();
                 let (session, new_session) = match (parent, &req.session) {
@@ -559,17 +557,21 @@ impl Kernel {
                     (None, Some(sid)) => (sid.clone(), false),
                     (None, None) => (invocation_id(), true),
                 };
-                let dir = self.layout().invocation_dir(
-                    user.as_str(),
-                    plan.agent.manifest.metadata.name.as_str(),
-                    &id,
-                );
-                (id, dir, session, new_session)
+                let agent = plan.agent.manifest.metadata.name.as_str();
+                let key = avix_vfs::storage::InvocationKey::new(user.as_str(), agent, &id)
+                    .ok_or_else(|| {
+                        SpawnError::Io(format!(
+                            "cannot name the journal of {user}'s run {id} of {agent}"
+                        ))
+                    })?;
+                (key, session, new_session)
             }
         };
-        let journal = self.journals().open(&dir, &id).map_err(|e| {
-            SpawnError::Io(format!("cannot open the journal in {}: {e}", dir.display()))
-        })?;
+        let id = key.id().to_owned();
+        let journal = self
+            .journals()
+            .open(&key)
+            .map_err(|e| SpawnError::Io(format!("cannot open the journal: {e}")))?;
         Ok(Slot {
             pid,
             id,

@@ -132,8 +132,8 @@ fn setup(turns: usize) -> (tempfile::TempDir, Arc<Kernel>, Arc<MockLlm>, UserNam
         layout,
         &master,
         BootOptions {
-            runtime: tokio::runtime::Handle::current(),
             llm: Some(llm.clone()),
+            ..BootOptions::new(tokio::runtime::Handle::current())
         },
     )
     .unwrap();

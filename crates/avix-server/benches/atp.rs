@@ -61,10 +61,7 @@ async fn setup() -> Setup {
     let kernel = Kernel::boot(
         layout,
         &master,
-        BootOptions {
-            runtime: tokio::runtime::Handle::current(),
-            llm: None,
-        },
+        BootOptions::new(tokio::runtime::Handle::current()),
     )
     .unwrap();
     let stop = CancellationToken::new();

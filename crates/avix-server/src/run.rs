@@ -73,10 +73,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, StartError> {
         let kernel = Kernel::boot(
             layout,
             &master,
-            BootOptions {
-                runtime: tokio::runtime::Handle::current(),
-                llm: None,
-            },
+            BootOptions::new(tokio::runtime::Handle::current()),
         )?;
         drop(master);
         let config = kernel.config().get();

@@ -509,10 +509,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
     let kernel = Kernel::boot(
         layout,
         &master,
-        BootOptions {
-            runtime: tokio::runtime::Handle::current(),
-            llm: None,
-        },
+        BootOptions::new(tokio::runtime::Handle::current()),
     )?;
     drop(master);
     if kernel.config().get().auth.policy.require_tls && tls.is_none() {

@@ -35,6 +35,12 @@ pub fn p(s: &str) -> VfsPath {
 impl TestKernel {
     /// Initialises a root and boots a kernel on it (inside a Tokio runtime).
     pub fn boot() -> Self {
+        Self::boot_with(None)
+    }
+
+    /// Like [`TestKernel::boot`], keeping journals and invocation records in `invocations`
+    /// instead of the users' tree.
+    pub fn boot_with(invocations: Option<Arc<dyn avix_vfs::storage::InvocationStore>>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let opts = InitOptions::admin(root.clone(), UserName::new("alice").unwrap());
@@ -45,8 +51,8 @@ impl TestKernel {
             layout,
             &master,
             BootOptions {
-                runtime: tokio::runtime::Handle::current(),
-                llm: None,
+                invocations,
+                ..BootOptions::new(tokio::runtime::Handle::current())
             },
         )
         .unwrap();
@@ -201,9 +207,9 @@ impl TestKernel {
             .unwrap();
     }
 
-    /// A process's journal as it stands on disk.
+    /// A process's journal as it stands in the store.
     pub fn journal(&self, proc: &Process) -> Vec<avix_proto::agent::JournalEntry> {
-        avix_kernel::journal::read_entries(proc.journal.path())
+        self.kernel.journals().entries(proc.journal.key())
     }
 }
 

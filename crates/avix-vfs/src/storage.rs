@@ -4,7 +4,11 @@
 //!
 //! Every change a driver makes is atomic: a reader sees the old content or the new, never a
 //! mix, and a crash leaves one or the other.
+//!
+//! [`invocations`] is the same seam for the record of runs (journals and invocation records),
+//! which the kernel keeps outside the VFS's write path.
 
+pub mod invocations;
 pub mod local;
 pub mod memory;
 
@@ -13,6 +17,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+pub use invocations::{
+    InvocationKey, InvocationStore, JournalLog, LocalInvocations, MemoryInvocations,
+};
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 

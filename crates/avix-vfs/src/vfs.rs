@@ -192,7 +192,7 @@ impl fmt::Debug for Vfs {
 }
 
 /// Maps a driver error to a VFS error for `path`.
-pub(crate) fn storage_err(path: &VfsPath, e: StorageError) -> VfsError {
+pub fn storage_err(path: &VfsPath, e: StorageError) -> VfsError {
     match e {
         StorageError::NotFound => VfsError::NotFound(path.clone()),
         StorageError::AlreadyExists => VfsError::AlreadyExists(path.clone()),

@@ -12,3 +12,4 @@ mod policy;
 mod providers;
 mod recovery;
 mod sessions;
+mod storage;

@@ -110,7 +110,7 @@ async fn an_approval_request_is_in_the_journal_before_anyone_is_told() {
     };
     // Read from disk the moment the event arrives: a client told of the request can always
     // find it again after a crash.
-    let on_disk = avix_kernel::journal::read_entries(proc.journal.path());
+    let on_disk = t.kernel.journals().entries(proc.journal.key());
     assert!(
         on_disk.iter().any(
             |e| matches!(&e.event, JournalEvent::HilRequested { hil_id: h, .. } if *h == hil_id)

@@ -5,21 +5,18 @@
 use avix_proto::agent::{JournalEvent, ProcState};
 use avix_proto::llm::{ContentBlock, MessageRole};
 
+use avix_vfs::storage::InvocationKey;
+
 use crate::common::TestKernel;
 
-async fn interrupted_run(
+pub(crate) async fn interrupted_run(
     t: &TestKernel,
     id: &str,
     parent: Option<u64>,
     resumes: u64,
-) -> std::path::PathBuf {
-    let dir = t
-        .kernel
-        .layout()
-        .data()
-        .join("users/alice/agents/assistant")
-        .join(id);
-    let j = t.kernel.journals().open(&dir, id).unwrap();
+) -> InvocationKey {
+    let key = InvocationKey::new("alice", "assistant", id).unwrap();
+    let j = t.kernel.journals().open(&key).unwrap();
     j.append_durable(JournalEvent::Spawned {
         pid: 500,
         agent: "assistant".into(),
@@ -50,11 +47,13 @@ async fn interrupted_run(
         .await
         .unwrap();
     }
-    dir
+    key
 }
 
-fn exit_reason(dir: &std::path::Path) -> Option<String> {
-    avix_kernel::journal::read_entries(&dir.join("journal.jsonl"))
+fn exit_reason(t: &TestKernel, key: &InvocationKey) -> Option<String> {
+    t.kernel
+        .journals()
+        .entries(key)
         .into_iter()
         .find_map(|e| match e.event {
             JournalEvent::Exit { state, reason, .. } => {
@@ -96,9 +95,13 @@ async fn children_and_runs_interrupted_too_often_are_not_resumed() {
     assert_eq!(p.session, "33333333-3333-4333-8333-333333333333");
     assert!(p.interactive, "spawned interactive, resumed interactive");
     // The two left alone are recorded as ended, so the next start leaves them be.
-    assert!(exit_reason(&child).unwrap().contains("child runs"));
-    assert!(exit_reason(&tired).unwrap().contains("not resumed again"));
-    assert!(exit_reason(&fine).is_none() || p.state().is_terminal());
+    assert!(exit_reason(&t, &child).unwrap().contains("child runs"));
+    assert!(
+        exit_reason(&t, &tired)
+            .unwrap()
+            .contains("not resumed again")
+    );
+    assert!(exit_reason(&t, &fine).is_none() || p.state().is_terminal());
     // Nor is a run this daemon already resumed.
     let again = t.kernel.resume_interrupted().await;
     assert!(again.is_empty(), "{again:?}");

@@ -100,7 +100,7 @@ async fn a_session_groups_invocations_and_resume_continues_the_conversation() {
     );
     assert!(t.kernel.session_delete(&bob, &sid, true).is_err());
 
-    // Deleting removes the record and the journals.
+    // Deleting removes the record and the journals (the local store's files, too).
     let dir = t
         .kernel
         .layout()
@@ -108,8 +108,10 @@ async fn a_session_groups_invocations_and_resume_continues_the_conversation() {
         .join("users/alice/agents/assistant")
         .join(first.journal.id());
     assert!(dir.exists());
+    assert!(!t.kernel.journals().entries(first.journal.key()).is_empty());
     t.kernel.session_delete(&me, &sid, false).unwrap();
     assert!(!dir.exists());
+    assert!(t.kernel.journals().entries(first.journal.key()).is_empty());
     assert!(t.kernel.session_list(&me, None).unwrap().is_empty());
 }
 

@@ -238,7 +238,9 @@ async fn another_host_account_reads_nothing_of_the_root() {
     let data = l.data();
     for f in [
         data.join("users/alice/workspace/secret.txt"),
-        proc.journal.path().to_path_buf(),
+        data.join("users/alice/agents/assistant")
+            .join(proc.journal.id())
+            .join("journal.jsonl"),
         l.etc_file("users.yaml"),
         l.etc_file("auth.conf"),
         l.etc_file("master.key"),
