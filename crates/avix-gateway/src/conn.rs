@@ -15,11 +15,11 @@ use avix_proto::UserName;
 use avix_proto::atp::{
     AtpError, ClientFrame, ErrorCode, EventFrame, Reply, ServerFrame, Subscribe, event_matches,
 };
-use avix_proto::event::EventName;
+use avix_proto::event::{self, EventBody, EventName};
 use avix_proto::time::Timestamp;
 use avix_vfs::{Caller, Door};
 use axum::extract::ws::{Message, WebSocket};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Gateway;
@@ -69,10 +69,11 @@ fn wire(e: &Event) -> &str {
     })
 }
 
-fn direct(event: EventName, body: Value) -> String {
+fn direct<T: EventBody>(body: &T) -> String {
+    let body = serde_json::to_value(body).unwrap_or_default();
     serde_json::to_string(&ServerFrame::Event(EventFrame {
         seq: 0,
-        event: event.as_str().to_owned(),
+        event: T::NAME.as_str().to_owned(),
         ts: Timestamp::now(),
         pid: None,
         body,
@@ -168,16 +169,13 @@ impl Gateway {
             rx: None,
             compat,
         };
-        let ready = direct(
-            EventName::SessionReady,
-            json!({
-                "sessionId": st.claims.sid,
-                "user": st.claims.sub,
-                "role": st.claims.role,
-                "protocol": avix_proto::atp::PROTOCOL,
-                "lastSeq": st.last_seq,
-            }),
-        );
+        let ready = direct(&event::Ready {
+            session_id: st.claims.sid.clone(),
+            user: st.claims.sub.clone(),
+            role: st.claims.role,
+            protocol: avix_proto::atp::PROTOCOL.to_owned(),
+            last_seq: st.last_seq,
+        });
         if ws.send(Message::text(ready)).await.is_err() {
             return;
         }
@@ -188,7 +186,7 @@ impl Gateway {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    let _ = ws.send(Message::text(direct(EventName::SessionClosing, json!({"reason": "the daemon is stopping"})))).await;
+                    let _ = ws.send(Message::text(direct(&event::Closing { reason: "the daemon is stopping".into() }))).await;
                     let _ = ws.send(Message::Close(None)).await;
                     break;
                 }
@@ -256,10 +254,11 @@ impl Gateway {
         let mut out = Vec::new();
         if !complete && !st.subs.is_empty() {
             let to = events.first().map_or(st.last_seq, |e| e.seq - 1);
-            out.push(direct(
-                EventName::EventsGap,
-                json!({"from": st.last_seq + 1, "to": to, "reason": "the client read too slowly; these events are gone from the replay ring (journals keep the history)"}),
-            ));
+            out.push(direct(&event::Gap {
+                from: st.last_seq + 1,
+                to,
+                reason: "the client read too slowly; these events are gone from the replay ring (journals keep the history)".into(),
+            }));
         }
         for e in events {
             if e.seq <= st.last_seq {

@@ -26,11 +26,13 @@ impl LogRing {
     /// Adds a line.
     pub fn push(&self, level: &str, target: &str, line: String) {
         if let Some(k) = self.kernel.get().and_then(Weak::upgrade) {
-            k.events().emit(
-                avix_proto::event::EventName::SysLog,
+            k.events().publish_to(
                 None,
-                None,
-                serde_json::json!({"level": level, "target": target, "line": line}),
+                &avix_proto::event::LogLine {
+                    level: level.to_owned(),
+                    target: target.to_owned(),
+                    line: line.clone(),
+                },
             );
         }
         let mut l = self

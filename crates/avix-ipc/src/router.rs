@@ -106,11 +106,14 @@ impl Router {
             self.kernel
                 .tools()
                 .register(self.kernel.vfs(), d, Arc::new(h));
-            self.kernel.events().emit(
-                avix_proto::event::EventName::ToolChanged,
+            self.kernel.events().publish_to(
                 None,
-                None,
-                serde_json::json!({"tool": name.as_str(), "change": "added", "service": slot.name}),
+                &avix_proto::event::ToolChanged {
+                    tool: name.to_string(),
+                    change: avix_proto::event::ToolChange::Added,
+                    service: slot.name.to_string(),
+                    reason: None,
+                },
             );
             added.push(name.to_string());
         }

@@ -113,6 +113,13 @@ impl EventBus {
         self.emit_process(p, T::NAME, body);
     }
 
+    /// Publishes a typed event that is about no process: to `user`'s connections (and
+    /// operators'), or to everyone when `user` is `None`.
+    pub fn publish_to<T: avix_proto::event::EventBody>(&self, user: Option<&str>, body: &T) {
+        let body = serde_json::to_value(body).unwrap_or_default();
+        self.emit(T::NAME, None, user.map(str::to_owned), body);
+    }
+
     /// Publishes an event about a process.
     pub fn emit_process(&self, p: &Process, event: EventName, body: serde_json::Value) {
         self.emit(event, Some(p.pid), Some(p.user.to_string()), body);

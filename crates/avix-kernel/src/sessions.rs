@@ -199,17 +199,24 @@ impl Kernel {
         rec.updated_at = now;
         rec.invocations.push(inv);
         self.session_store(&rec)?;
-        let event = if create.is_some() {
-            avix_proto::event::EventName::SessionCreated
-        } else {
-            avix_proto::event::EventName::SessionUpdated
+        let info = avix_proto::event::SessionInfo {
+            session: id.to_owned(),
+            agent: rec.agent.clone(),
+            title: rec.title.clone(),
+            invocations: rec.invocations.len() as u64,
         };
-        self.events().emit(
-            event,
-            None,
-            Some(user.to_string()),
-            serde_json::json!({"session": id, "agent": rec.agent, "title": rec.title, "invocations": rec.invocations.len()}),
-        );
+        let events = self.events();
+        if create.is_some() {
+            events.publish_to(
+                Some(user.as_str()),
+                &avix_proto::event::SessionCreated(info),
+            );
+        } else {
+            events.publish_to(
+                Some(user.as_str()),
+                &avix_proto::event::SessionUpdated(info),
+            );
+        }
         Ok(())
     }
 
@@ -366,11 +373,11 @@ impl Kernel {
         self.vfs()
             .remove_file(&Caller::kernel(), &path(&rec.user, id)?)
             .map_err(io)?;
-        self.events().emit(
-            avix_proto::event::EventName::SessionDeleted,
-            None,
-            Some(rec.user.clone()),
-            serde_json::json!({"session": id}),
+        self.events().publish_to(
+            Some(&rec.user),
+            &avix_proto::event::SessionDeleted {
+                session: id.to_owned(),
+            },
         );
         Ok(rec)
     }

@@ -263,9 +263,162 @@ pub struct Signalled {
 }
 body!(Signalled => ProcSignal);
 
+/// `session.ready`: a connection's first frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ready {
+    /// The login this connection belongs to.
+    pub session_id: String,
+    /// The user.
+    pub user: String,
+    /// The role the user logged in with.
+    pub role: crate::Role,
+    /// The protocol version ([`crate::atp::PROTOCOL`]).
+    pub protocol: String,
+    /// The last event sequence number: subscribe with `sinceSeq` to replay from it.
+    pub last_seq: u64,
+}
+body!(Ready => SessionReady);
+
+/// `session.closing`: the daemon is stopping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closing {
+    /// Why.
+    pub reason: String,
+}
+body!(Closing => SessionClosing);
+
+/// `events.gap`: events a slow connection lost (sequence numbers `from..=to`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The first lost sequence number.
+    pub from: u64,
+    /// The last lost sequence number.
+    pub to: u64,
+    /// Why, and where to look instead.
+    pub reason: String,
+}
+body!(Gap => EventsGap);
+
+/// A session as `session.created` and `session.updated` describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session id.
+    pub session: String,
+    /// The agent it is a conversation with.
+    pub agent: String,
+    /// Its title (the first goal).
+    pub title: String,
+    /// How many invocations it holds.
+    pub invocations: u64,
+}
+
+/// `session.created`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionCreated(pub SessionInfo);
+body!(SessionCreated => SessionCreated);
+
+/// `session.updated`: an invocation joined the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionUpdated(pub SessionInfo);
+body!(SessionUpdated => SessionUpdated);
+
+/// `session.deleted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDeleted {
+    /// The session id.
+    pub session: String,
+}
+body!(SessionDeleted => SessionDeleted);
+
+/// `service.state`: an installed service changed state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStateChanged {
+    /// The service.
+    pub name: String,
+    /// Its new state.
+    pub state: crate::service::ServiceState,
+    /// Its process, while it has one.
+    pub pid: Option<u32>,
+    /// What keeps it from running, if anything.
+    pub problem: Option<String>,
+}
+body!(ServiceStateChanged => ServiceState);
+
+/// What happened to a tool (`tool.changed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolChange {
+    /// Registered: callable now.
+    Added,
+    /// Gone.
+    Removed,
+}
+
+/// `tool.changed`: a service's tool was added or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolChanged {
+    /// The tool (`github/list-prs`).
+    pub tool: String,
+    /// Added or removed.
+    pub change: ToolChange,
+    /// The service that provides it.
+    pub service: String,
+    /// Why it was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+body!(ToolChanged => ToolChanged);
+
+/// `sys.log`: a line of the daemon's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `error`, `warn`, `info`, `debug`, `trace`.
+    pub level: String,
+    /// The module that logged it.
+    pub target: String,
+    /// The line as the log file has it.
+    pub line: String,
+}
+body!(LogLine => SysLog);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_has_one_body_type() {
+        let mut named = vec![
+            Ready::NAME,
+            Spawned::NAME,
+            Status::NAME,
+            OutputChunk::NAME,
+            Output::NAME,
+            ToolCall::NAME,
+            ToolResult::NAME,
+            ToolDenied::NAME,
+            Exit::NAME,
+            HilAsked::NAME,
+            HilAnswered::NAME,
+            SessionCreated::NAME,
+            SessionUpdated::NAME,
+            SessionDeleted::NAME,
+            Resumed::NAME,
+            Signalled::NAME,
+            ServiceStateChanged::NAME,
+            ToolChanged::NAME,
+            LogLine::NAME,
+            Gap::NAME,
+            Closing::NAME,
+        ];
+        let mut all = EventName::ALL.to_vec();
+        let key = |e: &EventName| e.as_str();
+        named.sort_by_key(key);
+        all.sort_by_key(key);
+        assert_eq!(named, all);
+    }
 
     #[test]
     fn names_go_round_the_wire() {

@@ -127,11 +127,14 @@ impl Slot {
         };
         if let Some((state, pid, problem)) = changed {
             // For ATP clients watching services.
-            self.kernel.events().emit(
-                avix_proto::event::EventName::ServiceState,
+            self.kernel.events().publish_to(
                 None,
-                None,
-                serde_json::json!({"name": self.name, "state": state, "pid": pid, "problem": problem}),
+                &avix_proto::event::ServiceStateChanged {
+                    name: self.name.to_string(),
+                    state,
+                    pid,
+                    problem,
+                },
             );
         }
         self.changed.send_modify(|n| *n += 1);
@@ -286,11 +289,14 @@ impl Supervisor {
         let drained = !drain || slot.inflight.drained(slot.unit.spec.call_timeout.0).await;
         for n in names {
             if self.kernel.tools().remove(vfs, n) {
-                self.kernel.events().emit(
-                    avix_proto::event::EventName::ToolChanged,
+                self.kernel.events().publish_to(
                     None,
-                    None,
-                    serde_json::json!({"tool": n, "change": "removed", "service": slot.name, "reason": reason}),
+                    &avix_proto::event::ToolChanged {
+                        tool: n.to_string(),
+                        change: avix_proto::event::ToolChange::Removed,
+                        service: slot.name.to_string(),
+                        reason: reason.map(str::to_owned),
+                    },
                 );
             }
         }
