@@ -41,7 +41,7 @@ fuzz_target!(|i: Input| {
     let t = atp.mint(&claims);
     assert_eq!(atp.verify(&t, 0).expect("a minted token verifies"), claims);
     let c = avix_auth::captoken::CapClaims {
-        pid: i.pid,
+        pid: i.pid.into(),
         user: i.user,
         tools: i.tools,
         issued_at: i.iat,

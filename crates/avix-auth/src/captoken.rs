@@ -17,7 +17,7 @@ const PREFIX: &str = "avixcap1.";
 #[serde(rename_all = "camelCase")]
 pub struct CapClaims {
     /// The process.
-    pub pid: u64,
+    pub pid: avix_proto::Pid,
     /// Its user.
     pub user: String,
     /// Its tools, sorted.
@@ -52,7 +52,7 @@ mod tests {
         let m = MasterKey::generate();
         let key = m.derive(Purpose::Capability);
         let claims = CapClaims {
-            pid: 57,
+            pid: avix_proto::Pid::new(57),
             user: "alice".into(),
             tools: vec!["fs/read".into()],
             issued_at: 100,
@@ -68,7 +68,7 @@ mod tests {
         let forged = mint(
             &key,
             &CapClaims {
-                pid: 58,
+                pid: avix_proto::Pid::new(58),
                 ..claims.clone()
             },
         );

@@ -103,7 +103,7 @@ enum AgentCommand {
     /// Kill an agent.
     Kill {
         /// Its PID.
-        pid: u64,
+        pid: avix_proto::Pid,
     },
     /// Installed agents.
     Catalog {
@@ -174,7 +174,7 @@ enum HilCommand {
     List {
         /// One agent's only.
         #[arg(long)]
-        pid: Option<u64>,
+        pid: Option<avix_proto::Pid>,
     },
     /// Approve a request.
     Approve {
@@ -491,7 +491,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             Ok(0)
         }
         AgentCommand::Show { id } => {
-            let args = match id.parse::<u64>() {
+            let args = match id.parse::<avix_proto::Pid>() {
                 Ok(pid) => ShowArgs {
                     pid: Some(pid),
                     invocation: None,
@@ -555,7 +555,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
 /// Prints an agent's events until it exits; returns its exit code.
 async fn follow_pid(
     events: &mut tokio::sync::broadcast::Receiver<EventFrame>,
-    pid: u64,
+    pid: avix_proto::Pid,
     out: &Out,
 ) -> anyhow::Result<i32> {
     let mut stdout = std::io::stdout();

@@ -516,7 +516,7 @@ pub(crate) fn event(f: &EventFrame) -> Option<String> {
     if !body.is_object() {
         body = json!({"value": body});
     }
-    let pid = f.pid.unwrap_or_default();
+    let pid = f.pid.map_or(0, avix_proto::Pid::get);
     let set = |b: &mut Value, k: &str, v: Value| b[k] = v;
     let b = &mut body;
     match f.event.as_str() {

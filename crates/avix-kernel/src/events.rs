@@ -3,6 +3,7 @@
 //! number and is kept in a ring of the last [`RING`] events, so a door can replay what a
 //! client missed (`subscribe` with `sinceSeq`) or what a slow subscriber lagged behind on.
 
+use crate::pid::Pid;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -31,7 +32,7 @@ pub struct Event {
     pub event: EventName,
     /// The process concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u64>,
+    pub pid: Option<Pid>,
     /// Its owner (for per-user filtering).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -66,7 +67,7 @@ impl EventBus {
     pub fn emit(
         &self,
         event: EventName,
-        pid: Option<u64>,
+        pid: Option<Pid>,
         user: Option<String>,
         body: serde_json::Value,
     ) {
@@ -162,7 +163,7 @@ mod tests {
         for i in 0..10 {
             bus.emit(
                 EventName::AgentStatus,
-                Some(i),
+                Some(Pid::new(i)),
                 None,
                 serde_json::Value::Null,
             );

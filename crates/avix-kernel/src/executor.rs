@@ -157,7 +157,7 @@ pub(crate) fn start(kernel: Arc<Kernel>, process: Arc<Process>, ends: ProcessEnd
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".into());
-                tracing::error!(pid = ex.p.pid, panic = %what, "the agent's run panicked");
+                tracing::error!(pid = %ex.p.pid, panic = %what, "the agent's run panicked");
                 failed(format!(
                     "internal error (a bug in the daemon, please report it): {what}"
                 ))
@@ -630,7 +630,7 @@ impl Executor {
                 r = &mut call => {
                     return match r {
                         Ok(resp) => {
-                            tracing::debug!(pid = self.p.pid, ms = avix_proto::time::ms(started.elapsed()), "LLM call done");
+                            tracing::debug!(pid = %self.p.pid, ms = avix_proto::time::ms(started.elapsed()), "LLM call done");
                             Ok(Some(resp))
                         }
                         Err(e) => {
@@ -875,7 +875,7 @@ impl Executor {
             })
             .await
         {
-            tracing::error!(pid = self.p.pid, error = %e, "cannot journal the exit");
+            tracing::error!(pid = %self.p.pid, error = %e, "cannot journal the exit");
         }
         // The record goes to disk before anyone waiting for the exit is woken, so history
         // read right after `wait` includes this run.
@@ -885,7 +885,7 @@ impl Executor {
         record.exit_reason = Some(exit.reason.clone());
         record.ended_at = Some(avix_proto::time::Timestamp::now());
         if let Err(e) = self.p.journal.write_record(&record, true).await {
-            tracing::error!(pid = self.p.pid, error = %e, "cannot write the invocation record");
+            tracing::error!(pid = %self.p.pid, error = %e, "cannot write the invocation record");
         }
         self.p.set_exit(exit.clone());
         self.kernel.events().publish(
@@ -896,7 +896,7 @@ impl Executor {
                 reason: exit.reason.clone(),
             },
         );
-        tracing::info!(pid = self.p.pid, state = %exit.state, reason = %exit.reason, "exited");
+        tracing::info!(pid = %self.p.pid, state = %exit.state, reason = %exit.reason, "exited");
         self.kernel.schedule_reap(self.p.pid);
     }
 }

@@ -6,19 +6,18 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// The first PID handed to an agent (lower numbers are kept for the kernel).
-pub const FIRST_PID: u64 = 100;
+pub const FIRST_PID: Pid = Pid::new(100);
 /// PIDs reserved per persisted block.
 const BLOCK: u64 = 1024;
 
-/// A process id.
-pub type Pid = u64;
+pub use avix_proto::Pid;
 
 /// Allocates PIDs.
 #[derive(Debug)]
 pub struct PidAllocator {
     path: PathBuf,
     // (next to hand out, end of the reserved block)
-    state: Mutex<(Pid, Pid)>,
+    state: Mutex<(u64, u64)>,
 }
 
 impl PidAllocator {
@@ -31,10 +30,10 @@ impl PidAllocator {
                     format!("{} is corrupt: {s:?}", path.display()),
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FIRST_PID,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FIRST_PID.get(),
             Err(e) => return Err(e),
         };
-        let next = next.max(FIRST_PID);
+        let next = next.max(FIRST_PID.get());
         Ok(Self {
             path,
             state: Mutex::new((next, next)),
@@ -52,7 +51,7 @@ impl PidAllocator {
             write_durable(&self.path, &end.to_string())?;
             s.1 = end;
         }
-        let pid = s.0;
+        let pid = Pid::new(s.0);
         s.0 += 1;
         Ok(pid)
     }
@@ -78,7 +77,7 @@ mod tests {
         assert_eq!(first, [100, 101, 102]);
         drop(a);
         let b = PidAllocator::open(p.clone()).unwrap();
-        assert!(b.allocate().unwrap() > 102);
+        assert!(b.allocate().unwrap() > Pid::new(102));
         std::fs::write(&p, "garbage").unwrap();
         assert!(PidAllocator::open(p).is_err());
     }

@@ -202,22 +202,22 @@ mod tests {
     #[tokio::test]
     async fn messages_flow_both_ways_and_close() {
         let pipes = Pipes::default();
-        let id = pipes.open(1, 2);
-        pipes.write(&id, 1, "hello".into()).unwrap();
+        let id = pipes.open(Pid::new(1), Pid::new(2));
+        pipes.write(&id, Pid::new(1), "hello".into()).unwrap();
         assert_eq!(
-            pipes.read(&id, 2, None).await.unwrap().as_deref(),
+            pipes.read(&id, Pid::new(2), None).await.unwrap().as_deref(),
             Some("hello")
         );
         assert!(
             pipes
-                .read(&id, 1, Some(Duration::from_millis(20)))
+                .read(&id, Pid::new(1), Some(Duration::from_millis(20)))
                 .await
                 .is_err(),
             "nothing for 1"
         );
-        assert_eq!(pipes.write(&id, 3, "x".into()).unwrap_err().0, "EPERM");
-        pipes.close_for(2);
-        assert_eq!(pipes.read(&id, 1, None).await.unwrap(), None);
-        assert_eq!(pipes.write(&id, 1, "x".into()).unwrap_err().0, "EPIPE");
+        assert_eq!(pipes.write(&id, Pid::new(3), "x".into()).unwrap_err().0, "EPERM");
+        pipes.close_for(Pid::new(2));
+        assert_eq!(pipes.read(&id, Pid::new(1), None).await.unwrap(), None);
+        assert_eq!(pipes.write(&id, Pid::new(1), "x".into()).unwrap_err().0, "EPIPE");
     }
 }

@@ -172,11 +172,11 @@ mod tests {
         Caller::user(UserName::new(name).unwrap(), role, Vec::new(), Door::Atp)
     }
 
-    fn agent(name: &str, pid: Pid) -> Caller {
+    fn agent(name: &str, pid: u64) -> Caller {
         Caller {
             principal: Principal::Agent {
                 user: UserName::new(name).unwrap(),
-                pid,
+                pid: Pid::new(pid),
             },
             role: Role::Admin,
             crews: Vec::new(),
@@ -262,8 +262,8 @@ mod tests {
 
     #[test]
     fn unseen_and_missing_processes_read_the_same() {
-        assert_eq!(no_process(42).kind, avix_proto::ErrorKind::NotFound);
-        assert!(no_process(42).message.starts_with("no process 42 "));
+        assert_eq!(no_process(Pid::new(42)).kind, avix_proto::ErrorKind::NotFound);
+        assert!(no_process(Pid::new(42)).message.starts_with("no process 42 "));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! Agents cannot use these files (they have `agent/*` tools); people and scripts do. After
 //! exit, `/proc/<pid>` stays, showing the final state, until the process is reaped.
 
+use crate::pid::Pid;
 use std::sync::{Arc, Weak};
 
 use avix_proto::agent::{ProcState, SpawnRequest};
@@ -183,7 +184,7 @@ pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
     let vfs = kernel.vfs();
     let base = format!("/proc/{}", p.pid);
     if let Err(e) = vfs.publish_dir(&path(&base), Some(p.user.clone())) {
-        tracing::error!(pid = p.pid, error = %e, "cannot publish /proc/<pid>");
+        tracing::error!(pid = %p.pid, error = %e, "cannot publish /proc/<pid>");
         return;
     }
     let weak: Weak<Process> = Arc::downgrade(p);
@@ -265,7 +266,7 @@ pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
                 match outcome {
                     Ok(()) => Ok(None),
                     Err(e) => {
-                        tracing::info!(pid = p.pid, %caller, reason = %e, "ctl command refused");
+                        tracing::info!(pid = %p.pid, %caller, reason = %e, "ctl command refused");
                         p.push_error(format!("ctl: {e}"));
                         Err(VfsError::refused(&ctl2, &e))
                     }
@@ -277,7 +278,7 @@ pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
 }
 
 /// Removes `/proc/<pid>`.
-pub(crate) fn unpublish_process(kernel: &Kernel, pid: u64) {
+pub(crate) fn unpublish_process(kernel: &Kernel, pid: Pid) {
     kernel.vfs().unpublish(&path(&format!("/proc/{pid}")));
 }
 

@@ -7,6 +7,7 @@
 //! interrupted [`MAX_RESUMES`] times is left failed, so a run that crashes the daemon cannot
 //! do it forever.
 
+use crate::pid::Pid;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,9 +30,9 @@ pub struct Recovered {
     /// Its invocation.
     pub invocation: String,
     /// The PID it had.
-    pub previous_pid: u64,
+    pub previous_pid: Pid,
     /// The new PID, or why it was not resumed (then it is recorded as failed).
-    pub outcome: Result<u64, avix_proto::Error>,
+    pub outcome: Result<Pid, avix_proto::Error>,
 }
 
 /// The last turn's calls, if the conversation ends with an assistant message that made some.
@@ -274,7 +275,7 @@ impl Kernel {
                     tracing::warn!(invocation = %id, error = %e, "cannot open an interrupted run's journal");
                 }
             }
-            tracing::warn!(invocation = %id, previous_pid, "{reason}");
+            tracing::warn!(invocation = %id, previous_pid = %previous_pid, "{reason}");
         }
         Some(Recovered {
             invocation: id,

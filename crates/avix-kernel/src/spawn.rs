@@ -2,6 +2,7 @@
 //! (defaults and limits at every layer, with provenance) and grants, allocates the PID,
 //! opens the journal, publishes `/proc/<pid>` and starts the executor.
 
+use crate::pid::Pid;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -373,7 +374,7 @@ pub(crate) struct Adopt {
     /// Its session.
     pub session: String,
     /// The PID it had.
-    pub previous_pid: u64,
+    pub previous_pid: Pid,
     /// What it held.
     pub grants: Grants,
     /// The conversation so far.
@@ -702,7 +703,7 @@ impl Kernel {
         if let Ok(Err(e)) | Err(e) =
             recorded.map_err(|e| crate::sessions::SessionError::Io(e.to_string()))
         {
-            tracing::warn!(pid, session = %session, error = %e, "cannot record the invocation in its session");
+            tracing::warn!(pid = %pid, session = %session, error = %e, "cannot record the invocation in its session");
         }
         if let Some(p) = &parent {
             p.inner().children.push(pid);
@@ -716,7 +717,7 @@ impl Kernel {
         };
         let begin = match adopt {
             Some(a) => {
-                tracing::info!(pid, previous = a.previous_pid, agent = %name, user = %user, "resumed after a restart");
+                tracing::info!(pid = %pid, previous = %a.previous_pid, agent = %name, user = %user, "resumed after a restart");
                 self.events()
                     .publish(&process, &avix_proto::event::Resumed(started));
                 crate::executor::Begin::Resume {
@@ -725,7 +726,7 @@ impl Kernel {
                 }
             }
             None => {
-                tracing::info!(pid, agent = %name, user = %user, "spawned");
+                tracing::info!(pid = %pid, agent = %name, user = %user, "spawned");
                 self.events().publish(&process, &started);
                 crate::executor::Begin::Fresh(plan.history)
             }
@@ -750,7 +751,7 @@ struct Plan {
 
 /// Where a spawn runs ([`Kernel::allocate`]).
 struct Slot {
-    pid: u64,
+    pid: Pid,
     id: String,
     session: String,
     new_session: bool,

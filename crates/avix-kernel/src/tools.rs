@@ -12,6 +12,7 @@ pub mod fs;
 pub mod kernel;
 pub mod llm;
 
+use crate::pid::Pid;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -376,6 +377,11 @@ pub(crate) fn arg_u64(args: &serde_json::Value, key: &str) -> Result<u64, ToolEr
 }
 
 /// An optional integer argument.
+/// The PID argument `key`.
+pub(crate) fn arg_pid(args: &serde_json::Value, key: &str) -> Result<Pid, ToolError> {
+    arg_u64(args, key).map(Pid::new)
+}
+
 pub(crate) fn arg_opt_u64(args: &serde_json::Value, key: &str) -> Result<Option<u64>, ToolError> {
     match args.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),

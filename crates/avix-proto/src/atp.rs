@@ -325,7 +325,7 @@ pub struct EventFrame {
     pub ts: Timestamp,
     /// The process concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u64>,
+    pub pid: Option<crate::Pid>,
     /// Details.
     pub body: Value,
 }
@@ -359,7 +359,7 @@ pub struct WhoAmI {
 #[serde(rename_all = "camelCase")]
 pub struct SpawnReply {
     /// The new process.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// Its invocation.
     pub invocation: String,
     /// Its session.

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`name`]: validated identifiers (user, crew and agent names).
+//! - [`id`]: ids the daemon hands out ([`Pid`]).
 //! - [`text`]: escaping text before it reaches a log or a terminal.
 //! - [`time`]: RFC 3339 timestamps and human durations (`8h`, `15m`).
 //! - [`yaml`]: the one YAML entry point, with size caps and located errors.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod id;
 pub mod kernel_files;
 pub mod llm;
 pub mod name;
@@ -42,5 +44,6 @@ pub mod yaml;
 
 pub use envelope::{API_VERSION, Document, Kind};
 pub use error::{Error, ErrorKind, HasKind};
+pub use id::Pid;
 pub use name::{AgentName, CrewName, NameError, UserName};
 pub use role::Role;

@@ -123,7 +123,7 @@ pub struct ToolSpec {
 #[serde(rename_all = "camelCase")]
 pub struct RequestMeta {
     /// Agent PID.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// Invocation id.
     pub invocation_id: String,
     /// User.
@@ -143,7 +143,7 @@ fn normal_priority() -> u8 {
 impl Default for RequestMeta {
     fn default() -> Self {
         Self {
-            pid: 0,
+            pid: crate::Pid::new(0),
             invocation_id: String::new(),
             user: String::new(),
             priority: NORMAL_PRIORITY,

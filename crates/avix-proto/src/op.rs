@@ -24,7 +24,7 @@ pub struct NoArgs {}
 #[serde(deny_unknown_fields)]
 pub struct PidArgs {
     /// The process.
-    pub pid: u64,
+    pub pid: crate::Pid,
 }
 
 /// `proc show`: a process (`pid`) or a past run (`invocation`), one of them.
@@ -33,7 +33,7 @@ pub struct PidArgs {
 pub struct ShowArgs {
     /// A live or recently ended process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u64>,
+    pub pid: Option<crate::Pid>,
     /// An invocation id (a run, live or past).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation: Option<String>,
@@ -71,7 +71,7 @@ pub struct HistoryArgs {
 #[serde(deny_unknown_fields)]
 pub struct SignalArgs {
     /// The process.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// `SIGKILL`, `SIGSTOP`, `SIGCONT`, `SIGPAUSE`, `SIGRESUME`, `SIGINPUT`, `SIGSAVE`… (or
     /// without the `SIG` prefix).
     pub signal: String,
@@ -126,7 +126,7 @@ pub struct DeleteArgs {
 pub struct HilListArgs {
     /// Only this process's requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u64>,
+    pub pid: Option<crate::Pid>,
 }
 
 /// `hil approve` and `hil deny`.
@@ -416,7 +416,7 @@ fn unknown(domain: &str, op: &str) -> AtpError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signalled {
     /// The process.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// The signal's name (`SIGKILL`…).
     pub signal: String,
 }

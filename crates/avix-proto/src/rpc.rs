@@ -262,7 +262,7 @@ impl RpcError {
 #[serde(rename_all = "camelCase")]
 pub struct Caller {
     /// The calling agent's PID.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// The user it runs for.
     pub user: String,
     /// Its session, when it has one.
@@ -380,7 +380,7 @@ pub struct Verify {
 #[serde(rename_all = "camelCase")]
 pub struct Verified {
     /// The agent.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// Its user.
     pub user: String,
     /// The tools it holds.
@@ -408,7 +408,7 @@ mod tests {
     #[test]
     fn caller_debug_hides_the_token() {
         let c = Caller {
-            pid: 1,
+            pid: crate::Pid::new(1),
             user: "u".into(),
             session: None,
             token: "avixcap1.secret".into(),

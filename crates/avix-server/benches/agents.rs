@@ -32,7 +32,7 @@ use avix_vfs::{Caller, VfsPath};
 /// Answers instantly: a `bench/noop` call until turn `turns`, then a final answer.
 struct MockLlm {
     turns: usize,
-    first_call: Mutex<HashMap<u64, Instant>>,
+    first_call: Mutex<HashMap<avix_proto::Pid, Instant>>,
 }
 
 impl LlmClient for MockLlm {

@@ -221,12 +221,15 @@ async fn figures() {
     let mut lat = Vec::new();
     for i in 0..2000 {
         let t0 = Instant::now();
-        s.kernel
-            .events()
-            .emit(EventName::AgentStatus, Some(i), None, json!({}));
+        s.kernel.events().emit(
+            EventName::AgentStatus,
+            Some(avix_proto::Pid::new(i)),
+            None,
+            json!({}),
+        );
         loop {
             let e = rx.recv().await.unwrap();
-            if e.event == EventName::AgentStatus && e.pid == Some(i) {
+            if e.event == EventName::AgentStatus && e.pid == Some(avix_proto::Pid::new(i)) {
                 break;
             }
         }
@@ -268,9 +271,12 @@ async fn figures() {
     for i in 0..events {
         let target = (i + 1) * 100;
         let t0 = Instant::now();
-        s.kernel
-            .events()
-            .emit(EventName::AgentOutput, Some(i), None, json!({"n": i}));
+        s.kernel.events().emit(
+            EventName::AgentOutput,
+            Some(avix_proto::Pid::new(i)),
+            None,
+            json!({"n": i}),
+        );
         while got.load(Ordering::Relaxed) < target {
             tokio::task::yield_now().await;
         }

@@ -579,7 +579,7 @@ async fn run(p: Prepared, t0: Instant) -> Result<(), StartError> {
         settle.wait_settled(std::time::Duration::from_secs(5)).await;
         for r in k.resume_interrupted().await {
             if let Ok(pid) = r.outcome {
-                tracing::info!(pid, previous = r.previous_pid, invocation = %r.invocation, "interrupted run resumed");
+                tracing::info!(pid = %pid, previous = %r.previous_pid, invocation = %r.invocation, "interrupted run resumed");
             }
         }
     });

@@ -333,7 +333,7 @@ mod tests {
         let mut c = who(name, role);
         c.principal = Principal::Agent {
             user: UserName::new(name).unwrap(),
-            pid: 7,
+            pid: avix_proto::Pid::new(7),
         };
         c
     }

@@ -33,7 +33,7 @@ pub enum Principal {
         /// The user the agent runs for.
         user: UserName,
         /// The agent's PID.
-        pid: u64,
+        pid: avix_proto::Pid,
     },
 }
 

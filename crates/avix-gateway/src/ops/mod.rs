@@ -98,7 +98,7 @@ fn misrouted(op: &Op) -> AtpError {
 }
 
 /// A process `a` may see ([`policy::visible`]); others do not exist for them.
-fn visible(kernel: &Kernel, a: &Asker, pid: u64) -> Result<Arc<Process>, AtpError> {
+fn visible(kernel: &Kernel, a: &Asker, pid: avix_proto::Pid) -> Result<Arc<Process>, AtpError> {
     let p = kernel
         .procs()
         .get(pid)

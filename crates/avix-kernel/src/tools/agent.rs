@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::kernel::{controllable, spawn_child, visible, wait_exit};
 use super::{
     Category, ToolContext, ToolDescriptor, ToolError, ToolHandler, arg_opt_str, arg_opt_u64,
-    arg_str, arg_u64, kernel_tool,
+    arg_pid, arg_str, kernel_tool,
 };
 use crate::hil::Scope;
 use crate::process::Signal;
@@ -26,7 +26,7 @@ async fn spawn(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
 }
 
 async fn wait(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    let pid = arg_u64(&args, "pid")?;
+    let pid = arg_pid(&args, "pid")?;
     let p = visible(&cx, pid)?;
     if p.pid == cx.process.pid {
         return Err(ToolError::invalid("an agent cannot wait for itself"));
@@ -35,7 +35,7 @@ async fn wait(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
 }
 
 async fn kill(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    let p = controllable(&cx, arg_u64(&args, "pid")?)?;
+    let p = controllable(&cx, arg_pid(&args, "pid")?)?;
     cx.kernel.signal(&cx.process.caller, &p, Signal::Kill)?;
     Ok(json!({"pid": p.pid, "killed": true}))
 }
@@ -55,7 +55,7 @@ async fn list(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
 }
 
 async fn pipe_open(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    let peer = visible(&cx, arg_u64(&args, "pid")?)?;
+    let peer = visible(&cx, arg_pid(&args, "pid")?)?;
     if peer.pid == cx.process.pid {
         return Err(ToolError::invalid("a pipe joins two different agents"));
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{
     Category, ToolContext, ToolDescriptor, ToolError, ToolHandler, arg_opt_str, arg_opt_u64,
-    arg_str, arg_u64, kernel_tool,
+    arg_pid, arg_str, kernel_tool,
 };
 use crate::pid::Pid;
 use crate::policy;
@@ -122,12 +122,12 @@ async fn list(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
 }
 
 async fn stat(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    let p = visible(&cx, arg_u64(&args, "pid")?)?;
+    let p = visible(&cx, arg_pid(&args, "pid")?)?;
     serde_json::to_value(p.status()).map_err(|e| ToolError::new("EIO", e.to_string()))
 }
 
 async fn wait(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    let p = visible(&cx, arg_u64(&args, "pid")?)?;
+    let p = visible(&cx, arg_pid(&args, "pid")?)?;
     if p.pid == cx.process.pid {
         return Err(ToolError::invalid("a process cannot wait for itself"));
     }
@@ -142,25 +142,25 @@ fn signal_to(cx: &ToolContext, pid: Pid, sig: Signal) -> Result<Value, ToolError
 }
 
 async fn kill(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    signal_to(&cx, arg_u64(&args, "pid")?, Signal::Kill)
+    signal_to(&cx, arg_pid(&args, "pid")?, Signal::Kill)
 }
 
 async fn pause(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    signal_to(&cx, arg_u64(&args, "pid")?, Signal::Pause)
+    signal_to(&cx, arg_pid(&args, "pid")?, Signal::Pause)
 }
 
 async fn resume(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    signal_to(&cx, arg_u64(&args, "pid")?, Signal::Resume)
+    signal_to(&cx, arg_pid(&args, "pid")?, Signal::Resume)
 }
 
 async fn send(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     let sig = Signal::parse(arg_str(&args, "signal")?, args.get("payload"))
         .map_err(|e| ToolError::of(&e))?;
-    signal_to(&cx, arg_u64(&args, "pid")?, sig)
+    signal_to(&cx, arg_pid(&args, "pid")?, sig)
 }
 
 async fn hil_list(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    let pid = arg_opt_u64(&args, "pid")?;
+    let pid = arg_opt_u64(&args, "pid")?.map(Pid::new);
     let items: Vec<Value> = cx
         .kernel
         .hil()
@@ -196,7 +196,7 @@ async fn tools_list(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
 }
 
 async fn inspect(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
-    let p = visible(&cx, arg_u64(&args, "pid")?)?;
+    let p = visible(&cx, arg_pid(&args, "pid")?)?;
     let g = p.grants();
     Ok(json!({"pid": p.pid, "granted": g.names(), "once": g.once}))
 }

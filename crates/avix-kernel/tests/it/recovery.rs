@@ -5,6 +5,7 @@
 use avix_proto::agent::{JournalEvent, ProcState};
 use avix_proto::llm::{ContentBlock, MessageRole};
 
+use avix_proto::Pid;
 use avix_vfs::storage::InvocationKey;
 
 use crate::common::TestKernel;
@@ -12,13 +13,13 @@ use crate::common::TestKernel;
 pub(crate) async fn interrupted_run(
     t: &TestKernel,
     id: &str,
-    parent: Option<u64>,
+    parent: Option<Pid>,
     resumes: u64,
 ) -> InvocationKey {
     let key = InvocationKey::new("alice", "assistant", id).unwrap();
     let j = t.kernel.journals().open(&key).unwrap();
     j.append_durable(JournalEvent::Spawned {
-        pid: 500,
+        pid: Pid::new(500),
         agent: "assistant".into(),
         version: "1.1.0".into(),
         user: "alice".into(),
@@ -41,8 +42,8 @@ pub(crate) async fn interrupted_run(
     .unwrap();
     for n in 0..resumes {
         j.append_durable(JournalEvent::Resumed {
-            pid: 600 + n,
-            previous_pid: 500 + n,
+            pid: Pid::new(600 + n),
+            previous_pid: Pid::new(500 + n),
         })
         .await
         .unwrap();
@@ -67,7 +68,13 @@ fn exit_reason(t: &TestKernel, key: &InvocationKey) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_and_runs_interrupted_too_often_are_not_resumed() {
     let t = TestKernel::boot();
-    let child = interrupted_run(&t, "11111111-1111-4111-8111-111111111111", Some(42), 0).await;
+    let child = interrupted_run(
+        &t,
+        "11111111-1111-4111-8111-111111111111",
+        Some(Pid::new(42)),
+        0,
+    )
+    .await;
     let tired = interrupted_run(&t, "22222222-2222-4222-8222-222222222222", None, 3).await;
     let fine = interrupted_run(&t, "33333333-3333-4333-8333-333333333333", None, 1).await;
     let mut out = t.kernel.resume_interrupted().await;

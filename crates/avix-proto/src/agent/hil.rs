@@ -40,7 +40,7 @@ pub struct HilRequest {
     /// Request id.
     pub id: String,
     /// The agent.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// Kind.
     pub kind: HilKind,
     /// The tool concerned.

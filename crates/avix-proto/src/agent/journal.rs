@@ -32,7 +32,7 @@ pub enum JournalEvent {
     /// The process was created.
     Spawned {
         /// PID.
-        pid: u64,
+        pid: crate::Pid,
         /// Agent.
         agent: String,
         /// Version.
@@ -41,7 +41,7 @@ pub enum JournalEvent {
         user: String,
         /// Parent PID.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        parent: Option<u64>,
+        parent: Option<crate::Pid>,
         /// Goal.
         goal: String,
         /// Model.
@@ -173,9 +173,9 @@ pub enum JournalEvent {
     /// The daemon restarted and the run continues under a new PID (PIDs are never reused).
     Resumed {
         /// The new PID.
-        pid: u64,
+        pid: crate::Pid,
         /// The PID it had before the restart.
-        previous_pid: u64,
+        previous_pid: crate::Pid,
     },
     /// The process ended.
     Exit {
@@ -201,10 +201,10 @@ pub struct InvocationRecord {
     /// User.
     pub user: String,
     /// PID it ran as.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// Parent PID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<u64>,
+    pub parent: Option<crate::Pid>,
     /// The session it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,

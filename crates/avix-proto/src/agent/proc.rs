@@ -145,7 +145,7 @@ impl fmt::Display for ProcState {
 #[serde(rename_all = "camelCase")]
 pub struct ProcessStatus {
     /// PID.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// Agent name.
     pub agent: String,
     /// Agent version.
@@ -161,10 +161,10 @@ pub struct ProcessStatus {
     pub owner: String,
     /// Parent PID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<u64>,
+    pub parent: Option<crate::Pid>,
     /// Child PIDs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub children: Vec<u64>,
+    pub children: Vec<crate::Pid>,
     /// Invocation id (the journal's directory).
     pub invocation: String,
     /// The session it belongs to.
@@ -238,7 +238,7 @@ pub struct DeniedTool {
 #[serde(rename_all = "camelCase")]
 pub struct Resolved {
     /// PID.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// Agent.
     pub agent: String,
     /// User.

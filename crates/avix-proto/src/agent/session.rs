@@ -45,10 +45,10 @@ pub struct SessionInvocation {
     /// The agent.
     pub agent: String,
     /// PID it ran as.
-    pub pid: u64,
+    pub pid: crate::Pid,
     /// The parent process, for a child an agent spawned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<u64>,
+    pub parent: Option<crate::Pid>,
     /// When.
     pub spawned_at: Timestamp,
 }

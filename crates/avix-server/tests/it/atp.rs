@@ -867,9 +867,12 @@ async fn reconnecting_with_since_seq_replays_and_a_slow_reader_is_told_of_a_gap(
     tokio::time::sleep(Duration::from_millis(100)).await;
     let body = json!({"pad": "x".repeat(1000)});
     for i in 0..30_000u64 {
-        a.t.kernel
-            .events()
-            .emit(EventName::ToolChanged, Some(i), None, body.clone());
+        a.t.kernel.events().emit(
+            EventName::ToolChanged,
+            Some(avix_proto::Pid::new(i)),
+            None,
+            body.clone(),
+        );
     }
     let last = a.t.kernel.events().last_seq();
     let mut gap = None;

@@ -259,7 +259,7 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
         )
         .await;
     let pid = spawned["pid"].as_u64().expect("pid is a number");
-    let p = a.t.kernel.procs().get(pid).unwrap();
+    let p = a.t.kernel.procs().get(pid.into()).unwrap();
     crate::common::wait_exit(&p).await;
 
     // agent list: an array of processes with pid, name, status, goal.
@@ -276,7 +276,7 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["pid"] == live.pid)
+        .find(|e| e["pid"] == live.pid.get())
         .unwrap_or_else(|| panic!("{list}"));
     assert_eq!(
         (&entry["name"], &entry["status"], &entry["goal"]),
@@ -523,7 +523,7 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
     assert_eq!(hil.len(), 2, "{hil:?}");
     assert!(
         hil.iter()
-            .all(|h| h.pid == gated.pid && h.tool.as_deref() == Some("fs/delete"))
+            .all(|h| h.pid == gated.pid.get() && h.tool.as_deref() == Some("fs/delete"))
     );
     assert!(kinds(RefEventKind::AgentOutput).count() > 0);
     ipc.shutdown().await;

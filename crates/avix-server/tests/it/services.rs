@@ -90,11 +90,11 @@ async fn the_python_example_serves_an_agent_and_comes_back_after_a_kill() {
     assert!(results[0].0, "{}", results[0].1);
     let r: serde_json::Value = serde_json::from_str(&results[0].1).unwrap();
     assert_eq!(r["text"], "echo: hello");
-    assert_eq!(r["caller"]["pid"], proc.pid);
+    assert_eq!(r["caller"]["pid"], proc.pid.get());
     assert_eq!(r["caller"]["user"], "alice");
     assert_eq!(r["caller"]["session"], proc.session.as_str());
     // The service checked the token with the kernel, which agreed.
-    assert_eq!(r["verified"]["pid"], proc.pid);
+    assert_eq!(r["verified"]["pid"], proc.pid.get());
     assert_eq!(r["verified"]["user"], "alice");
 
     let st = svc.status("echo").unwrap();
@@ -316,7 +316,7 @@ async fn the_router_socket_refuses_bad_requests_clearly_and_calls_tools_by_token
         // Not granted: refused by the policy.
         err(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"kernel/proc/list","params":{"_caller":{"token": token}}}), -32002, "not granted");
         let r = rpc(&s, serde_json::json!({"jsonrpc":"2.0","id":1,"method":"ipc.verify","params":{"token": token}}));
-        assert_eq!(r["result"]["pid"], pid);
+        assert_eq!(r["result"]["pid"], pid.get());
         assert_eq!(r["result"]["user"], "alice");
     })
     .await
