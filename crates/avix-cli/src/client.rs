@@ -410,7 +410,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                     model,
                     tools: None,
                     interactive: None,
-                    session,
+                    session: session.map(Into::into),
                 }))
                 .await?;
             if !follow {
@@ -474,7 +474,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                 .iter()
                 .map(|r| {
                     vec![
-                        r.id.clone(),
+                        r.id.to_string(),
                         r.agent.clone(),
                         r.pid.to_string(),
                         state_name(&r.state),
@@ -498,7 +498,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                 },
                 Err(_) => ShowArgs {
                     pid: None,
-                    invocation: Some(id),
+                    invocation: Some(id.into()),
                 },
             };
             let v = c.run(&Op::Show(args)).await?;
@@ -645,7 +645,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
                 .iter()
                 .map(|r| {
                     vec![
-                        r.id.clone(),
+                        r.id.to_string(),
                         r.agent.clone(),
                         r.user.clone(),
                         r.state
@@ -665,7 +665,11 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
             Ok(0)
         }
         SessionCommand::Show { id } => {
-            let v = c.run(&Op::SessionShow(IdArgs { id: id.clone() })).await?;
+            let v = c
+                .run(&Op::SessionShow(IdArgs {
+                    id: id.clone().into(),
+                }))
+                .await?;
             if out.json {
                 return out.json(&v).map(|()| 0);
             }
@@ -684,7 +688,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
                 .iter()
                 .map(|r| {
                     vec![
-                        r.id.clone(),
+                        r.id.to_string(),
                         r.pid.to_string(),
                         state_name(&r.state),
                         r.spawned_at.to_string(),
@@ -701,7 +705,10 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
                 c.subscribe(&["agent.*", "hil.*"], None).await?;
             }
             let r: SpawnReply = c
-                .run_as(&Op::SessionResume(ResumeArgs { id, input }))
+                .run_as(&Op::SessionResume(ResumeArgs {
+                    id: id.into(),
+                    input,
+                }))
                 .await?;
             if follow {
                 return follow_pid(&mut events, r.pid, out).await;
@@ -716,7 +723,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
         SessionCommand::Delete { id, force } => {
             let v = c
                 .run(&Op::SessionDelete(DeleteArgs {
-                    id: id.clone(),
+                    id: id.clone().into(),
                     force,
                 }))
                 .await?;
@@ -741,7 +748,7 @@ async fn hil(c: &Client, cmd: HilCommand, out: &Out) -> anyhow::Result<i32> {
                 .iter()
                 .map(|h| {
                     vec![
-                        h.id.clone(),
+                        h.id.to_string(),
                         h.pid.to_string(),
                         state_name(&h.kind),
                         h.tool.clone().unwrap_or_default(),
@@ -758,13 +765,13 @@ async fn hil(c: &Client, cmd: HilCommand, out: &Out) -> anyhow::Result<i32> {
             return Ok(0);
         }
         HilCommand::Approve { id, note, scope } => Op::HilApprove(HilAnswerArgs {
-            id,
+            id: id.into(),
             note,
             scope: Some(scope),
             args: None,
         }),
         HilCommand::Deny { id, note } => Op::HilDeny(HilAnswerArgs {
-            id,
+            id: id.into(),
             note,
             scope: None,
             args: None,

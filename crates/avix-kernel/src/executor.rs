@@ -83,7 +83,7 @@ pub(crate) enum PendingOutcome {
     /// when there was one.
     NotStarted {
         /// The unanswered approval request of the call.
-        hil: Option<String>,
+        hil: Option<avix_proto::HilId>,
         /// The answer to its approval request, recorded before the restart: it stands.
         answer: Option<crate::hil::HilAnswer>,
     },
@@ -734,7 +734,7 @@ impl Executor {
         id: &str,
         name: &str,
         mut input: serde_json::Value,
-        reuse_hil: Option<String>,
+        reuse_hil: Option<avix_proto::HilId>,
         recorded: Option<crate::hil::HilAnswer>,
     ) -> Flow<(ContentBlock, Option<ContentBlock>)> {
         let entry = match self.kernel.check_call(&self.p, name) {
@@ -784,7 +784,7 @@ impl Executor {
                             .map_err(|e| failed(format!("cannot write the journal: {e}")))?;
                         self.state(ProcState::Waiting, Some("human-approval"));
                         let answer = self.wait_for(rx).await;
-                        self.p.inner().pending_hil.retain(|h| h != &hid);
+                        self.p.inner().pending_hil.retain(|h| h != hid);
                         let answer = answer?;
                         self.state(ProcState::Running, None);
                         let Ok(answer) = answer else {

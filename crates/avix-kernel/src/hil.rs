@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use avix_proto::Role;
 use avix_proto::agent::{HilKind, HilRequest, HilState};
 use avix_proto::config::kernel::HilTimeoutDecision;
 use avix_proto::time::Timestamp;
+use avix_proto::{HilId, Role};
 use avix_vfs::{Caller, SynthFile, VfsError, VfsPath, Writers};
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -49,7 +49,7 @@ impl HilAnswer {
     /// The `hil.resolved` event for request `hil_id`.
     pub fn event(&self, hil_id: &str) -> avix_proto::event::HilAnswered {
         avix_proto::event::HilAnswered {
-            hil_id: hil_id.to_owned(),
+            hil_id: hil_id.to_owned().into(),
             outcome: self.outcome,
             by: self.by.clone(),
         }
@@ -131,7 +131,7 @@ struct Entry {
 #[derive(Default)]
 pub struct HilManager {
     // Short critical sections.
-    map: Mutex<HashMap<String, Arc<Entry>>>,
+    map: Mutex<HashMap<HilId, Arc<Entry>>>,
 }
 
 impl std::fmt::Debug for HilManager {
@@ -142,8 +142,8 @@ impl std::fmt::Debug for HilManager {
 
 /// A fresh request id. Unguessable: an id says nothing of how many requests exist, or whose
 /// they are.
-fn new_id() -> String {
-    format!("h{:016x}", rand::random::<u64>())
+fn new_id() -> HilId {
+    HilId::from(format!("h{:016x}", rand::random::<u64>()))
 }
 
 /// An answer written to a request file, read: `approve [note]`, `approve once`,
@@ -238,7 +238,7 @@ pub struct Ask {
     /// The tool call it gates, if any.
     pub call_id: Option<String>,
     /// The id it had before a restart, if it is asked again.
-    pub reuse: Option<String>,
+    pub reuse: Option<HilId>,
 }
 
 impl HilManager {
@@ -251,7 +251,7 @@ impl HilManager {
         kernel: &Arc<Kernel>,
         process: &Arc<Process>,
         ask: Ask,
-    ) -> Result<(String, oneshot::Receiver<HilAnswer>), crate::journal::JournalError> {
+    ) -> Result<(HilId, oneshot::Receiver<HilAnswer>), crate::journal::JournalError> {
         let id = ask.reuse.unwrap_or_else(new_id);
         process
             .journal
@@ -295,8 +295,8 @@ impl HilManager {
         args: Option<serde_json::Value>,
         reason: Option<String>,
         options: Vec<String>,
-        reuse: Option<String>,
-    ) -> (String, oneshot::Receiver<HilAnswer>) {
+        reuse: Option<HilId>,
+    ) -> (HilId, oneshot::Receiver<HilAnswer>) {
         // Unguessable: an id says nothing of how many requests exist, or whose they are. A
         // request asked again after a restart keeps the id it had (`reuse`), so a script or
         // a client waiting on it keeps track.
@@ -525,7 +525,7 @@ impl HilManager {
             && let Err(e) =
                 p.journal
                     .append_durable_blocking(avix_proto::agent::JournalEvent::HilAnswered {
-                        hil_id: id.to_owned(),
+                        hil_id: id.to_owned().into(),
                         outcome,
                         by: by.to_owned(),
                         note: note.clone(),
@@ -589,7 +589,7 @@ impl HilManager {
 
     /// Cancels every pending request of an ended process.
     pub fn cancel_for(&self, pid: Pid) {
-        let ids: Vec<String> = self
+        let ids: Vec<HilId> = self
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use avix_proto::InvocationId;
 use avix_proto::agent::{InvocationRecord, JournalEntry, JournalEvent};
 use avix_proto::envelope::Document;
 use avix_proto::llm::{Message, MessageRole};
@@ -48,6 +49,7 @@ impl Journals {
             _ => self.entries(key).last().map_or(0, |e| e.seq),
         };
         Ok(Journal {
+            id: InvocationId::from(key.id()),
             key: key.clone(),
             describe: self.store.describe(key),
             log,
@@ -140,6 +142,7 @@ fn decode(bytes: &[u8], what: &str) -> Vec<JournalEntry> {
 /// One invocation's journal, open for appending.
 #[derive(Debug)]
 pub struct Journal {
+    id: InvocationId,
     key: InvocationKey,
     describe: String,
     log: Arc<dyn JournalLog>,
@@ -164,8 +167,8 @@ fn notify(tx: oneshot::Sender<std::io::Result<()>>) -> Durable {
 
 impl Journal {
     /// The invocation id.
-    pub fn id(&self) -> &str {
-        self.key.id()
+    pub fn id(&self) -> &InvocationId {
+        &self.id
     }
 
     /// The invocation's key in the store.
@@ -283,7 +286,7 @@ pub fn record_from_journal(id: &str, entries: &[JournalEntry]) -> Option<Invocat
         return None;
     };
     let mut rec = InvocationRecord {
-        id: id.to_owned(),
+        id: id.to_owned().into(),
         agent: agent.clone(),
         version: version.clone(),
         user: user.clone(),

@@ -215,9 +215,15 @@ mod tests {
                 .is_err(),
             "nothing for 1"
         );
-        assert_eq!(pipes.write(&id, Pid::new(3), "x".into()).unwrap_err().0, "EPERM");
+        assert_eq!(
+            pipes.write(&id, Pid::new(3), "x".into()).unwrap_err().0,
+            "EPERM"
+        );
         pipes.close_for(Pid::new(2));
         assert_eq!(pipes.read(&id, Pid::new(1), None).await.unwrap(), None);
-        assert_eq!(pipes.write(&id, Pid::new(1), "x".into()).unwrap_err().0, "EPIPE");
+        assert_eq!(
+            pipes.write(&id, Pid::new(1), "x".into()).unwrap_err().0,
+            "EPIPE"
+        );
     }
 }

@@ -262,8 +262,15 @@ mod tests {
 
     #[test]
     fn unseen_and_missing_processes_read_the_same() {
-        assert_eq!(no_process(Pid::new(42)).kind, avix_proto::ErrorKind::NotFound);
-        assert!(no_process(Pid::new(42)).message.starts_with("no process 42 "));
+        assert_eq!(
+            no_process(Pid::new(42)).kind,
+            avix_proto::ErrorKind::NotFound
+        );
+        assert!(
+            no_process(Pid::new(42))
+                .message
+                .starts_with("no process 42 ")
+        );
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub struct ProcInner {
     /// Children.
     pub children: Vec<Pid>,
     /// Pending HIL ids.
-    pub pending_hil: Vec<String>,
+    pub pending_hil: Vec<avix_proto::HilId>,
     /// Last change.
     pub updated_at: Timestamp,
     /// How it ended.
@@ -278,7 +278,7 @@ pub struct ProcessSpec {
     /// Parent.
     pub parent: Option<Pid>,
     /// Session.
-    pub session: String,
+    pub session: avix_proto::SessionId,
     /// Model.
     pub model: String,
     /// Interactive.

@@ -97,7 +97,7 @@ impl Kernel {
     /// Past invocations of `user` (all agents, or one), newest first, from the records next
     /// to the journals (a live run's from its process).
     pub fn history(&self, user: &UserName, agent: Option<&str>) -> Vec<InvocationRecord> {
-        let live: HashMap<String, Arc<Process>> = self
+        let live: HashMap<avix_proto::InvocationId, Arc<Process>> = self
             .procs()
             .all()
             .into_iter()

@@ -43,7 +43,7 @@ fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingC
     let mut results: HashMap<&str, (bool, String)> = HashMap::new();
     let mut dispatched: HashMap<&str, ()> = HashMap::new();
     // Approval requests still waiting, by the call they gate, and the answers recorded.
-    let mut asked: HashMap<&str, &str> = HashMap::new();
+    let mut asked: HashMap<&str, &avix_proto::HilId> = HashMap::new();
     let mut answered: HashMap<&str, crate::hil::HilAnswer> = HashMap::new();
     for e in entries {
         match &e.event {
@@ -116,7 +116,7 @@ fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingC
                 },
                 (None, true) => PendingOutcome::Interrupted,
                 (None, false) => PendingOutcome::NotStarted {
-                    hil: asked.get(id.as_str()).map(|h| (*h).to_owned()),
+                    hil: asked.get(id.as_str()).map(|h| (*h).clone()),
                     answer: answered.get(id.as_str()).cloned(),
                 },
             },
@@ -236,7 +236,7 @@ impl Kernel {
                 };
                 let adopt = Adopt {
                     key: key.clone(),
-                    session: session.clone().unwrap_or_else(|| id.clone()),
+                    session: session.clone().unwrap_or_else(|| id.clone().into()),
                     previous_pid,
                     grants,
                     messages,

@@ -185,7 +185,7 @@ impl Kernel {
         let now = Timestamp::now();
         let mut rec = match create {
             Some((agent, goal)) => SessionRecord {
-                id: id.to_owned(),
+                id: id.to_owned().into(),
                 user: user.to_string(),
                 agent: agent.to_owned(),
                 title: goal.chars().take(120).collect(),
@@ -200,7 +200,7 @@ impl Kernel {
         rec.invocations.push(inv);
         self.session_store(&rec)?;
         let info = avix_proto::event::SessionInfo {
-            session: id.to_owned(),
+            session: id.to_owned().into(),
             agent: rec.agent.clone(),
             title: rec.title.clone(),
             invocations: rec.invocations.len() as u64,
@@ -376,7 +376,7 @@ impl Kernel {
         self.events().publish_to(
             Some(&rec.user),
             &avix_proto::event::SessionDeleted {
-                session: id.to_owned(),
+                session: id.to_owned().into(),
             },
         );
         Ok(rec)
@@ -448,7 +448,7 @@ impl Kernel {
             model: None,
             tools: None,
             interactive: None,
-            session: Some(id.to_owned()),
+            session: Some(id.to_owned().into()),
         };
         self.spawn(caller, req, None)
             .await

@@ -372,7 +372,7 @@ pub(crate) struct Adopt {
     /// Its journal.
     pub key: avix_vfs::storage::InvocationKey,
     /// Its session.
-    pub session: String,
+    pub session: avix_proto::SessionId,
     /// The PID it had.
     pub previous_pid: Pid,
     /// What it held.
@@ -556,7 +556,7 @@ impl Kernel {
                 let (session, new_session) = match (parent, &req.session) {
                     (Some(p), _) => (p.session.clone(), false),
                     (None, Some(sid)) => (sid.clone(), false),
-                    (None, None) => (invocation_id(), true),
+                    (None, None) => (avix_proto::SessionId::from(invocation_id()), true),
                 };
                 let agent = plan.agent.manifest.metadata.name.as_str();
                 let key = avix_vfs::storage::InvocationKey::new(user.as_str(), agent, &id)
@@ -677,7 +677,7 @@ impl Kernel {
         self.mint_token(&process, false);
         self.procs().insert(process.clone());
         let inv = avix_proto::agent::SessionInvocation {
-            id: id.clone(),
+            id: id.clone().into(),
             agent: name.to_string(),
             pid,
             parent: process.parent,
@@ -713,7 +713,7 @@ impl Kernel {
             agent: name.to_string(),
             goal: req.goal,
             session,
-            invocation: id,
+            invocation: id.into(),
         };
         let begin = match adopt {
             Some(a) => {
@@ -753,7 +753,7 @@ struct Plan {
 struct Slot {
     pid: Pid,
     id: String,
-    session: String,
+    session: avix_proto::SessionId,
     new_session: bool,
     journal: crate::journal::Journal,
 }

@@ -361,9 +361,9 @@ pub struct SpawnReply {
     /// The new process.
     pub pid: crate::Pid,
     /// Its invocation.
-    pub invocation: String,
+    pub invocation: crate::InvocationId,
     /// Its session.
-    pub session: String,
+    pub session: crate::SessionId,
 }
 
 /// Matches an event name against a subscription pattern: `*`, `prefix.*`, or exact.

@@ -132,9 +132,9 @@ pub struct Spawned {
     /// Its goal.
     pub goal: String,
     /// Its session.
-    pub session: String,
+    pub session: crate::SessionId,
     /// Its invocation id.
-    pub invocation: String,
+    pub invocation: crate::InvocationId,
 }
 body!(Spawned => AgentSpawned);
 
@@ -228,7 +228,7 @@ body!(Exit => AgentExit);
 #[serde(rename_all = "camelCase")]
 pub struct HilAsked {
     /// The request's id.
-    pub hil_id: String,
+    pub hil_id: crate::HilId,
     /// What is asked.
     pub kind: HilKind,
     /// The tool, for a tool call's approval.
@@ -245,7 +245,7 @@ body!(HilAsked => HilRequest);
 #[serde(rename_all = "camelCase")]
 pub struct HilAnswered {
     /// The request's id.
-    pub hil_id: String,
+    pub hil_id: crate::HilId,
     /// The outcome.
     pub outcome: HilState,
     /// Who answered (`kernel` for a timeout).
@@ -304,7 +304,7 @@ body!(Gap => EventsGap);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// The session id.
-    pub session: String,
+    pub session: crate::SessionId,
     /// The agent it is a conversation with.
     pub agent: String,
     /// Its title (the first goal).
@@ -329,7 +329,7 @@ body!(SessionUpdated => SessionUpdated);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionDeleted {
     /// The session id.
-    pub session: String,
+    pub session: crate::SessionId,
 }
 body!(SessionDeleted => SessionDeleted);
 

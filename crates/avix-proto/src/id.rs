@@ -1,5 +1,6 @@
-//! Ids the daemon hands out. A process id is its own type, so a PID cannot be mixed up with a
-//! count, a Unix pid or a sequence number; on the wire and in files it is a plain number.
+//! Ids the daemon hands out, each its own type: a PID cannot be mixed up with a count or a
+//! sequence number, nor a session id with an invocation id or an approval's. On the wire and
+//! in files they are what they always were: a number, or a string.
 
 use std::fmt;
 use std::str::FromStr;
@@ -67,6 +68,146 @@ impl FromStr for Pid {
     }
 }
 
+/// Declares a string id: serialized as the plain string, shown as it is, compared with
+/// strings, and borrowed as `&str` wherever one is needed.
+macro_rules! string_id {
+    ($(#[doc = $doc:literal])* $name:ident) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The id as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Whether it can name a file or directory: non-empty, at most 128 bytes, no `/`
+            /// or NUL, not starting with a dot. Ids the daemon makes always can; one a client
+            /// sends is checked before it is used in a path.
+            pub fn is_path_safe(&self) -> bool {
+                !self.0.is_empty()
+                    && self.0.len() <= 128
+                    && !self.0.starts_with('.')
+                    && !self.0.contains(['/', '\0'])
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl PartialEq<$name> for String {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for str {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for &$name {
+            fn eq(&self, other: &$name) -> bool {
+                self.0 == other.0
+            }
+        }
+
+        impl PartialEq<String> for &$name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl PartialEq<str> for &$name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+    };
+}
+
+string_id! {
+    /// A session: the conversation that invocations of one agent continue.
+    SessionId
+}
+
+string_id! {
+    /// One run of an agent (its journal's id).
+    InvocationId
+}
+
+string_id! {
+    /// One approval request (`/proc/<pid>/hil/<id>.yaml`).
+    HilId
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +223,18 @@ mod tests {
             assert!(bad.parse::<Pid>().is_err(), "{bad:?}");
         }
         assert_eq!(p, 101);
+    }
+
+    #[test]
+    fn string_ids_are_plain_strings_and_say_when_they_name_no_file() {
+        let s = SessionId::from("1f0e");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"1f0e\"");
+        assert_eq!(s, "1f0e");
+        assert_eq!(s.to_string(), "1f0e");
+        assert!(s.is_path_safe());
+        for bad in ["", ".x", "a/b", "a\0b"] {
+            assert!(!InvocationId::from(bad).is_path_safe(), "{bad:?}");
+        }
+        assert!(!HilId::from("h".repeat(129)).is_path_safe());
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`name`]: validated identifiers (user, crew and agent names).
-//! - [`id`]: ids the daemon hands out ([`Pid`]).
+//! - [`id`]: ids the daemon hands out ([`Pid`], [`SessionId`], [`InvocationId`], [`HilId`]).
 //! - [`text`]: escaping text before it reaches a log or a terminal.
 //! - [`time`]: RFC 3339 timestamps and human durations (`8h`, `15m`).
 //! - [`yaml`]: the one YAML entry point, with size caps and located errors.
@@ -44,6 +44,6 @@ pub mod yaml;
 
 pub use envelope::{API_VERSION, Document, Kind};
 pub use error::{Error, ErrorKind, HasKind};
-pub use id::Pid;
+pub use id::{HilId, InvocationId, Pid, SessionId};
 pub use name::{AgentName, CrewName, NameError, UserName};
 pub use role::Role;

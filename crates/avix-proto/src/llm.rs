@@ -125,7 +125,7 @@ pub struct RequestMeta {
     /// Agent PID.
     pub pid: crate::Pid,
     /// Invocation id.
-    pub invocation_id: String,
+    pub invocation_id: crate::InvocationId,
     /// User.
     pub user: String,
     /// Scheduling priority, 0 (lowest) to 9; 5 is normal.
@@ -144,7 +144,7 @@ impl Default for RequestMeta {
     fn default() -> Self {
         Self {
             pid: crate::Pid::new(0),
-            invocation_id: String::new(),
+            invocation_id: crate::InvocationId::from(""),
             user: String::new(),
             priority: NORMAL_PRIORITY,
         }

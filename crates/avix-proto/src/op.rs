@@ -36,7 +36,7 @@ pub struct ShowArgs {
     pub pid: Option<crate::Pid>,
     /// An invocation id (a run, live or past).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invocation: Option<String>,
+    pub invocation: Option<crate::InvocationId>,
 }
 
 /// `proc list`.
@@ -85,7 +85,7 @@ pub struct SignalArgs {
 #[serde(deny_unknown_fields)]
 pub struct IdArgs {
     /// The id.
-    pub id: String,
+    pub id: crate::SessionId,
 }
 
 /// An operation on one user's things (`proc catalog`, `session list`): the caller's own
@@ -103,7 +103,7 @@ pub struct UserArgs {
 #[serde(deny_unknown_fields)]
 pub struct ResumeArgs {
     /// The session.
-    pub id: String,
+    pub id: crate::SessionId,
     /// What to say: the input of a live run, the goal of a new one ("Continue." when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
@@ -114,7 +114,7 @@ pub struct ResumeArgs {
 #[serde(deny_unknown_fields)]
 pub struct DeleteArgs {
     /// The session.
-    pub id: String,
+    pub id: crate::SessionId,
     /// Kill its live processes first.
     #[serde(default)]
     pub force: bool,
@@ -134,7 +134,7 @@ pub struct HilListArgs {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HilAnswerArgs {
     /// The request.
-    pub id: String,
+    pub id: crate::HilId,
     /// A note for the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

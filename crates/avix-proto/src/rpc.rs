@@ -267,7 +267,7 @@ pub struct Caller {
     pub user: String,
     /// Its session, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
+    pub session: Option<crate::SessionId>,
     /// Its capability token; a service checks it with `ipc.verify`.
     pub token: String,
 }

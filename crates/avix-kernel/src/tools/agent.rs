@@ -146,7 +146,7 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
         cx.kernel
             .set_state(&cx.process, ProcState::Waiting, Some("human-approval"));
         let answer = rx.await;
-        cx.process.inner().pending_hil.retain(|h| h != &hid);
+        cx.process.inner().pending_hil.retain(|h| h != hid);
         cx.kernel.set_state(&cx.process, ProcState::Running, None);
         let answer = answer.map_err(|_| ToolError::new("EIO", "the approval request vanished"))?;
         // The answer is in the journal already (recorded before it counted).
@@ -214,7 +214,7 @@ async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     cx.kernel
         .set_state(&cx.process, ProcState::Waiting, Some("human-approval"));
     let answer = rx.await;
-    cx.process.inner().pending_hil.retain(|h| h != &hid);
+    cx.process.inner().pending_hil.retain(|h| h != hid);
     cx.kernel.set_state(&cx.process, ProcState::Running, None);
     let answer = answer.map_err(|_| ToolError::new("EIO", "the escalation vanished"))?;
     // The answer is in the journal already (recorded before it counted).

@@ -106,7 +106,7 @@ async fn a_session_groups_invocations_and_resume_continues_the_conversation() {
         .layout()
         .data()
         .join("users/alice/agents/assistant")
-        .join(first.journal.id());
+        .join(first.journal.id().as_str());
     assert!(dir.exists());
     assert!(!t.kernel.journals().entries(first.journal.key()).is_empty());
     t.kernel.session_delete(&me, &sid, false).unwrap();

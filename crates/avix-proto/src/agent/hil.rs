@@ -38,7 +38,7 @@ pub enum HilState {
 #[serde(rename_all = "camelCase")]
 pub struct HilRequest {
     /// Request id.
-    pub id: String,
+    pub id: crate::HilId,
     /// The agent.
     pub pid: crate::Pid,
     /// Kind.

@@ -50,7 +50,7 @@ pub enum JournalEvent {
         granted: Vec<String>,
         /// The session it belongs to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        session: Option<String>,
+        session: Option<crate::SessionId>,
         /// Waits for input after an answer (as spawned: the manifest's or the request's).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         interactive: bool,
@@ -138,7 +138,7 @@ pub enum JournalEvent {
     /// A human was asked.
     HilRequested {
         /// Request id.
-        hil_id: String,
+        hil_id: crate::HilId,
         /// Kind.
         kind: HilKind,
         /// Tool.
@@ -151,7 +151,7 @@ pub enum JournalEvent {
     /// A human answered (or the timeout did).
     HilAnswered {
         /// Request id.
-        hil_id: String,
+        hil_id: crate::HilId,
         /// The outcome.
         outcome: HilState,
         /// Who (`kernel` for a timeout).
@@ -193,7 +193,7 @@ pub enum JournalEvent {
 #[serde(rename_all = "camelCase")]
 pub struct InvocationRecord {
     /// UUID.
-    pub id: String,
+    pub id: crate::InvocationId,
     /// Agent.
     pub agent: String,
     /// Version.
@@ -207,7 +207,7 @@ pub struct InvocationRecord {
     pub parent: Option<crate::Pid>,
     /// The session it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
+    pub session: Option<crate::SessionId>,
     /// Goal.
     pub goal: String,
     /// Model.

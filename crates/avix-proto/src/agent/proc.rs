@@ -32,7 +32,7 @@ pub struct SpawnRequest {
     pub interactive: Option<bool>,
     /// The session to continue (its conversation is carried over); a new one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
+    pub session: Option<crate::SessionId>,
 }
 
 impl SpawnRequest {
@@ -166,10 +166,10 @@ pub struct ProcessStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<crate::Pid>,
     /// Invocation id (the journal's directory).
-    pub invocation: String,
+    pub invocation: crate::InvocationId,
     /// The session it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
+    pub session: Option<crate::SessionId>,
     /// Model in use.
     pub model: String,
     /// LLM turns so far.
@@ -186,7 +186,7 @@ pub struct ProcessStatus {
     pub current_tool: Option<String>,
     /// Pending HIL request ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending_hil: Vec<String>,
+    pub pending_hil: Vec<crate::HilId>,
     /// Spawn time.
     pub started_at: Timestamp,
     /// Last change.

@@ -13,7 +13,7 @@ use super::ProcState;
 #[serde(rename_all = "camelCase")]
 pub struct SessionRecord {
     /// UUID.
-    pub id: String,
+    pub id: crate::SessionId,
     /// Owner.
     pub user: String,
     /// The agent.
@@ -41,7 +41,7 @@ impl Kind for SessionRecord {
 #[serde(rename_all = "camelCase")]
 pub struct SessionInvocation {
     /// Invocation id.
-    pub id: String,
+    pub id: crate::InvocationId,
     /// The agent.
     pub agent: String,
     /// PID it ran as.

@@ -395,7 +395,7 @@ async fn the_reference_client_s_frames_get_replies_it_parses() {
             .await
             .unwrap();
     let avix = a.client("bob", &key).await;
-    let mut answered: Vec<String> = Vec::new();
+    let mut answered: Vec<avix_proto::HilId> = Vec::new();
     for decision in ["approved", "denied"] {
         let hil = tokio::time::timeout(Duration::from_secs(20), async {
             loop {

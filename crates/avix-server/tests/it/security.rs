@@ -239,7 +239,7 @@ async fn another_host_account_reads_nothing_of_the_root() {
     for f in [
         data.join("users/alice/workspace/secret.txt"),
         data.join("users/alice/agents/assistant")
-            .join(proc.journal.id())
+            .join(proc.journal.id().as_str())
             .join("journal.jsonl"),
         l.etc_file("users.yaml"),
         l.etc_file("auth.conf"),
