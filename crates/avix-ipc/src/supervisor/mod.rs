@@ -337,6 +337,21 @@ impl Supervisor {
         })
     }
 
+    /// [`Self::control`] for `caller`, if policy lets them control services.
+    fn control_as(
+        &self,
+        caller: &Caller,
+        name: &str,
+        c: Ctl,
+    ) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
+        let allowed = policy::control_services(caller);
+        let (me, name) = (self.arc(), name.to_owned());
+        Box::pin(async move {
+            allowed?;
+            me.control(&name, c).await
+        })
+    }
+
     /// Sends `c` and waits until the service settles (running, stopped, failed or in
     /// backoff), at most 10 s. Starting a running service or stopping a stopped one changes
     /// nothing.
@@ -478,12 +493,7 @@ impl ServiceControl for Supervisor {
         caller: &Caller,
         name: &str,
     ) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
-        let allowed = policy::control_services(caller);
-        let (me, name) = (self.arc(), name.to_owned());
-        Box::pin(async move {
-            allowed?;
-            me.control(&name, Ctl::Start).await
-        })
+        self.control_as(caller, name, Ctl::Start)
     }
 
     fn stop(
@@ -491,12 +501,7 @@ impl ServiceControl for Supervisor {
         caller: &Caller,
         name: &str,
     ) -> BoxFuture<'static, Result<ServiceStatus, ServiceError>> {
-        let allowed = policy::control_services(caller);
-        let (me, name) = (self.arc(), name.to_owned());
-        Box::pin(async move {
-            allowed?;
-            me.control(&name, Ctl::Stop).await
-        })
+        self.control_as(caller, name, Ctl::Stop)
     }
 
     fn restart(

@@ -125,32 +125,20 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
     }
     let config = cx.kernel.config().get();
     let (scope, by) = if config.kernel.safety.cap_upgrade_requires_hil {
-        let (hid, rx) = cx
-            .kernel
-            .hil()
-            .ask(
-                &cx.kernel,
-                &cx.process,
-                crate::hil::Ask {
-                    kind: HilKind::CapabilityUpgrade,
-                    tool: Some(tool.into()),
-                    args: None,
-                    reason: Some(reason),
-                    options: vec![],
-                    call_id: None,
-                    reuse: None,
-                },
-            )
-            .await
-            .map_err(|e| ToolError::new("EIO", e.to_string()))?;
-        cx.kernel
-            .set_state(&cx.process, ProcState::Waiting, Some("human-approval"));
-        let answer = rx.await;
-        cx.process.inner().pending_hil.retain(|h| h != hid);
-        cx.kernel.set_state(&cx.process, ProcState::Running, None);
-        let answer = answer.map_err(|_| ToolError::new("EIO", "the approval request vanished"))?;
-        // The answer is in the journal already (recorded before it counted).
-        cx.kernel.events().publish(&cx.process, &answer.event(&hid));
+        let answer = ask_person(
+            &cx,
+            crate::hil::Ask {
+                kind: HilKind::CapabilityUpgrade,
+                tool: Some(tool.into()),
+                args: None,
+                reason: Some(reason),
+                options: vec![],
+                call_id: None,
+                reuse: None,
+            },
+            "the approval request vanished",
+        )
+        .await?;
         if !answer.approved() {
             return Ok(
                 json!({"granted": false, "tool": tool, "reason": format!("{:?} by {}", answer.outcome, answer.by).to_lowercase(), "note": answer.note}),
@@ -184,6 +172,30 @@ async fn request_tool(cx: ToolContext, args: Value) -> Result<Value, ToolError> 
     Ok(json!({"granted": true, "tool": tool, "scope": scope_name, "approvedBy": by}))
 }
 
+/// Asks a person and waits for the answer: the request is durable before anyone is told
+/// (`HilManager::ask`), the agent shows `waiting` on `human-approval` meanwhile, and the answer
+/// (journaled before it counted) is published once it is in.
+async fn ask_person(
+    cx: &ToolContext,
+    ask: crate::hil::Ask,
+    vanished: &str,
+) -> Result<crate::hil::HilAnswer, ToolError> {
+    let (hid, rx) = cx
+        .kernel
+        .hil()
+        .ask(&cx.kernel, &cx.process, ask)
+        .await
+        .map_err(|e| ToolError::new("EIO", e.to_string()))?;
+    cx.kernel
+        .set_state(&cx.process, ProcState::Waiting, Some("human-approval"));
+    let answer = rx.await;
+    cx.process.inner().pending_hil.retain(|h| h != hid);
+    cx.kernel.set_state(&cx.process, ProcState::Running, None);
+    let answer = answer.map_err(|_| ToolError::new("EIO", vanished))?;
+    cx.kernel.events().publish(&cx.process, &answer.event(&hid));
+    Ok(answer)
+}
+
 async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
     let reason = arg_str(&args, "reason")?.to_owned();
     let options: Vec<String> = match args.get("options") {
@@ -193,32 +205,20 @@ async fn escalate(cx: ToolContext, args: Value) -> Result<Value, ToolError> {
             .collect(),
         _ => Vec::new(),
     };
-    let (hid, rx) = cx
-        .kernel
-        .hil()
-        .ask(
-            &cx.kernel,
-            &cx.process,
-            crate::hil::Ask {
-                kind: HilKind::Escalation,
-                tool: None,
-                args: None,
-                reason: Some(reason),
-                options,
-                call_id: None,
-                reuse: None,
-            },
-        )
-        .await
-        .map_err(|e| ToolError::new("EIO", e.to_string()))?;
-    cx.kernel
-        .set_state(&cx.process, ProcState::Waiting, Some("human-approval"));
-    let answer = rx.await;
-    cx.process.inner().pending_hil.retain(|h| h != hid);
-    cx.kernel.set_state(&cx.process, ProcState::Running, None);
-    let answer = answer.map_err(|_| ToolError::new("EIO", "the escalation vanished"))?;
-    // The answer is in the journal already (recorded before it counted).
-    cx.kernel.events().publish(&cx.process, &answer.event(&hid));
+    let answer = ask_person(
+        &cx,
+        crate::hil::Ask {
+            kind: HilKind::Escalation,
+            tool: None,
+            args: None,
+            reason: Some(reason),
+            options,
+            call_id: None,
+            reuse: None,
+        },
+        "the escalation vanished",
+    )
+    .await?;
     Ok(json!({"outcome": answer.outcome, "by": answer.by, "guidance": answer.note}))
 }
 
