@@ -105,6 +105,19 @@ enum AgentCommand {
         /// Its PID.
         pid: avix_proto::Pid,
     },
+    /// Snapshot an agent (in any state) to /users/<you>/snapshots/.
+    Save {
+        /// Its PID.
+        pid: avix_proto::Pid,
+    },
+    /// Start a snapshot again as a new agent that continues where it was.
+    Restore {
+        /// The snapshot's path, or its name among yours (`avix client agent save` prints it).
+        snapshot: String,
+        /// Stream its output until it ends; exit with its exit code.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Installed agents.
     Catalog {
         /// Another user's (operators).
@@ -434,6 +447,36 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                 println!("killed {pid}");
             }
             Ok(0)
+        }
+        AgentCommand::Save { pid } => {
+            let r: avix_proto::op::Saved = c.run_as(&Op::Save(PidArgs { pid })).await?;
+            if out.json {
+                out.json(&serde_json::to_value(&r)?)?;
+            } else {
+                println!("{}", r.snapshot);
+            }
+            Ok(0)
+        }
+        AgentCommand::Restore { snapshot, follow } => {
+            let mut events = c.events();
+            if follow {
+                c.subscribe(&["agent.*", "hil.*"], None).await?;
+            }
+            let r: SpawnReply = c
+                .run_as(&Op::Restore(avix_proto::op::RestoreArgs { snapshot }))
+                .await?;
+            if !follow {
+                if out.json {
+                    out.json(&serde_json::to_value(&r)?)?;
+                } else {
+                    println!("{}", r.pid);
+                }
+                return Ok(0);
+            }
+            if !out.json {
+                eprintln!("restored as pid {} (session {})", r.pid, r.session);
+            }
+            follow_pid(&mut events, r.pid, out).await
         }
         AgentCommand::Catalog { username } => {
             let v: Vec<avix_proto::agent::CatalogEntry> =

@@ -11,7 +11,7 @@
 //!   a child or input is abandoned;
 //! - input / SIGPIPE / SIGSTART: a user message at the next turn boundary, or at once for an
 //!   agent waiting for input;
-//! - SIGSAVE: a snapshot at the next turn boundary.
+//! - SIGSAVE: taken by the kernel from the journal, in any state (`snapshots.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,7 +142,6 @@ pub(crate) fn start(kernel: Arc<Kernel>, process: Arc<Process>, ends: ProcessEnd
             begin: Some(begin),
             paused: false,
             stop_requested: false,
-            save_requested: false,
             inputs: Vec::new(),
             chain: 0,
         };
@@ -177,7 +176,6 @@ struct Executor {
     begin: Option<Begin>,
     paused: bool,
     stop_requested: bool,
-    save_requested: bool,
     inputs: Vec<String>,
     /// Consecutive turns that dispatched tools.
     chain: u64,
@@ -338,10 +336,6 @@ impl Executor {
         if self.paused {
             self.wait_resumed().await?;
         }
-        if self.save_requested {
-            self.save_requested = false;
-            self.save_snapshot();
-        }
         // Transparent to the model: the token never lapses mid-run.
         self.kernel.renew_token_if_due(&self.p);
         self.deliver_inputs().await
@@ -362,7 +356,8 @@ impl Executor {
             Signal::Stop => self.stop_requested = true,
             Signal::Kill => self.kill.cancel(),
             Signal::Input(t) | Signal::Start(t) => self.inputs.push(t),
-            Signal::Save => self.save_requested = true,
+            // The kernel captures snapshots itself (`snapshots.rs`); none reach here.
+            Signal::Save => {}
         }
     }
 
@@ -821,46 +816,6 @@ impl Executor {
             },
             note,
         ))
-    }
-
-    /// SIGSAVE: the conversation so far, to `/users/<u>/snapshots/`.
-    fn save_snapshot(&self) {
-        let k = avix_vfs::Caller::kernel();
-        let vfs = self.kernel.vfs();
-        let dir = format!("/users/{}/snapshots", self.p.user);
-        let Ok(dirp) = avix_vfs::VfsPath::parse(&dir) else {
-            return;
-        };
-        if vfs.stat(&k, &dirp).is_err() {
-            let _ = vfs.create_dir(&k, &dirp);
-        }
-        let stamp = avix_proto::time::Timestamp::now();
-        let body = serde_json::json!({
-            "apiVersion": "avix/v1",
-            "kind": "Snapshot",
-            "spec": {
-                "pid": self.p.pid, "agent": self.p.agent.as_str(), "invocation": self.p.journal.id(),
-                "goal": self.p.goal, "capturedAt": stamp.to_string(), "messages": self.messages,
-            }
-        });
-        let text = avix_proto::yaml::to_string(&body).unwrap_or_default();
-        let path = format!(
-            "{dir}/{}-{}-{}.yaml",
-            self.p.agent,
-            self.p.pid,
-            stamp.unix()
-        );
-        match avix_vfs::VfsPath::parse(&path)
-            .map_err(avix_vfs::VfsError::from)
-            .and_then(|p| vfs.write(&k, &p, text.as_bytes()))
-        {
-            Ok(_) => self.p.journal.append(JournalEvent::Signal {
-                signal: "SIGSAVE".into(),
-                from: "kernel".into(),
-                payload: Some(serde_json::json!({"snapshot": path})),
-            }),
-            Err(e) => self.p.push_error(format!("snapshot failed: {e}")),
-        }
     }
 
     async fn finish(&mut self, exit: ExitInfo) {

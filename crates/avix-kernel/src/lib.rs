@@ -45,6 +45,7 @@ pub mod router;
 pub mod secrets;
 pub mod services;
 pub mod sessions;
+pub mod snapshots;
 pub mod spawn;
 pub mod system;
 pub mod tools;
@@ -479,6 +480,10 @@ impl Kernel {
         sig: Signal,
     ) -> Result<(), avix_proto::Error> {
         policy::check_signal(caller, &self.procs, p)?;
+        if sig == Signal::Save {
+            // The kernel takes snapshots itself, from the journal, in any state.
+            return self.save_snapshot(caller, p).map(drop);
+        }
         p.send(sig.clone())?;
         p.journal.append(JournalEvent::Signal {
             signal: sig.name().into(),

@@ -43,6 +43,8 @@ fn invalid(p: &VfsPath, reason: impl Into<String>) -> VfsError {
 pub enum Pending {
     /// Complete: spawn it.
     Complete(SpawnRequest),
+    /// A snapshot (complete at the close of the file): restore it.
+    Restore(Box<avix_proto::agent::Snapshot>),
     /// Wait for more writes (or the close).
     More,
     /// Malformed.
@@ -64,6 +66,17 @@ pub fn spawn_pending(text: &str, closing: bool) -> Pending {
     let done = |t: &str| {
         SpawnRequest::parse(t).map_or_else(|e| Pending::Bad(e.message), Pending::Complete)
     };
+    // A snapshot document (`cat snapshot.yaml > /proc/spawn`): its text may hold empty
+    // lines, so it is whole only at the close.
+    if t.lines().any(|l| l.trim_end() == "kind: Snapshot") {
+        if !closing {
+            return Pending::More;
+        }
+        return match avix_proto::Document::<avix_proto::agent::Snapshot>::parse(t.as_bytes()) {
+            Ok(d) => Pending::Restore(Box::new(d.spec)),
+            Err(e) => Pending::Bad(format!("not a snapshot Avix can restore: {e}")),
+        };
+    }
     if t.starts_with('{') {
         return match serde_json::from_str::<serde_json::Value>(t) {
             Ok(_) => done(t),
@@ -116,12 +129,15 @@ pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
         let user = crate::policy::spawn_for(caller, None).map_err(|e| VfsError::refused(p, &e))?;
         let text =
             std::str::from_utf8(data).map_err(|_| invalid(p, "the spawn request is not UTF-8"))?;
-        let req = match spawn_pending(text, closing) {
+        let spawned = match spawn_pending(text, closing) {
             Pending::More => return Err(VfsError::NeedMore),
             Pending::Bad(e) => return Err(invalid(p, e)),
-            Pending::Complete(r) => r,
+            Pending::Complete(req) => kernel.block_on(kernel.spawn(caller, req, None)),
+            Pending::Restore(snap) => {
+                kernel.block_on(kernel.restore(caller, *snap, "a snapshot written to /proc/spawn"))
+            }
         };
-        match kernel.block_on(kernel.spawn(caller, req, None)) {
+        match spawned {
             Ok(proc) => Ok(Some(Bytes::from(format!("{}\n", proc.pid)))),
             Err(e) => {
                 tracing::info!(user = %user, error = %e, "spawn refused");
@@ -132,7 +148,7 @@ pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
     let (w1, w2) = (Arc::downgrade(kernel), Arc::downgrade(kernel));
     let (p1, p2) = (p.clone(), p.clone());
     let file = SynthFile::control(
-        |_| Ok(Bytes::from_static(b"# Write `AGENT GOAL...` (or JSON, or YAML ended by an empty line) and read the new PID back on the same open file.\n")),
+        |_| Ok(Bytes::from_static(b"# Write `AGENT GOAL...` (or JSON, or YAML ended by an empty line) and read the new PID back on the same open file; write a snapshot (cat it here) to restore it.\n")),
         move |caller, data| run(&w1, &p1, caller, data, false),
     )
     .buffered(move |caller, data| run(&w2, &p2, caller, data, true))

@@ -36,7 +36,7 @@ pub struct Recovered {
 }
 
 /// The last turn's calls, if the conversation ends with an assistant message that made some.
-fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingCall> {
+pub(crate) fn pending_calls(messages: &[Message], entries: &[JournalEntry]) -> Vec<PendingCall> {
     let Some(last) = messages.last().filter(|m| m.role == MessageRole::Assistant) else {
         return Vec::new();
     };
@@ -242,7 +242,10 @@ impl Kernel {
                     messages,
                     pending,
                 };
-                match self.spawn_with(user, req, None, Some(adopt)).await {
+                match self
+                    .spawn_with(user, req, None, crate::spawn::Origin::Interrupted(adopt))
+                    .await
+                {
                     Ok(p) => {
                         if paused {
                             let _ = self.signal(&avix_vfs::Caller::kernel(), &p, Signal::Pause);

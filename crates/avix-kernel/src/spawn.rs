@@ -366,6 +366,36 @@ pub fn invocation_id() -> String {
     )
 }
 
+/// Where a run comes from.
+#[derive(Debug)]
+pub(crate) enum Origin {
+    /// A new run.
+    New,
+    /// A run a restart interrupted, continued in its own journal under a new PID.
+    Interrupted(Adopt),
+    /// A snapshot restored (`snapshots.rs`): a new invocation that starts with the snapshot's
+    /// conversation.
+    Restored {
+        /// The snapshot file.
+        from: String,
+        /// What the run held.
+        grants: Grants,
+        /// The conversation.
+        messages: Vec<avix_proto::llm::Message>,
+        /// The last turn's calls without results.
+        pending: Vec<crate::executor::PendingCall>,
+    },
+}
+
+impl Origin {
+    fn adopted(&self) -> Option<&Adopt> {
+        match self {
+            Origin::Interrupted(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
 /// A run a restart interrupted, to continue under a new PID (see `recovery.rs`).
 #[derive(Debug)]
 pub(crate) struct Adopt {
@@ -394,10 +424,11 @@ impl Kernel {
         parent: Option<Arc<Process>>,
     ) -> Result<Arc<Process>, SpawnError> {
         let user = crate::policy::spawn_for(caller, parent.as_deref())?;
-        self.spawn_with(&user, req, parent, None).await
+        self.spawn_with(&user, req, parent, Origin::New).await
     }
 
-    /// [`Kernel::spawn`], or with `adopt` the continuation of an interrupted run: admitted
+    /// [`Kernel::spawn`], or (by `origin`) the continuation of an interrupted run or a restored
+    /// snapshot: admitted
     /// ([`Kernel::admit`]), planned ([`Kernel::plan`]), given a PID, an invocation and its
     /// journal ([`Kernel::allocate`]), then made durable and started ([`Kernel::launch`]).
     pub(crate) async fn spawn_with(
@@ -405,13 +436,13 @@ impl Kernel {
         user: &UserName,
         req: SpawnRequest,
         parent: Option<Arc<Process>>,
-        adopt: Option<Adopt>,
+        origin: Origin,
     ) -> Result<Arc<Process>, SpawnError> {
         let config = self.config().get();
         self.admit(&config, user, &req)?;
-        let plan = self.plan(&config, user, &req, parent.as_deref(), adopt.as_ref())?;
-        let slot = self.allocate(user, &req, &plan, parent.as_deref(), adopt.as_ref())?;
-        self.launch(&config, user, req, plan, slot, parent, adopt)
+        let plan = self.plan(&config, user, &req, parent.as_deref(), &origin)?;
+        let slot = self.allocate(user, &req, &plan, parent.as_deref(), origin.adopted())?;
+        self.launch(&config, user, req, plan, slot, parent, origin)
             .await
     }
 
@@ -464,7 +495,7 @@ impl Kernel {
         user: &UserName,
         req: &SpawnRequest,
         parent: Option<&Process>,
-        adopt: Option<&Adopt>,
+        origin: &Origin,
     ) -> Result<Plan, SpawnError> {
         let agent = catalog::find(self.vfs(), user, req.agent.as_str())?;
         let system_prompt = catalog::system_prompt(self.vfs(), &agent)?;
@@ -475,15 +506,15 @@ impl Kernel {
             }
         }
         let resolution = resolve_params(self, user, &manifest_params)?;
-        let (grants, denied) = match adopt {
+        let (grants, denied) = match origin {
             // What it held, as far as the user may still use it.
-            Some(a) => {
-                let mut g = a.grants.clone();
+            Origin::Interrupted(Adopt { grants, .. }) | Origin::Restored { grants, .. } => {
+                let mut g = grants.clone();
                 g.tools.retain(|t| permitted(self, user, t).is_ok());
                 g.once.retain(|t, _| permitted(self, user, t).is_ok());
                 (g, Vec::new())
             }
-            None => compute_grants(self, user, &agent, req, parent)?,
+            Origin::New => compute_grants(self, user, &agent, req, parent)?,
         };
         let (model, model_source) = match (
             &req.model,
@@ -514,7 +545,7 @@ impl Kernel {
             .collect();
         hil_required.extend(config.kernel.safety.hil_required_tools.iter().cloned());
         let history = match (parent, &req.session) {
-            _ if adopt.is_some() => Vec::new(),
+            _ if !matches!(origin, Origin::New) => Vec::new(),
             (None, Some(sid)) => self
                 .session_conversation(user, sid, agent.manifest.metadata.name.as_str())
                 .map_err(|e| match e {
@@ -593,7 +624,7 @@ impl Kernel {
         plan: Plan,
         slot: Slot,
         parent: Option<Arc<Process>>,
-        adopt: Option<Adopt>,
+        origin: Origin,
     ) -> Result<Arc<Process>, SpawnError> {
         let Slot {
             pid,
@@ -651,12 +682,12 @@ impl Kernel {
             },
             plan.grants,
         );
-        let first = match &adopt {
-            Some(a) => JournalEvent::Resumed {
+        let first = match &origin {
+            Origin::Interrupted(a) => JournalEvent::Resumed {
                 pid,
                 previous_pid: a.previous_pid,
             },
-            None => JournalEvent::Spawned {
+            Origin::New | Origin::Restored { .. } => JournalEvent::Spawned {
                 pid,
                 agent: name.to_string(),
                 version: process.version.clone(),
@@ -669,9 +700,29 @@ impl Kernel {
                 interactive,
             },
         };
+        let mut lines = vec![first];
+        if let Origin::Restored { from, messages, .. } = &origin {
+            // The restored conversation is this run's own record from its first lines on.
+            lines.push(JournalEvent::Signal {
+                signal: "SIGRESTORE".into(),
+                from: "kernel".into(),
+                payload: Some(serde_json::json!({"snapshot": from})),
+            });
+            lines.extend(messages.iter().map(|m| JournalEvent::Message {
+                role: m.role,
+                content: m.content.clone(),
+            }));
+        }
+        let last = lines.pop().unwrap_or(JournalEvent::State {
+            state: avix_proto::agent::ProcState::Running,
+            waiting_on: None,
+        });
+        for l in lines {
+            process.journal.append(l);
+        }
         process
             .journal
-            .append_durable(first)
+            .append_durable(last)
             .await
             .map_err(|e| SpawnError::Io(e.to_string()))?;
         self.mint_token(&process, false);
@@ -690,7 +741,7 @@ impl Kernel {
             name.to_string(),
             req.goal.clone(),
         );
-        let adopted = adopt.is_some();
+        let adopted = origin.adopted().is_some();
         let recorded = tokio::task::spawn_blocking(move || {
             if adopted {
                 // The session lists this invocation already.
@@ -715,8 +766,8 @@ impl Kernel {
             session,
             invocation: id.into(),
         };
-        let begin = match adopt {
-            Some(a) => {
+        let begin = match origin {
+            Origin::Interrupted(a) => {
                 tracing::info!(pid = %pid, previous = %a.previous_pid, agent = %name, user = %user, "resumed after a restart");
                 self.events()
                     .publish(&process, &avix_proto::event::Resumed(started));
@@ -725,7 +776,17 @@ impl Kernel {
                     pending: a.pending,
                 }
             }
-            None => {
+            Origin::Restored {
+                from,
+                messages,
+                pending,
+                ..
+            } => {
+                tracing::info!(pid = %pid, agent = %name, user = %user, snapshot = %from, "restored");
+                self.events().publish(&process, &started);
+                crate::executor::Begin::Resume { messages, pending }
+            }
+            Origin::New => {
                 tracing::info!(pid = %pid, agent = %name, user = %user, "spawned");
                 self.events().publish(&process, &started);
                 crate::executor::Begin::Fresh(plan.history)

@@ -7,12 +7,14 @@ mod journal;
 mod manifest;
 mod proc;
 mod session;
+mod snapshot;
 
 pub use hil::*;
 pub use journal::*;
 pub use manifest::*;
 pub use proc::*;
 pub use session::*;
+pub use snapshot::*;
 
 fn is_zero(v: &u64) -> bool {
     *v == 0

@@ -27,6 +27,15 @@ pub struct PidArgs {
     pub pid: crate::Pid,
 }
 
+/// `proc restore`: a snapshot to start again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreArgs {
+    /// The snapshot: its path (`/users/alice/snapshots/….yaml`) or the name of one of the
+    /// caller's own (`assistant-104-1764…`).
+    pub snapshot: String,
+}
+
 /// `proc show`: a process (`pid`) or a past run (`invocation`), one of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -328,6 +337,8 @@ ops! {
         "show" => Show(ShowArgs),
         "catalog" => Catalog(UserArgs),
         "history" => History(HistoryArgs),
+        "save" => Save(PidArgs),
+        "restore" => Restore(RestoreArgs),
     ]
     "signal": [
         "send" => Signal(SignalArgs),
@@ -421,6 +432,15 @@ pub struct Signalled {
     pub signal: String,
 }
 
+/// The reply to `proc save`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// The process.
+    pub pid: crate::Pid,
+    /// The snapshot written (a VFS path).
+    pub snapshot: String,
+}
+
 /// The reply to `proc show {invocation}`: the run's record and its conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvocationShow {
@@ -457,7 +477,8 @@ mod tests {
             for op in *ops {
                 let body = match (*domain, *op) {
                     ("proc", "spawn") => json!({"agent": "a", "goal": "g"}),
-                    ("proc", "kill") => json!({"pid": 3}),
+                    ("proc", "kill" | "save") => json!({"pid": 3}),
+                    ("proc", "restore") => json!({"snapshot": "s"}),
                     ("signal", _) => json!({"pid": 3, "signal": "SIGKILL"}),
                     ("session", "show" | "resume" | "delete") | ("hil", "approve" | "deny") => {
                         json!({"id": "x"})

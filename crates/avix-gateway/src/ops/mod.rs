@@ -123,6 +123,8 @@ impl Gateway {
             | Op::Show(_)
             | Op::Catalog(_)
             | Op::History(_)
+            | Op::Save(_)
+            | Op::Restore(_)
             | Op::Signal(_)
             | Op::HilList(_)
             | Op::HilApprove(_)

@@ -3,7 +3,7 @@
 use avix_kernel::hil::Scope;
 use avix_kernel::process::Signal;
 use avix_proto::atp::{AtpError, ErrorCode, SpawnReply};
-use avix_proto::op::{InvocationShow, Op, ShowArgs, Signalled};
+use avix_proto::op::{InvocationShow, Op, Saved, ShowArgs, Signalled};
 
 use super::{Asker, Done, atp_error, misrouted, reply, visible};
 use crate::Gateway;
@@ -14,6 +14,25 @@ impl Gateway {
         match op {
             Op::Spawn(req) => {
                 let p = k.spawn(&a.caller, req, None).await.map_err(atp_error)?;
+                reply(&SpawnReply {
+                    pid: p.pid,
+                    invocation: p.journal.id().to_owned(),
+                    session: p.session.clone(),
+                })
+            }
+            Op::Save(arg) => {
+                let p = visible(k, a, arg.pid)?;
+                let snapshot = k.save_snapshot(&a.caller, &p).map_err(atp_error)?;
+                reply(&Saved {
+                    pid: arg.pid,
+                    snapshot,
+                })
+            }
+            Op::Restore(arg) => {
+                let p = k
+                    .restore_file(&a.caller, &arg.snapshot)
+                    .await
+                    .map_err(atp_error)?;
                 reply(&SpawnReply {
                     pid: p.pid,
                     invocation: p.journal.id().to_owned(),

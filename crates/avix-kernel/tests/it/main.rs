@@ -12,4 +12,5 @@ mod policy;
 mod providers;
 mod recovery;
 mod sessions;
+mod snapshots;
 mod storage;

@@ -1,0 +1,284 @@
+//! Snapshots: SIGSAVE captures a run, restoring one starts a new process that continues
+//! where it was.
+//!
+//! A snapshot is taken from the journal, the record of truth, at the moment it is asked for —
+//! in any state: running, waiting for input or for an approval, paused, or ended. It holds the
+//! conversation, the tools the run held, the last turn's calls that had no result (and how far
+//! each got), and a copy of the workspace when it is small enough
+//! ([`MAX_WORKSPACE_BYTES`], [`MAX_WORKSPACE_FILES`]). It is an ordinary YAML document under
+//! `/users/<u>/snapshots/`; writing it to `/proc/spawn` (or `avix client agent restore`)
+//! restores it.
+
+use std::sync::Arc;
+
+use avix_proto::agent::{
+    CallProgress, JournalEvent, ProcState, Snapshot, SnapshotCall, SpawnRequest, WorkspaceCopy,
+};
+use avix_proto::time::Timestamp;
+use avix_proto::{AgentName, Document, Error, ErrorKind};
+use avix_vfs::{Caller, EntryKind, VfsError, VfsPath};
+
+use crate::Kernel;
+use crate::executor::{PendingCall, PendingOutcome};
+use crate::process::{Grants, Process, Signal};
+use crate::spawn::{Origin, SpawnError};
+
+/// Largest workspace copied with a snapshot.
+pub const MAX_WORKSPACE_BYTES: u64 = 64 * 1024 * 1024;
+/// Most files copied with a snapshot.
+pub const MAX_WORKSPACE_FILES: u64 = 5_000;
+
+fn vfs_err(e: VfsError) -> Error {
+    Error::new(avix_proto::HasKind::kind(&e), e.to_string())
+}
+
+fn path(s: &str) -> Result<VfsPath, Error> {
+    VfsPath::parse(s).map_err(|e| Error::invalid(format!("{s}: {e}")))
+}
+
+impl Kernel {
+    /// Captures `p` for `caller` (who must be allowed to signal it): writes
+    /// `/users/<u>/snapshots/<agent>-<pid>-<unix time>-<random>.yaml` and returns that path.
+    pub fn save_snapshot(&self, caller: &Caller, p: &Arc<Process>) -> Result<String, Error> {
+        crate::policy::check_signal(caller, self.procs(), p)?;
+        let k = Caller::kernel();
+        let vfs = self.vfs();
+        let dir = format!("/users/{}/snapshots", p.user);
+        match vfs.create_dir(&k, &path(&dir)?) {
+            Ok(()) | Err(VfsError::AlreadyExists(_)) => {}
+            Err(e) => return Err(vfs_err(e)),
+        }
+        let now = Timestamp::now();
+        let id = format!(
+            "{}-{}-{}-{:04x}",
+            p.agent,
+            p.pid,
+            now.unix(),
+            rand::random::<u16>()
+        );
+        let file = format!("{dir}/{id}.yaml");
+        // Journaled (durably: everything before it is then readable) before it is read back.
+        p.journal
+            .append_durable_blocking(JournalEvent::Signal {
+                signal: Signal::Save.name().into(),
+                from: caller.to_string(),
+                payload: Some(serde_json::json!({"snapshot": file})),
+            })
+            .map_err(|e| Error::new(ErrorKind::Unavailable, e.to_string()))?;
+        let entries = self.journals().entries(p.journal.key());
+        let messages = crate::journal::conversation(&entries);
+        let pending = crate::recovery::pending_calls(&messages, &entries)
+            .into_iter()
+            .map(|c| SnapshotCall {
+                id: c.id,
+                tool: c.name,
+                input: c.input,
+                progress: match c.outcome {
+                    PendingOutcome::Done { ok, content } => CallProgress::Done { ok, content },
+                    PendingOutcome::Interrupted => CallProgress::Running,
+                    PendingOutcome::NotStarted { .. } => CallProgress::NotStarted,
+                },
+            })
+            .collect();
+        let status = p.status();
+        let workspace = self.copy_workspace(p.user.as_str(), &format!("{dir}/{id}.workspace"));
+        let snap = Snapshot {
+            agent: p.agent.to_string(),
+            version: p.version.clone(),
+            user: p.user.to_string(),
+            pid: p.pid,
+            invocation: p.journal.id().clone(),
+            session: Some(p.session.clone()),
+            goal: p.goal.clone(),
+            model: p.model.clone(),
+            interactive: p.interactive,
+            state: status.state,
+            waiting_on: status.waiting_on,
+            captured_at: now,
+            journal_seq: entries.last().map_or(0, |e| e.seq),
+            grants: p
+                .grants()
+                .tools
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            messages,
+            pending,
+            workspace,
+        };
+        let yaml = Document::new(snap)
+            .to_yaml()
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        vfs.write(&k, &path(&file)?, yaml.as_bytes())
+            .map_err(vfs_err)?;
+        tracing::info!(pid = %p.pid, snapshot = %file, "snapshot saved");
+        Ok(file)
+    }
+
+    /// Copies `/users/<user>/workspace` to `to` when it is within the caps; `None` (logged)
+    /// when it is not, or the copy fails (then nothing of it stays).
+    fn copy_workspace(&self, user: &str, to: &str) -> Option<WorkspaceCopy> {
+        let k = Caller::kernel();
+        let from = path(&format!("/users/{user}/workspace")).ok()?;
+        let to_path = path(to).ok()?;
+        // Measure first: a workspace over the caps is not copied at all.
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        let (mut bytes, mut count) = (0u64, 0u64);
+        let mut stack = vec![from.clone()];
+        while let Some(d) = stack.pop() {
+            for e in self.vfs().list(&k, &d).ok()? {
+                let child = d.join(&e.name).ok()?;
+                match e.kind {
+                    EntryKind::Dir => {
+                        dirs.push(child.clone());
+                        stack.push(child);
+                    }
+                    EntryKind::File => {
+                        bytes += self.vfs().stat(&k, &child).ok()?.size;
+                        count += 1;
+                        files.push(child);
+                    }
+                }
+                if bytes > MAX_WORKSPACE_BYTES || count > MAX_WORKSPACE_FILES {
+                    tracing::info!(user, "workspace over the snapshot caps: not copied");
+                    return None;
+                }
+            }
+        }
+        let rel = |p: &VfsPath| -> Option<VfsPath> {
+            let r = p.as_str().strip_prefix(from.as_str())?;
+            path(&format!("{}{r}", to_path.as_str())).ok()
+        };
+        let copied = (|| -> Result<(), VfsError> {
+            self.vfs().create_dir(&k, &to_path)?;
+            for d in &dirs {
+                if let Some(t) = rel(d) {
+                    self.vfs().create_dir(&k, &t)?;
+                }
+            }
+            for f in &files {
+                if let Some(t) = rel(f) {
+                    let data = self.vfs().read(&k, f)?;
+                    self.vfs().write(&k, &t, &data)?;
+                }
+            }
+            Ok(())
+        })();
+        match copied {
+            Ok(()) => Some(WorkspaceCopy {
+                path: to.to_owned(),
+                files: count,
+                bytes,
+            }),
+            Err(e) => {
+                tracing::warn!(user, error = %e, "cannot copy the workspace with a snapshot");
+                let _ = self.remove_tree(&to_path);
+                None
+            }
+        }
+    }
+
+    fn remove_tree(&self, root: &VfsPath) -> Result<(), VfsError> {
+        let k = Caller::kernel();
+        for e in self.vfs().list(&k, root)? {
+            let child = root.join(&e.name)?;
+            match e.kind {
+                EntryKind::Dir => self.remove_tree(&child)?,
+                EntryKind::File => self.vfs().remove_file(&k, &child)?,
+            }
+        }
+        self.vfs().remove_dir(&k, root)
+    }
+
+    /// Restores the snapshot at `file` (a VFS path the caller may read, or the name of one of
+    /// the caller's own snapshots) as a new process of the caller's.
+    pub async fn restore_file(
+        self: &Arc<Self>,
+        caller: &Caller,
+        file: &str,
+    ) -> Result<Arc<Process>, SpawnError> {
+        let full = if file.contains('/') {
+            file.to_owned()
+        } else {
+            let me = caller
+                .user_name()
+                .ok_or_else(|| SpawnError::BadRequest("name the snapshot by its path".into()))?;
+            format!("/users/{me}/snapshots/{}", file.trim_end_matches(".yaml")) + ".yaml"
+        };
+        let p =
+            VfsPath::parse(&full).map_err(|e| SpawnError::BadRequest(format!("{full}: {e}")))?;
+        let bytes = self.vfs().read(caller, &p).map_err(|e| match e {
+            VfsError::NotFound(_) => SpawnError::Refused(Error::not_found(format!(
+                "no snapshot {full} (ls /users/<you>/snapshots lists yours)"
+            ))),
+            e => SpawnError::Io(e.to_string()),
+        })?;
+        let snap = Document::<Snapshot>::parse(&bytes)
+            .map_err(|e| SpawnError::BadRequest(format!("{full} is not a snapshot: {e}")))?
+            .spec;
+        self.restore(caller, snap, &full).await
+    }
+
+    /// Restores `snap` (read from `from`) as a new process of the caller's: a new invocation
+    /// in a new session, whose journal starts with the snapshot's conversation, holding the
+    /// tools the run held (as far as its user may still use them), and continuing where it
+    /// was: calls that had not run run (asking again where the policy says), a call that was
+    /// running is reported interrupted, a run that waited for input waits again, a paused run
+    /// is paused. The workspace is left as it is now (the copy stays beside the snapshot).
+    pub async fn restore(
+        self: &Arc<Self>,
+        caller: &Caller,
+        snap: Snapshot,
+        from: &str,
+    ) -> Result<Arc<Process>, SpawnError> {
+        let user = crate::policy::spawn_for(caller, None)?;
+        if snap.user != user.as_str() {
+            return Err(SpawnError::Forbidden(format!(
+                "snapshot {from} is {}'s run; restore your own snapshots",
+                snap.user
+            )));
+        }
+        let agent = AgentName::new(&snap.agent)
+            .map_err(|e| SpawnError::BadRequest(format!("{from}: {e}")))?;
+        let req = SpawnRequest {
+            agent,
+            goal: snap.goal.clone(),
+            model: (!snap.model.is_empty()).then(|| snap.model.clone()),
+            tools: None,
+            interactive: Some(snap.interactive),
+            session: None,
+        };
+        let mut grants = Grants::default();
+        grants.tools.extend(snap.grants.iter().cloned());
+        let pending = snap
+            .pending
+            .into_iter()
+            .map(|c| PendingCall {
+                id: c.id,
+                name: c.tool,
+                input: c.input,
+                outcome: match c.progress {
+                    CallProgress::Done { ok, content } => PendingOutcome::Done { ok, content },
+                    CallProgress::Running => PendingOutcome::Interrupted,
+                    CallProgress::NotStarted => PendingOutcome::NotStarted {
+                        hil: None,
+                        answer: None,
+                    },
+                },
+            })
+            .collect();
+        let origin = Origin::Restored {
+            from: from.to_owned(),
+            grants,
+            messages: snap.messages,
+            pending,
+        };
+        let p = self.spawn_with(&user, req, None, origin).await?;
+        if snap.state == ProcState::Paused {
+            let _ = self.signal(&Caller::kernel(), &p, Signal::Pause);
+        }
+        Ok(p)
+    }
+}
