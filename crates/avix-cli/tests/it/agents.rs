@@ -36,6 +36,12 @@ fn a_bash_script_drives_an_agent_through_proc() {
 }
 
 #[test]
+fn a_snapshot_is_saved_and_restored_with_echo_and_cat() {
+    let Some(d) = running() else { return };
+    run_script(&d, "agent_snapshot.sh");
+}
+
+#[test]
 fn approvals_through_the_hil_file() {
     let Some(d) = running() else { return };
     run_script(&d, "agent_hil.sh");

@@ -125,6 +125,21 @@ fn the_client_cli_drives_agents_sessions_and_approvals() {
         "{table}"
     );
 
+    // Save and restore: the path printed, then restored by name as a new PID.
+    let snap = ok(&d, &["agent", "save", &pid.to_string()]);
+    let snap = snap.trim();
+    assert!(
+        snap.starts_with("/users/alice/snapshots/researcher-") && snap.ends_with(".yaml"),
+        "{snap}"
+    );
+    let name = snap.rsplit('/').next().unwrap().trim_end_matches(".yaml");
+    let restored: u64 = ok(&d, &["agent", "restore", name]).trim().parse().unwrap();
+    assert_ne!(restored, pid);
+    // A PID is digits only: a usage error (2), saying so.
+    let o = client(&d, &["agent", "kill", "+7"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not a process id"), "{}", stderr(&o));
+
     let hist: serde_json::Value =
         serde_json::from_str(&ok(&d, &["agent", "history", "--json"])).unwrap();
     let id = hist[0]["id"].as_str().unwrap().to_owned();
