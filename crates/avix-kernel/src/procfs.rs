@@ -134,7 +134,11 @@ pub(crate) fn publish_spawn(kernel: &Arc<Kernel>) {
             Pending::Bad(e) => return Err(invalid(p, e)),
             Pending::Complete(req) => kernel.block_on(kernel.spawn(caller, req, None)),
             Pending::Restore(snap) => {
-                kernel.block_on(kernel.restore(caller, *snap, "a snapshot written to /proc/spawn"))
+                let from = format!(
+                    "the snapshot of invocation {} written to /proc/spawn",
+                    snap.invocation
+                );
+                kernel.block_on(kernel.restore(caller, *snap, &from))
             }
         };
         match spawned {

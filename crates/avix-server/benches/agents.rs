@@ -1,7 +1,7 @@
 //! Agent figures on this machine, with an in-process mock LLM (no provider, no YAML) so the
 //! kernel's own costs show: spawn to first LLM request, 1,000 spawns, memory per idle
-//! agent, 1,000 concurrent agents of 10 turns with a tool call each, and the router's
-//! dispatch overhead per tool call. Run: `cargo bench -p avix-server --bench agents`.
+//! agent, 1,000 concurrent agents of 10 turns with a tool call each, the router's dispatch
+//! overhead per tool call, and snapshot save/restore of a long run with a 10 MB workspace. Run: `cargo bench -p avix-server --bench agents`.
 
 #![allow(
     clippy::unwrap_used,
@@ -311,6 +311,76 @@ async fn main() {
         println!(
             "router dispatch (policy check + invoke of a no-op tool): {:.2} µs per call",
             t0.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+        );
+    }
+    // 6. Snapshot and restore of an agent with a 200-message conversation and a 10 MB
+    // workspace (the workspace copied with the snapshot).
+    {
+        let (_d, kernel, _llm, alice) = setup(100);
+        let k = Caller::kernel();
+        kernel
+            .vfs()
+            .create_dir(&k, &VfsPath::parse("/bin/benchlong@1.0.0").unwrap())
+            .unwrap();
+        kernel
+            .vfs()
+            .write(
+                &k,
+                &VfsPath::parse("/bin/benchlong@1.0.0/agent.yaml").unwrap(),
+                MANIFEST
+                    .replace("name: bench,", "name: benchlong,")
+                    .replace(
+                        "maxTurns: 50, maxToolCalls: 50",
+                        "maxTurns: 200, maxToolCalls: 200",
+                    )
+                    .as_bytes(),
+            )
+            .unwrap();
+        let chunk = vec![b'x'; 1024 * 1024];
+        for i in 0..10 {
+            kernel
+                .vfs()
+                .write(
+                    &k,
+                    &VfsPath::parse(&format!("/users/alice/workspace/blob{i}.bin")).unwrap(),
+                    &chunk,
+                )
+                .unwrap();
+        }
+        let mut r = req(true);
+        r.agent = AgentName::new("benchlong").unwrap();
+        let p = kernel
+            .spawn(&caller(&kernel, &alice), r, None)
+            .await
+            .unwrap();
+        while p.state() != ProcState::Waiting {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let me = caller(&kernel, &alice);
+        let (mut save, mut restore) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            let t0 = Instant::now();
+            let path = kernel.save_snapshot(&me, &p).unwrap();
+            save.push(t0.elapsed());
+            let t0 = Instant::now();
+            let q = kernel.restore_file(&me, &path).await.unwrap();
+            while q.state() != ProcState::Waiting {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            restore.push(t0.elapsed());
+            kernel
+                .signal(&me, &q, avix_kernel::process::Signal::Kill)
+                .unwrap();
+        }
+        let conv = kernel
+            .invocation_as(&me, p.journal.id())
+            .map(|(_, c)| c.len())
+            .unwrap_or(0);
+        println!(
+            "snapshot of an agent with {conv} messages and a 10 MB workspace: save p50 {:.1} ms, \
+             restore (to waiting again) p50 {:.1} ms",
+            pct(&mut save, 0.5).as_secs_f64() * 1e3,
+            pct(&mut restore, 0.5).as_secs_f64() * 1e3
         );
     }
 }

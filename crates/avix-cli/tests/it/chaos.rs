@@ -249,3 +249,46 @@ fn the_daemon_killed_at_random_moments_loses_nothing_acknowledged() {
         journals(&d.root).len()
     );
 }
+
+/// An agent's sandboxed command dies with a daemon killed by SIGKILL: no orphan is left to
+/// run on (issue 13: no orphan processes after a crash).
+#[test]
+fn a_sandboxed_command_dies_with_the_daemon() {
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init(bin());
+    d.start();
+    // The sandbox gets the command on its stdin: the `sleep` it runs is what shows in /proc,
+    // with an unusual duration to tell it apart.
+    let marker = "sleep 987.654321".to_owned();
+    d.ok(&format!(
+        "cat > $M/etc/avix/scripts/sleeper.yaml <<'YAML'\napiVersion: avix/v1\nkind: LlmScript\nspec:\n  turns:\n    - toolCalls: [{{name: exec/shell, args: {{command: '{marker}'}}}}]\n    - text: woke\nYAML"
+    ));
+    d.ok("printf 'agent: assistant\\ngoal: sleep\\nmodel: scripted/sleeper\\ntools: [exec/shell]\\n\\n' > $M/proc/spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids_of(&marker).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the sandboxed command never started:\n{}\njournal:\n{}",
+            d.log_text(),
+            d.ok("cat $M/proc/*/journal.jsonl")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = d.signal(libc::SIGKILL);
+    assert!(!status.success());
+    assert!(d.wait_unmounted());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = pids_of(&marker);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox outlived the daemon: pids {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
