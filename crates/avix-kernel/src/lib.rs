@@ -13,7 +13,9 @@
 //! - [`router`]: the policy check and dispatch of every tool call.
 //! - [`tools`]: the tool registry, `/tools`, and the built-in tools.
 //! - [`hil`]: human-in-the-loop requests.
-//! - [`journal`]: per-invocation journals with group commit, and invocation records.
+//! - [`journal`]: per-invocation journals and invocation records, typed, over the
+//!   storage seam (`avix_vfs::storage::InvocationStore`).
+//! - [`snapshots`]: SIGSAVE snapshots and restoring them.
 //! - [`procfs`]: `/proc/spawn` and `/proc/<pid>/…`.
 //! - [`catalog`]: installed agents.
 //! - [`events`]: the event bus the doors subscribe to.

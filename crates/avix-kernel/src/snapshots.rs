@@ -112,6 +112,13 @@ impl Kernel {
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         vfs.write(&k, &path(&file)?, yaml.as_bytes())
             .map_err(vfs_err)?;
+        self.events().publish(
+            p,
+            &avix_proto::event::Signalled {
+                signal: Signal::Save.name().into(),
+                from: caller.to_string(),
+            },
+        );
         tracing::info!(pid = %p.pid, snapshot = %file, "snapshot saved");
         Ok(file)
     }

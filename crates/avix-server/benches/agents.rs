@@ -1,7 +1,9 @@
 //! Agent figures on this machine, with an in-process mock LLM (no provider, no YAML) so the
 //! kernel's own costs show: spawn to first LLM request, 1,000 spawns, memory per idle
 //! agent, 1,000 concurrent agents of 10 turns with a tool call each, the router's dispatch
-//! overhead per tool call, and snapshot save/restore of a long run with a 10 MB workspace. Run: `cargo bench -p avix-server --bench agents`.
+//! overhead per tool call, and snapshot save/restore of a long run with a 10 MB workspace.
+//! Run: `cargo bench -p avix-server --bench agents` (`AVIX_BENCH_ONLY=snapshot` runs one
+//! section; `AVIX_BENCH_LOG=debug` shows the kernel's log).
 
 #![allow(
     clippy::unwrap_used,
@@ -183,8 +185,14 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // AVIX_BENCH_ONLY=snapshot (first-llm, spawns, turns, router, snapshot) runs one section.
+    let only = std::env::var("AVIX_BENCH_ONLY").ok();
+    if let Ok(filter) = std::env::var("AVIX_BENCH_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     // 1. Spawn to first LLM request, one at a time.
-    {
+    if run("first-llm") {
         let (_d, kernel, llm, alice) = setup(1);
         let mut lat = Vec::new();
         for _ in 0..200 {
@@ -209,7 +217,7 @@ async fn main() {
         );
     }
     // 2. 1,000 spawns: sequential and concurrent; 3. memory per idle agent.
-    {
+    if run("spawns") {
         let (_d, kernel, _llm, alice) = setup(1);
         let before = rss_kib();
         let t0 = Instant::now();
@@ -255,7 +263,7 @@ async fn main() {
         }
     }
     // 4. 1,000 concurrent agents x 10 turns, a tool call per turn.
-    {
+    if run("turns") {
         let (_d, kernel, _llm, alice) = setup(10);
         let base = hwm_kib();
         let t0 = Instant::now();
@@ -289,7 +297,7 @@ async fn main() {
         );
     }
     // 5. Router dispatch overhead: policy check + invoke of a no-op tool, in-process.
-    {
+    if run("router") {
         let (_d, kernel, _llm, alice) = setup(1);
         let mut r = req(true);
         r.interactive = Some(true);
@@ -315,8 +323,8 @@ async fn main() {
     }
     // 6. Snapshot and restore of an agent with a 200-message conversation and a 10 MB
     // workspace (the workspace copied with the snapshot).
-    {
-        let (_d, kernel, _llm, alice) = setup(100);
+    if run("snapshot") {
+        let (_d, kernel, _llm, alice) = setup(45);
         let k = Caller::kernel();
         kernel
             .vfs()
@@ -349,14 +357,35 @@ async fn main() {
         }
         let mut r = req(true);
         r.agent = AgentName::new("benchlong").unwrap();
-        let p = kernel
-            .spawn(&caller(&kernel, &alice), r, None)
-            .await
-            .unwrap();
-        while p.state() != ProcState::Waiting {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
         let me = caller(&kernel, &alice);
+        let p = kernel.spawn(&me, r, None).await.unwrap();
+        // 44 tool turns (under kernel.yaml's tool-chain limit) and an answer, then 55 inputs
+        // answered: 200 messages.
+        let waiting = |p: &avix_kernel::process::Process, turns: u64| {
+            p.state() == ProcState::Waiting && p.inner().turns >= turns
+        };
+        let t0 = Instant::now();
+        let mut want = 45;
+        for n in 0..=55 {
+            if n > 0 {
+                kernel
+                    .signal(&me, &p, avix_kernel::process::Signal::Input("more".into()))
+                    .unwrap();
+                want += 1;
+            }
+            while !waiting(&p, want) {
+                assert!(
+                    !p.state().is_terminal(),
+                    "the long run ended: {:?}",
+                    p.exit()
+                );
+                assert!(
+                    t0.elapsed() < Duration::from_secs(120),
+                    "the long run is stuck"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         let (mut save, mut restore) = (Vec::new(), Vec::new());
         for _ in 0..10 {
             let t0 = Instant::now();
@@ -365,6 +394,11 @@ async fn main() {
             let t0 = Instant::now();
             let q = kernel.restore_file(&me, &path).await.unwrap();
             while q.state() != ProcState::Waiting {
+                assert!(
+                    !q.state().is_terminal(),
+                    "the restored run ended: {:?}",
+                    q.exit()
+                );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             restore.push(t0.elapsed());
