@@ -114,6 +114,10 @@ enum AgentCommand {
     Restore {
         /// The snapshot's path, or its name among yours (`avix client agent save` prints it).
         snapshot: String,
+        /// Put the workspace saved with it back first (its files replace yours of the same
+        /// name; other files stay).
+        #[arg(long)]
+        workspace: bool,
         /// Stream its output until it ends; exit with its exit code.
         #[arg(long, short)]
         follow: bool,
@@ -457,13 +461,20 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             }
             Ok(0)
         }
-        AgentCommand::Restore { snapshot, follow } => {
+        AgentCommand::Restore {
+            snapshot,
+            workspace,
+            follow,
+        } => {
             let mut events = c.events();
             if follow {
                 c.subscribe(&["agent.*", "hil.*"], None).await?;
             }
             let r: SpawnReply = c
-                .run_as(&Op::Restore(avix_proto::op::RestoreArgs { snapshot }))
+                .run_as(&Op::Restore(avix_proto::op::RestoreArgs {
+                    snapshot,
+                    workspace,
+                }))
                 .await?;
             if !follow {
                 if out.json {

@@ -200,11 +200,14 @@ impl Kernel {
     }
 
     /// Restores the snapshot at `file` (a VFS path the caller may read, or the name of one of
-    /// the caller's own snapshots) as a new process of the caller's.
+    /// the caller's own snapshots) as a new process of the caller's; with `workspace`, first
+    /// puts the workspace copy saved with it back (its files replace the current ones of the
+    /// same name; other files stay).
     pub async fn restore_file(
         self: &Arc<Self>,
         caller: &Caller,
         file: &str,
+        workspace: bool,
     ) -> Result<Arc<Process>, SpawnError> {
         let full = if file.contains('/') {
             file.to_owned()
@@ -225,7 +228,59 @@ impl Kernel {
         let snap = Document::<Snapshot>::parse(&bytes)
             .map_err(|e| SpawnError::BadRequest(format!("{full} is not a snapshot: {e}")))?
             .spec;
+        if workspace {
+            self.put_back_workspace(caller, &snap, &full)?;
+        }
         self.restore(caller, snap, &full).await
+    }
+
+    /// Copies the workspace saved with `snap` back into its user's workspace, reading and
+    /// writing as `caller` (so the access rules of both trees apply).
+    fn put_back_workspace(
+        &self,
+        caller: &Caller,
+        snap: &Snapshot,
+        from: &str,
+    ) -> Result<u64, SpawnError> {
+        let Some(copy) = &snap.workspace else {
+            return Err(SpawnError::BadRequest(format!(
+                "snapshot {from} has no workspace copy (the workspace was over {} MiB or {} files when it was saved)",
+                MAX_WORKSPACE_BYTES >> 20,
+                MAX_WORKSPACE_FILES
+            )));
+        };
+        let io = |e: VfsError| SpawnError::Io(format!("cannot put the workspace back: {e}"));
+        let src = VfsPath::parse(&copy.path)
+            .map_err(|e| SpawnError::BadRequest(format!("{from}: workspace {}: {e}", copy.path)))?;
+        let dst = VfsPath::parse(&format!("/users/{}/workspace", snap.user))
+            .map_err(|e| SpawnError::BadRequest(e.to_string()))?;
+        let vfs = self.vfs();
+        let mut copied = 0;
+        let mut stack = vec![(src, dst)];
+        while let Some((from_dir, to_dir)) = stack.pop() {
+            for e in vfs.list(caller, &from_dir).map_err(io)? {
+                let (f, t) = (
+                    from_dir.join(&e.name).map_err(VfsError::from).map_err(io)?,
+                    to_dir.join(&e.name).map_err(VfsError::from).map_err(io)?,
+                );
+                match e.kind {
+                    EntryKind::Dir => {
+                        match vfs.create_dir(caller, &t) {
+                            Ok(()) | Err(VfsError::AlreadyExists(_)) => {}
+                            Err(e) => return Err(io(e)),
+                        }
+                        stack.push((f, t));
+                    }
+                    EntryKind::File => {
+                        let data = vfs.read(caller, &f).map_err(io)?;
+                        vfs.write(caller, &t, &data).map_err(io)?;
+                        copied += 1;
+                    }
+                }
+            }
+        }
+        tracing::info!(snapshot = from, files = copied, "workspace put back");
+        Ok(copied)
     }
 
     /// Restores `snap` (read from `from`) as a new process of the caller's: a new invocation

@@ -34,6 +34,9 @@ pub struct RestoreArgs {
     /// The snapshot: its path (`/users/alice/snapshots/….yaml`) or the name of one of the
     /// caller's own (`assistant-104-1764…`).
     pub snapshot: String,
+    /// Put the workspace saved with it back first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub workspace: bool,
 }
 
 /// `proc show`: a process (`pid`) or a past run (`invocation`), one of them.

@@ -392,7 +392,7 @@ async fn main() {
             let path = kernel.save_snapshot(&me, &p).unwrap();
             save.push(t0.elapsed());
             let t0 = Instant::now();
-            let q = kernel.restore_file(&me, &path).await.unwrap();
+            let q = kernel.restore_file(&me, &path, false).await.unwrap();
             while q.state() != ProcState::Waiting {
                 assert!(
                     !q.state().is_terminal(),

@@ -30,7 +30,7 @@ impl Gateway {
             }
             Op::Restore(arg) => {
                 let p = k
-                    .restore_file(&a.caller, &arg.snapshot)
+                    .restore_file(&a.caller, &arg.snapshot, arg.workspace)
                     .await
                     .map_err(atp_error)?;
                 reply(&SpawnReply {

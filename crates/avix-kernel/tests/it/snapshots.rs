@@ -149,7 +149,7 @@ async fn a_run_waiting_for_input_is_saved_once_and_restored_continues_the_same()
     // Restored: a new process, a new run, waiting for input where the snapshot was.
     let restored = t
         .kernel
-        .restore_file(&t.alice_caller(), &path)
+        .restore_file(&t.alice_caller(), &path, false)
         .await
         .unwrap();
     assert_ne!(restored.pid, proc.pid);
@@ -183,7 +183,7 @@ async fn a_run_waiting_for_input_is_saved_once_and_restored_continues_the_same()
     // Bob can neither read alice's snapshot nor restore it.
     t.add_user("bob", avix_proto::Role::User, 1102);
     let bob = t.caller(&avix_proto::UserName::new("bob").unwrap());
-    assert!(t.kernel.restore_file(&bob, &path).await.is_err());
+    assert!(t.kernel.restore_file(&bob, &path, false).await.is_err());
     let mut stolen = snap.clone();
     stolen.user = "alice".into();
     let e = t.kernel.restore(&bob, stolen, "test").await.unwrap_err();
@@ -271,7 +271,7 @@ async fn a_paused_run_restores_paused_and_a_bad_snapshot_is_refused() {
     let name = path.rsplit('/').next().unwrap().trim_end_matches(".yaml");
     let restored = t
         .kernel
-        .restore_file(&t.alice_caller(), name)
+        .restore_file(&t.alice_caller(), name, false)
         .await
         .unwrap();
     wait_state(&restored, ProcState::Paused, None).await;
@@ -285,4 +285,44 @@ async fn a_paused_run_restores_paused_and_a_bad_snapshot_is_refused() {
     .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     assert!(e.to_string().contains("not a snapshot"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_with_the_workspace_puts_the_saved_files_back() {
+    let t = TestKernel::boot();
+    t.script("chat", CHAT);
+    let notes = "/users/alice/workspace/notes.md";
+    t.kernel
+        .vfs()
+        .write(&Caller::kernel(), &p(notes), b"as it was")
+        .unwrap();
+    let mut req = TestKernel::req("assistant", "hello", Some("chat"));
+    req.interactive = Some(true);
+    let proc = t.kernel.spawn(&t.alice_caller(), req, None).await.unwrap();
+    wait_state(&proc, ProcState::Waiting, Some("input")).await;
+    let path = t.kernel.save_snapshot(&t.alice_caller(), &proc).unwrap();
+    t.kernel
+        .vfs()
+        .write(&Caller::kernel(), &p(notes), b"changed since")
+        .unwrap();
+    t.kernel
+        .vfs()
+        .write(
+            &Caller::kernel(),
+            &p("/users/alice/workspace/new.md"),
+            b"new",
+        )
+        .unwrap();
+    let restored = t
+        .kernel
+        .restore_file(&t.alice_caller(), &path, true)
+        .await
+        .unwrap();
+    assert_eq!(t.read(notes), "as it was");
+    assert_eq!(
+        t.read("/users/alice/workspace/new.md"),
+        "new",
+        "other files stay"
+    );
+    wait_state(&restored, ProcState::Waiting, Some("input")).await;
 }
