@@ -430,18 +430,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                     session: session.map(Into::into),
                 }))
                 .await?;
-            if !follow {
-                if out.json {
-                    out.json(&serde_json::to_value(&r)?)?;
-                } else {
-                    println!("{}", r.pid);
-                }
-                return Ok(0);
-            }
-            if !out.json {
-                eprintln!("spawned pid {} (session {})", r.pid, r.session);
-            }
-            follow_pid(&mut events, r.pid, out).await
+            started(&mut events, &r, follow, "spawned", out).await
         }
         AgentCommand::Kill { pid } => {
             let v = c.run(&Op::Kill(PidArgs { pid })).await?;
@@ -476,18 +465,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                     workspace,
                 }))
                 .await?;
-            if !follow {
-                if out.json {
-                    out.json(&serde_json::to_value(&r)?)?;
-                } else {
-                    println!("{}", r.pid);
-                }
-                return Ok(0);
-            }
-            if !out.json {
-                eprintln!("restored as pid {} (session {})", r.pid, r.session);
-            }
-            follow_pid(&mut events, r.pid, out).await
+            started(&mut events, &r, follow, "restored as", out).await
         }
         AgentCommand::Catalog { username } => {
             let v: Vec<avix_proto::agent::CatalogEntry> =
@@ -604,6 +582,29 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             Ok(0)
         }
     }
+}
+
+/// Reports a new agent: its PID (or the reply as JSON), or with `follow` its output until it
+/// exits (then the agent's exit code).
+async fn started(
+    events: &mut tokio::sync::broadcast::Receiver<EventFrame>,
+    r: &SpawnReply,
+    follow: bool,
+    how: &str,
+    out: &Out,
+) -> anyhow::Result<i32> {
+    if !follow {
+        if out.json {
+            out.json(&serde_json::to_value(r)?)?;
+        } else {
+            println!("{}", r.pid);
+        }
+        return Ok(0);
+    }
+    if !out.json {
+        eprintln!("{how} pid {} (session {})", r.pid, r.session);
+    }
+    follow_pid(events, r.pid, out).await
 }
 
 /// Prints an agent's events until it exits; returns its exit code.

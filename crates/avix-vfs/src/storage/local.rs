@@ -162,7 +162,7 @@ impl Dir<'_> {
 }
 
 /// Reads up to `len` bytes at `offset` (fewer only at end of file).
-fn read_upto(f: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+pub(crate) fn read_upto(f: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
     let mut buf = vec![0u8; len];
     let mut done = 0;
     while done < len {

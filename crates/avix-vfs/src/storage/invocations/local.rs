@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -227,16 +226,7 @@ impl JournalLog for LocalLog {
         }
         let len = len.min(usize::try_from(end - offset).unwrap_or(usize::MAX));
         let f = File::open(&self.file.path)?;
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            match f.read_at(&mut buf[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        buf.truncate(done);
-        Ok(Bytes::from(buf))
+        Ok(crate::storage::local::read_upto(&f, offset, len)?)
     }
 }
 
