@@ -122,6 +122,29 @@ enum AgentCommand {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Start a new agent from a run at a turn: the conversation up to the end of that turn and
+    /// its own copy of the workspace as it was then (in /users/<you>/forks/).
+    Fork {
+        /// The run: a PID, or an invocation id (`agent history` lists them).
+        run: String,
+        /// The turn to fork at (default: the last).
+        #[arg(long)]
+        at: Option<u32>,
+        /// A message the fork starts with, after the conversation.
+        #[arg(long, short)]
+        goal: Option<String>,
+        /// Stream its output until it ends; exit with its exit code.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// What a run changed in its workspace, file by file (A added, M modified, D deleted).
+    Diff {
+        /// The run: a PID, or an invocation id (`agent history` lists them).
+        run: String,
+        /// Only turns 1 to this one.
+        #[arg(long)]
+        at: Option<u32>,
+    },
     /// Installed agents.
     Catalog {
         /// Another user's (operators).
@@ -467,6 +490,55 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                 .await?;
             started(&mut events, &r, follow, "restored as", out).await
         }
+        AgentCommand::Fork {
+            run,
+            at,
+            goal,
+            follow,
+        } => {
+            let mut events = c.events();
+            if follow {
+                c.subscribe(&["agent.*", "hil.*"], None).await?;
+            }
+            let (pid, invocation) = run_ref(&run);
+            let r: SpawnReply = c
+                .run_as(&Op::Fork(avix_proto::op::ForkArgs {
+                    pid,
+                    invocation,
+                    at,
+                    goal,
+                }))
+                .await?;
+            started(&mut events, &r, follow, "forked as", out).await
+        }
+        AgentCommand::Diff { run, at } => {
+            let (pid, invocation) = run_ref(&run);
+            let d: avix_proto::agent::WorkspaceDiff = c
+                .run_as(&Op::Diff(avix_proto::op::DiffArgs {
+                    pid,
+                    invocation,
+                    at,
+                }))
+                .await?;
+            if out.json {
+                return out.json(&serde_json::to_value(&d)?).map(|()| 0);
+            }
+            let upto =
+                d.at.map_or_else(String::new, |n| format!(" up to turn {n}"));
+            eprintln!(
+                "{} file(s) changed in {}{upto} ({} turns)",
+                d.files.len(),
+                d.workspace,
+                d.turns
+            );
+            for f in &d.files {
+                println!("{} {}", f.status.letter(), f.path);
+            }
+            for u in &d.untracked {
+                eprintln!("not tracked: {u}");
+            }
+            Ok(0)
+        }
         AgentCommand::Catalog { username } => {
             let v: Vec<avix_proto::agent::CatalogEntry> =
                 c.run_as(&Op::Catalog(UserArgs { user: username })).await?;
@@ -581,6 +653,14 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             }
             Ok(0)
         }
+    }
+}
+
+/// A run named on the command line: a PID (digits) or an invocation id.
+fn run_ref(run: &str) -> (Option<avix_proto::Pid>, Option<avix_proto::InvocationId>) {
+    match run.parse::<avix_proto::Pid>() {
+        Ok(pid) => (Some(pid), None),
+        Err(_) => (None, Some(run.to_owned().into())),
     }
 }
 

@@ -462,8 +462,19 @@ impl ExecService {
         let acct = self.account()?.cloned();
         let users = self.kernel.layout().data().join("users");
         let user = cx.process.user.as_str().to_owned();
+        // The process's workspace below its home: its user's, or a fork's own copy.
+        let home = format!("/users/{user}/");
+        let tree: Vec<String> = cx
+            .process
+            .workspace
+            .strip_prefix(&home)
+            .unwrap_or("workspace")
+            .split('/')
+            .map(str::to_owned)
+            .collect();
         let (ws, scan) = tokio::task::spawn_blocking(move || {
-            let ws = workspace::prepare(&users, &user, acct.as_ref())?;
+            let tree: Vec<&str> = tree.iter().map(String::as_str).collect();
+            let ws = workspace::prepare(&users, &user, &tree, acct.as_ref())?;
             let scan = workspace::scrub(&ws, acct.as_ref(), WALK_BUDGET);
             Ok::<_, std::io::Error>((ws, scan))
         })

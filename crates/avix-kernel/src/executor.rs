@@ -540,7 +540,7 @@ impl Executor {
     fn system_prompt(&self) -> String {
         let p = &self.p;
         let l = p.limits;
-        let workspace = self.kernel.workspace_of(&p.user);
+        let workspace = &p.workspace;
         format!(
             "You are {agent}, an AI agent running inside Avix as process {pid} for user {user}.\n\n{prompt}\n\n\
              Use the tools provided to reach the goal. Relative paths are in your workspace {workspace}. \

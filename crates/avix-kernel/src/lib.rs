@@ -27,6 +27,7 @@
 
 mod caps;
 pub mod catalog;
+pub mod changes;
 pub mod config;
 pub mod events;
 pub mod executor;
@@ -203,6 +204,7 @@ pub struct Kernel {
     jobs: Jobs,
     services: OnceLock<Arc<dyn services::ServiceControl>>,
     secrets: secrets::SecretStore,
+    ids: changes::IdCache,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -305,6 +307,7 @@ impl Kernel {
             jobs: Jobs::default(),
             services: OnceLock::new(),
             secrets: secrets_store,
+            ids: changes::IdCache::default(),
         });
         system::publish(&kernel);
         tools::register_builtins(&kernel);
@@ -445,7 +448,12 @@ impl Kernel {
 
     /// The workspace of `user` (users.yaml, or `/users/<u>/workspace`).
     pub fn workspace_of(&self, user: &UserName) -> String {
-        self.config.get().users.get(user.as_str()).map_or_else(
+        self.default_workspace(user.as_str())
+    }
+
+    /// [`Kernel::workspace_of`] by name.
+    pub fn default_workspace(&self, user: &str) -> String {
+        self.config.get().users.get(user).map_or_else(
             || format!("/users/{user}/workspace"),
             avix_proto::config::users::User::workspace_path,
         )

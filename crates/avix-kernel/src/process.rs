@@ -295,6 +295,8 @@ pub struct ProcessSpec {
     pub system_prompt: String,
     /// HIL-required tools.
     pub hil_required: HashSet<String>,
+    /// The workspace it works in (a VFS path): its user's, or a fork's own copy.
+    pub workspace: String,
 }
 
 impl Process {

@@ -199,6 +199,31 @@ pub fn parse_ctl(text: &str) -> Result<Signal, avix_proto::Error> {
     }
 }
 
+/// A `fork` ctl command: the turn (`None`: the last) and the message to start with.
+pub type ForkCommand = (Option<u32>, Option<String>);
+
+/// Parses `fork [N] [message]` (`None`: another command): the turn to fork at (default: the
+/// last) and a message the fork starts with.
+pub fn parse_fork(text: &str) -> Option<Result<ForkCommand, avix_proto::Error>> {
+    let t = text.trim();
+    let rest = t.strip_prefix("fork")?;
+    if !(rest.is_empty() || rest.starts_with(char::is_whitespace)) {
+        return None;
+    }
+    let rest = rest.trim();
+    let (first, more) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let (at, goal) = match first.parse::<u32>() {
+        Ok(n) => (Some(n), more.trim()),
+        Err(_) if first.chars().all(|c| c.is_ascii_digit() || c == '-') && !first.is_empty() => {
+            return Some(Err(avix_proto::Error::invalid(format!(
+                "fork takes a turn number (0 or more), not {first:?}: `fork [turn] [message]`"
+            ))));
+        }
+        Err(_) => (None, rest),
+    };
+    Some(Ok((at, (!goal.is_empty()).then(|| goal.to_owned()))))
+}
+
 /// Publishes `/proc/<pid>/…` for a new process.
 pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
     let vfs = kernel.vfs();
@@ -273,7 +298,7 @@ pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
     let _ = vfs.publish(
         &ctl,
         SynthFile::control(
-            |_| Ok(Bytes::from_static(b"# One command per write: pause | resume | stop | kill | save | input <text> | signal <SIGNAME> [json]\n")),
+            |_| Ok(Bytes::from_static(b"# One command per write: pause | resume | stop | kill | save | fork [turn] [message] | input <text> | signal <SIGNAME> [json]\n")),
             move |caller: &Caller, data| {
                 let p = w.upgrade().ok_or_else(|| VfsError::NotFound(ctl2.clone()))?;
                 let kernel = k.upgrade().ok_or_else(|| VfsError::NotFound(ctl2.clone()))?;
@@ -281,10 +306,19 @@ pub(crate) fn publish_process(kernel: &Arc<Kernel>, p: &Arc<Process>) {
                     return Err(VfsError::NotPermitted { path: ctl2.clone(), reason: "agents control processes with agent/* tools" });
                 }
                 let text = String::from_utf8_lossy(data);
-                let outcome = parse_ctl(&text)
-                    .and_then(|sig| kernel.signal(caller, &p, sig));
+                let outcome = match parse_fork(&text) {
+                    // `fork [N] [message]`: the new PID is the reply.
+                    Some(Ok((at, goal))) => kernel
+                        .block_on(kernel.fork(caller, Some(p.pid), None, at, goal))
+                        .map(|child| Some(Bytes::from(format!("{}\n", child.pid))))
+                        .map_err(|e| avix_proto::Error::new(avix_proto::HasKind::kind(&e), e.to_string())),
+                    Some(Err(e)) => Err(e),
+                    None => parse_ctl(&text)
+                        .and_then(|sig| kernel.signal(caller, &p, sig))
+                        .map(|()| None),
+                };
                 match outcome {
-                    Ok(()) => Ok(None),
+                    Ok(reply) => Ok(reply),
                     Err(e) => {
                         tracing::info!(pid = %p.pid, %caller, reason = %e, "ctl command refused");
                         p.push_error(format!("ctl: {e}"));
@@ -344,6 +378,23 @@ mod tests {
         ));
         assert!(matches!(spawn_pending(yaml, true), Pending::Complete(_)));
         assert!(matches!(spawn_pending("agent: a\n", true), Pending::Bad(_)));
+    }
+
+    #[test]
+    fn fork_commands() {
+        assert_eq!(parse_fork("fork\n").unwrap().unwrap(), (None, None));
+        assert_eq!(parse_fork("fork 2\n").unwrap().unwrap(), (Some(2), None));
+        assert_eq!(
+            parse_fork("fork 0 try the other way\n").unwrap().unwrap(),
+            (Some(0), Some("try the other way".into()))
+        );
+        assert_eq!(
+            parse_fork("fork be brief").unwrap().unwrap(),
+            (None, Some("be brief".into()))
+        );
+        assert!(parse_fork("fork -1").unwrap().is_err());
+        assert!(parse_fork("forkful").is_none());
+        assert!(parse_fork("pause").is_none());
     }
 
     #[test]

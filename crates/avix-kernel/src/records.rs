@@ -189,7 +189,11 @@ impl Kernel {
         Ok(catalog::list(self.vfs(), &user))
     }
 
-    fn users_asked(&self, caller: &Caller, who: Option<&str>) -> Result<Vec<UserName>, Error> {
+    pub(crate) fn users_asked(
+        &self,
+        caller: &Caller,
+        who: Option<&str>,
+    ) -> Result<Vec<UserName>, Error> {
         let own = caller.user_name().cloned();
         let all = || {
             self.config()

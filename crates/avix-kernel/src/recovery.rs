@@ -186,6 +186,7 @@ impl Kernel {
             granted,
             session,
             interactive,
+            workspace,
             ..
         } = &entries.first()?.event
         else {
@@ -241,6 +242,7 @@ impl Kernel {
                     grants,
                     messages,
                     pending,
+                    workspace: workspace.clone(),
                 };
                 match self
                     .spawn_with(user, req, None, crate::spawn::Origin::Interrupted(adopt))

@@ -166,7 +166,12 @@ impl Kernel {
             process: process.clone(),
             call_id: call_id.to_owned(),
         };
-        entry.handler.call(cx, args).await
+        let scope = Kernel::change_scope(process, name, &args);
+        let call = entry.handler.call(cx, args);
+        match scope {
+            Some(scope) => self.tracked(process, call_id, scope, call).await,
+            None => call.await,
+        }
     }
 
     /// A call made for `process` from outside its executor (a local program holding its

@@ -21,12 +21,21 @@ use avix_vfs::{Caller, EntryKind, VfsError, VfsPath};
 use crate::Kernel;
 use crate::executor::{PendingCall, PendingOutcome};
 use crate::process::{Grants, Process, Signal};
-use crate::spawn::{Origin, SpawnError};
+use crate::spawn::{Origin, Provenance, SpawnError};
 
 /// Largest workspace copied with a snapshot.
 pub const MAX_WORKSPACE_BYTES: u64 = 64 * 1024 * 1024;
 /// Most files copied with a snapshot.
 pub const MAX_WORKSPACE_FILES: u64 = 5_000;
+
+/// Why a tree was not copied.
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    /// It is over the caps.
+    TooBig,
+    /// Reading or writing failed.
+    Io(VfsError),
+}
 
 fn vfs_err(e: VfsError) -> Error {
     Error::new(avix_proto::HasKind::kind(&e), e.to_string())
@@ -126,68 +135,85 @@ impl Kernel {
     /// Copies `/users/<user>/workspace` to `to` when it is within the caps; `None` (logged)
     /// when it is not, or the copy fails (then nothing of it stays).
     fn copy_workspace(&self, user: &str, to: &str) -> Option<WorkspaceCopy> {
+        let from = path(&self.default_workspace(user)).ok()?;
+        match self.copy_tree(&from, &path(to).ok()?) {
+            Ok((files, bytes)) => Some(WorkspaceCopy {
+                path: to.to_owned(),
+                files,
+                bytes,
+            }),
+            Err(CopyError::TooBig) => {
+                tracing::info!(user, "workspace over the snapshot caps: not copied");
+                None
+            }
+            Err(CopyError::Io(e)) => {
+                tracing::warn!(user, error = %e, "cannot copy the workspace with a snapshot");
+                None
+            }
+        }
+    }
+
+    /// Copies the tree `from` to a new directory `to` when it is within the caps
+    /// ([`MAX_WORKSPACE_BYTES`], [`MAX_WORKSPACE_FILES`]); returns the files and bytes copied.
+    /// A copy that fails leaves nothing behind.
+    pub(crate) fn copy_tree(&self, from: &VfsPath, to: &VfsPath) -> Result<(u64, u64), CopyError> {
         let k = Caller::kernel();
-        let from = path(&format!("/users/{user}/workspace")).ok()?;
-        let to_path = path(to).ok()?;
-        // Measure first: a workspace over the caps is not copied at all.
+        // Measure first: a tree over the caps is not copied at all.
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let (mut bytes, mut count) = (0u64, 0u64);
         let mut stack = vec![from.clone()];
         while let Some(d) = stack.pop() {
-            for e in self.vfs().list(&k, &d).ok()? {
-                let child = d.join(&e.name).ok()?;
+            let list = match self.vfs().list(&k, &d) {
+                Ok(l) => l,
+                // A workspace nothing was ever written to.
+                Err(VfsError::NotFound(_)) if &d == from => Vec::new(),
+                Err(e) => return Err(CopyError::Io(e)),
+            };
+            for e in list {
+                let child = d.join(&e.name).map_err(|e| CopyError::Io(e.into()))?;
                 match e.kind {
                     EntryKind::Dir => {
                         dirs.push(child.clone());
                         stack.push(child);
                     }
                     EntryKind::File => {
-                        bytes += self.vfs().stat(&k, &child).ok()?.size;
+                        bytes += self.vfs().stat(&k, &child).map_err(CopyError::Io)?.size;
                         count += 1;
                         files.push(child);
                     }
                 }
                 if bytes > MAX_WORKSPACE_BYTES || count > MAX_WORKSPACE_FILES {
-                    tracing::info!(user, "workspace over the snapshot caps: not copied");
-                    return None;
+                    return Err(CopyError::TooBig);
                 }
             }
         }
-        let rel = |p: &VfsPath| -> Option<VfsPath> {
-            let r = p.as_str().strip_prefix(from.as_str())?;
-            path(&format!("{}{r}", to_path.as_str())).ok()
+        let rel = |p: &VfsPath| -> Result<VfsPath, VfsError> {
+            let r = &p.as_str()[from.as_str().len()..];
+            Ok(VfsPath::parse(&format!("{}{r}", to.as_str()))?)
         };
         let copied = (|| -> Result<(), VfsError> {
-            self.vfs().create_dir(&k, &to_path)?;
+            self.vfs().create_dir(&k, to)?;
             for d in &dirs {
-                if let Some(t) = rel(d) {
-                    self.vfs().create_dir(&k, &t)?;
-                }
+                self.vfs().create_dir(&k, &rel(d)?)?;
             }
             for f in &files {
-                if let Some(t) = rel(f) {
-                    let data = self.vfs().read(&k, f)?;
-                    self.vfs().write(&k, &t, &data)?;
-                }
+                let data = self.vfs().read(&k, f)?;
+                self.vfs().write(&k, &rel(f)?, &data)?;
             }
             Ok(())
         })();
         match copied {
-            Ok(()) => Some(WorkspaceCopy {
-                path: to.to_owned(),
-                files: count,
-                bytes,
-            }),
+            Ok(()) => Ok((count, bytes)),
             Err(e) => {
-                tracing::warn!(user, error = %e, "cannot copy the workspace with a snapshot");
-                let _ = self.remove_tree(&to_path);
-                None
+                let _ = self.remove_tree(to);
+                Err(CopyError::Io(e))
             }
         }
     }
 
-    fn remove_tree(&self, root: &VfsPath) -> Result<(), VfsError> {
+    /// Removes the tree at `root`, as the kernel.
+    pub(crate) fn remove_tree(&self, root: &VfsPath) -> Result<(), VfsError> {
         let k = Caller::kernel();
         for e in self.vfs().list(&k, root)? {
             let child = root.join(&e.name)?;
@@ -332,7 +358,8 @@ impl Kernel {
             })
             .collect();
         let origin = Origin::Restored {
-            from: from.to_owned(),
+            from: Provenance::Snapshot(from.to_owned()),
+            workspace: None,
             grants,
             messages: snap.messages,
             pending,

@@ -373,11 +373,13 @@ pub(crate) enum Origin {
     New,
     /// A run a restart interrupted, continued in its own journal under a new PID.
     Interrupted(Adopt),
-    /// A snapshot restored (`snapshots.rs`): a new invocation that starts with the snapshot's
-    /// conversation.
+    /// A snapshot restored (`snapshots.rs`) or a run forked (`changes.rs`): a new invocation
+    /// that starts with a conversation so far.
     Restored {
-        /// The snapshot file.
-        from: String,
+        /// Where it comes from.
+        from: Provenance,
+        /// Its own workspace (`None`: its user's).
+        workspace: Option<String>,
         /// What the run held.
         grants: Grants,
         /// The conversation.
@@ -387,7 +389,39 @@ pub(crate) enum Origin {
     },
 }
 
+/// What a restored run comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Provenance {
+    /// A snapshot file.
+    Snapshot(String),
+    /// Another run, forked at a turn.
+    Fork {
+        /// The run.
+        from: avix_proto::InvocationId,
+        /// The turn.
+        at: u32,
+    },
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Provenance::Snapshot(s) => write!(f, "snapshot {s}"),
+            Provenance::Fork { from, at } => write!(f, "fork of {from} at turn {at}"),
+        }
+    }
+}
+
 impl Origin {
+    /// The workspace it asks for, if not its user's.
+    fn workspace(&self) -> Option<&str> {
+        match self {
+            Origin::Interrupted(a) => a.workspace.as_deref(),
+            Origin::Restored { workspace, .. } => workspace.as_deref(),
+            Origin::New => None,
+        }
+    }
+
     fn adopted(&self) -> Option<&Adopt> {
         match self {
             Origin::Interrupted(a) => Some(a),
@@ -411,6 +445,8 @@ pub(crate) struct Adopt {
     pub messages: Vec<avix_proto::llm::Message>,
     /// The last turn's calls without results.
     pub pending: Vec<crate::executor::PendingCall>,
+    /// Its own workspace (`None`: its user's).
+    pub workspace: Option<String>,
 }
 
 impl Kernel {
@@ -662,6 +698,15 @@ impl Kernel {
         let interactive = req
             .interactive
             .unwrap_or(plan.agent.manifest.spec.interactive);
+        // A fork works in its own copy; a child in its parent's workspace.
+        let own_workspace = origin
+            .workspace()
+            .map(str::to_owned)
+            .or_else(|| parent.as_ref().map(|p| p.workspace.clone()))
+            .filter(|w| *w != self.workspace_of(user));
+        let workspace = own_workspace
+            .clone()
+            .unwrap_or_else(|| self.workspace_of(user));
         let (process, ends) = Process::new(
             ProcessSpec {
                 pid,
@@ -679,6 +724,7 @@ impl Kernel {
                 limits: plan.resolution.limits,
                 system_prompt: plan.system_prompt,
                 hil_required: plan.hil_required,
+                workspace,
             },
             plan.grants,
         );
@@ -698,15 +744,22 @@ impl Kernel {
                 granted,
                 session: Some(session.clone()),
                 interactive,
+                workspace: own_workspace,
             },
         };
         let mut lines = vec![first];
         if let Origin::Restored { from, messages, .. } = &origin {
             // The restored conversation is this run's own record from its first lines on.
-            lines.push(JournalEvent::Signal {
-                signal: "SIGRESTORE".into(),
-                from: "kernel".into(),
-                payload: Some(serde_json::json!({"snapshot": from})),
+            lines.push(match from {
+                Provenance::Snapshot(file) => JournalEvent::Signal {
+                    signal: "SIGRESTORE".into(),
+                    from: "kernel".into(),
+                    payload: Some(serde_json::json!({"snapshot": file})),
+                },
+                Provenance::Fork { from, at } => JournalEvent::Forked {
+                    from: from.clone(),
+                    at: *at,
+                },
             });
             lines.extend(messages.iter().map(|m| JournalEvent::Message {
                 role: m.role,
@@ -782,7 +835,7 @@ impl Kernel {
                 pending,
                 ..
             } => {
-                tracing::info!(pid = %pid, agent = %name, user = %user, snapshot = %from, "restored");
+                tracing::info!(pid = %pid, agent = %name, user = %user, from = %from, "restored");
                 self.events().publish(&process, &started);
                 crate::executor::Begin::Resume { messages, pending }
             }

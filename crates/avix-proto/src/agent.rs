@@ -2,6 +2,7 @@
 //! `/proc/<pid>/`, journal events and invocation records. One file per kind of document;
 //! every type is at `avix_proto::agent::*`.
 
+mod changes;
 mod hil;
 mod journal;
 mod manifest;
@@ -9,6 +10,7 @@ mod proc;
 mod session;
 mod snapshot;
 
+pub use changes::*;
 pub use hil::*;
 pub use journal::*;
 pub use manifest::*;

@@ -39,6 +39,42 @@ pub struct RestoreArgs {
     pub workspace: bool,
 }
 
+/// `proc fork`: a new run that starts from another one (a process or an invocation, one of
+/// them) at a turn.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForkArgs {
+    /// A live or recently ended process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<crate::Pid>,
+    /// An invocation id (a run, live or past).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<crate::InvocationId>,
+    /// The turn to fork at: the conversation up to the end of that turn (its tool results
+    /// included), the workspace as it was then. Default: the last turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u32>,
+    /// A message the fork starts with, after the conversation (to steer it elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<String>,
+}
+
+/// `proc diff`: what a run (a process or an invocation, one of them) changed in its
+/// workspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiffArgs {
+    /// A live or recently ended process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<crate::Pid>,
+    /// An invocation id (a run, live or past).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<crate::InvocationId>,
+    /// Only the changes of turns 1 to this one. Default: the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u32>,
+}
+
 /// `proc show`: a process (`pid`) or a past run (`invocation`), one of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -342,6 +378,8 @@ ops! {
         "history" => History(HistoryArgs),
         "save" => Save(PidArgs),
         "restore" => Restore(RestoreArgs),
+        "fork" => Fork(ForkArgs),
+        "diff" => Diff(DiffArgs),
     ]
     "signal": [
         "send" => Signal(SignalArgs),

@@ -68,7 +68,8 @@ pub fn is_hidden(path: &VfsPath) -> bool {
 }
 
 /// The data tree `path` lies in, if any: `/users/<u>/workspace`, `/users/<u>/scratch`,
-/// `/crews/<c>/shared` or `/services/<s>/workspace` (the root itself included). Data trees
+/// `/users/<u>/forks` (the workspaces of forked runs), `/crews/<c>/shared` or
+/// `/services/<s>/workspace` (the root itself included). Data trees
 /// hold plain user data: the mount serves them as ordinary POSIX files (links, modes, times,
 /// offsets), unlike documents, which are validated and replaced atomically.
 pub fn data_tree_root(path: &VfsPath) -> Option<VfsPath> {
@@ -78,7 +79,9 @@ pub fn data_tree_root(path: &VfsPath) -> Option<VfsPath> {
     let tree = c.next()?;
     let data = matches!(
         (top, tree),
-        ("users", "workspace" | "scratch") | ("crews", "shared") | ("services", "workspace")
+        ("users", "workspace" | "scratch" | "forks")
+            | ("crews", "shared")
+            | ("services", "workspace")
     );
     if !data {
         return None;

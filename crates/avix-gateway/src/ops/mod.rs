@@ -125,6 +125,8 @@ impl Gateway {
             | Op::History(_)
             | Op::Save(_)
             | Op::Restore(_)
+            | Op::Fork(_)
+            | Op::Diff(_)
             | Op::Signal(_)
             | Op::HilList(_)
             | Op::HilApprove(_)

@@ -39,6 +39,32 @@ impl Gateway {
                     session: p.session.clone(),
                 })
             }
+            Op::Fork(arg) => {
+                let p = k
+                    .fork(
+                        &a.caller,
+                        arg.pid,
+                        arg.invocation.as_ref().map(|i| i.as_str()),
+                        arg.at,
+                        arg.goal,
+                    )
+                    .await
+                    .map_err(atp_error)?;
+                reply(&SpawnReply {
+                    pid: p.pid,
+                    invocation: p.journal.id().to_owned(),
+                    session: p.session.clone(),
+                })
+            }
+            Op::Diff(arg) => reply(
+                &k.workspace_diff(
+                    &a.caller,
+                    arg.pid,
+                    arg.invocation.as_ref().map(|i| i.as_str()),
+                    arg.at,
+                )
+                .map_err(atp_error)?,
+            ),
             Op::List(arg) => reply(&k.processes_as(&a.caller, arg.mine, arg.live)),
             Op::Kill(arg) => {
                 let p = visible(k, a, arg.pid)?;

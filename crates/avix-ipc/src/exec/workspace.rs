@@ -67,15 +67,27 @@ fn own(fd: BorrowedFd<'_>, acct: &SandboxAccount, mode: Option<u32>) -> nix::Res
     Ok(())
 }
 
-/// Prepares the workspace of `user` under `users` (`ROOT/data/users`) and returns its path:
-/// created if missing; with an account, `users` becomes `root:<its group> 0710` and the
-/// workspace `<account> 0700`.
+/// Prepares a workspace of `user` under `users` (`ROOT/data/users`) and returns its path:
+/// `tree` names it below the home, one or more plain names (`["workspace"]`, or a fork's
+/// `["forks", "assistant-1a2b3c4d"]`). Created if missing; with an account, `users` becomes
+/// `root:<its group> 0710` and each directory of `tree` `<account> 0700`.
 pub fn prepare(
     users: &Path,
     user: &str,
+    tree: &[&str],
     acct: Option<&SandboxAccount>,
 ) -> std::io::Result<PathBuf> {
-    let ws = users.join(user).join("workspace");
+    if tree.is_empty()
+        || tree
+            .iter()
+            .any(|c| c.is_empty() || *c == "." || *c == ".." || c.contains('/'))
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a workspace below a home: {tree:?}"),
+        ));
+    }
+    let ws = tree.iter().fold(users.join(user), |p, c| p.join(c));
     std::fs::create_dir_all(&ws)?;
     let Some(acct) = acct else {
         return Ok(ws);
@@ -86,9 +98,11 @@ pub fn prepare(
         nix::unistd::fchown(&top, None, Some(Gid::from_raw(acct.gid)))?;
         nix::sys::stat::fchmod(&top, Mode::from_bits_truncate(0o710))?;
     }
-    let home = open_dir(top.as_fd(), user)?;
-    let w = open_dir(home.as_fd(), "workspace")?;
-    own(w.as_fd(), acct, Some(0o700))?;
+    let mut dir = open_dir(top.as_fd(), user)?;
+    for c in tree {
+        dir = open_dir(dir.as_fd(), c)?;
+        own(dir.as_fd(), acct, Some(0o700))?;
+    }
     Ok(ws)
 }
 

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use avix_vfs::{EntryKind, VfsPath};
+
+use crate::process::Process;
 use serde_json::{Value, json};
 
 use super::{
@@ -17,12 +19,26 @@ pub const MAX_READ: u64 = 1024 * 1024;
 
 /// Resolves `path` against the process's workspace.
 pub fn resolve(cx: &ToolContext, path: &str) -> Result<VfsPath, ToolError> {
-    let full = if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("{}/{path}", cx.kernel.workspace_of(&cx.process.user))
-    };
-    VfsPath::parse(&full).map_err(|e| ToolError::invalid(e.to_string()))
+    resolve_in(&cx.process, path)
+}
+
+/// Resolves `path` for `p`: a relative path is in its workspace; for a fork (which works in
+/// its own copy), a path in its user's workspace is the same path in the copy, so the
+/// conversation it carries over keeps meaning the files it sees.
+pub fn resolve_in(p: &Process, path: &str) -> Result<VfsPath, ToolError> {
+    let parse = |s: &str| VfsPath::parse(s).map_err(|e| ToolError::invalid(e.to_string()));
+    if !path.starts_with('/') {
+        return parse(&format!("{}/{path}", p.workspace));
+    }
+    let full = parse(path)?;
+    let home = format!("/users/{}/workspace", p.user);
+    if p.workspace != home
+        && let Some(rest) = full.as_str().strip_prefix(&home)
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return parse(&format!("{}{rest}", p.workspace));
+    }
+    Ok(full)
 }
 
 async fn blocking<T: Send + 'static>(

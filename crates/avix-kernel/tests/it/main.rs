@@ -8,6 +8,7 @@
 
 mod agents;
 mod common;
+mod forks;
 mod policy;
 mod providers;
 mod recovery;

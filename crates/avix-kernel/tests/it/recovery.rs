@@ -29,6 +29,7 @@ pub(crate) async fn interrupted_run(
         granted: vec!["fs/read".into()],
         session: Some(id.into()),
         interactive: true,
+        workspace: None,
     })
     .await
     .unwrap();

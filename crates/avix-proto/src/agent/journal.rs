@@ -54,6 +54,27 @@ pub enum JournalEvent {
         /// Waits for input after an answer (as spawned: the manifest's or the request's).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         interactive: bool,
+        /// Its workspace, when it is not its user's (a fork's own copy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
+    },
+    /// The run is a fork of another one: it starts with that run's conversation up to a turn
+    /// and a copy of its workspace as it was then.
+    Forked {
+        /// The run forked.
+        from: crate::InvocationId,
+        /// The turn it was forked at.
+        at: u32,
+    },
+    /// What a tool call changed in the workspace (see [`super::FileChange`]).
+    Workspace {
+        /// The call.
+        call_id: String,
+        /// The files, by path.
+        changes: Vec<super::FileChange>,
+        /// Set when the changes could not be tracked, and why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        untracked: Option<String>,
     },
     /// A state change.
     State {
