@@ -315,3 +315,96 @@ async fn a_busy_loop_is_stopped_at_its_cpu_limit() {
     assert_eq!(r["timedOut"], false, "{r}");
     assert_ne!(r["exitCode"], 0, "{r}");
 }
+
+/// The workspace lines of `proc`'s journal, once there are some (the journal is written a
+/// moment after the call).
+fn workspace_lines(t: &TestKernel, proc: &Process) -> Vec<avix_proto::agent::JournalEvent> {
+    let lines = || -> Vec<_> {
+        t.journal(proc)
+            .into_iter()
+            .map(|e| e.event)
+            .filter(|e| matches!(e, avix_proto::agent::JournalEvent::Workspace { .. }))
+            .collect()
+    };
+    for _ in 0..500 {
+        let l = lines();
+        if !l.is_empty() {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lines()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_code_changes_is_journaled_and_a_fork_runs_code_in_its_own_copy() {
+    let s = sandbox("", EXEC).await;
+    let ws = s.t.kernel.layout().data().join("users/alice/workspace");
+    std::fs::create_dir_all(ws.join("src")).unwrap();
+    std::fs::write(ws.join("src/keep.txt"), "keep").unwrap();
+    std::fs::write(ws.join("edit.txt"), "v1").unwrap();
+    std::fs::write(ws.join("gone.txt"), "bye").unwrap();
+    let r = s
+        .run(
+            "exec/shell",
+            serde_json::json!({"command": "echo v2 > edit.txt; rm gone.txt; mkdir -p out; echo hi > out/new.txt; ln -s /etc/shadow secret; ln -s ../../.. up"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["exitCode"], 0, "{r}");
+    let got = workspace_lines(&s.t, &s.proc);
+    let [
+        avix_proto::agent::JournalEvent::Workspace {
+            changes, untracked, ..
+        },
+    ] = &got[..]
+    else {
+        panic!("one workspace line: {got:?}");
+    };
+    assert_eq!(untracked, &None);
+    let files: Vec<_> = changes
+        .iter()
+        .map(|c| (c.status().unwrap().letter(), c.path.as_str()))
+        .collect();
+    // Links are not followed (nor counted as files): the host's /etc/shadow stays out.
+    assert_eq!(
+        files,
+        [('M', "edit.txt"), ('D', "gone.txt"), ('A', "out/new.txt")]
+    );
+    let objects = s.t.kernel.layout().data().join("users/alice/snapshots/objects");
+    for e in std::fs::read_dir(&objects).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&data).contains("root:"), "a host file was stored");
+    }
+    // The earlier contents are kept for forks.
+    let c = |p: &str| changes.iter().find(|c| c.path == p).unwrap();
+    let k = &s.t.kernel;
+    assert_eq!(&k.read_object("alice", c("edit.txt").before.as_deref().unwrap()).unwrap()[..], b"v1");
+    assert_eq!(&k.read_object("alice", c("gone.txt").before.as_deref().unwrap()).unwrap()[..], b"bye");
+
+    // A fork of the waiting run at turn 0, i.e. before any of it: the workspace as it was,
+    // and code it runs works there, not in the parent's workspace.
+    let fork = k
+        .fork(&s.t.alice_caller(), Some(s.proc.pid), None, Some(0), None)
+        .await
+        .unwrap();
+    wait_state(&fork, ProcState::Waiting, Some("input")).await;
+    let entry = k.tools().get("exec/shell").unwrap();
+    let r = k
+        .invoke(
+            &fork,
+            "call-f",
+            &entry,
+            serde_json::json!({"command": "cat edit.txt gone.txt; ls out 2>&1; echo forked > edit.txt"}),
+        )
+        .await
+        .unwrap();
+    assert!(r["stdout"].as_str().unwrap().starts_with("v1bye"), "{r}");
+    let host = k.layout().data().join(fork.workspace.trim_start_matches('/'));
+    assert_eq!(std::fs::read_to_string(host.join("edit.txt")).unwrap(), "forked\n");
+    assert_eq!(std::fs::read_to_string(host.join("src/keep.txt")).unwrap(), "keep");
+    assert_eq!(std::fs::read_to_string(ws.join("edit.txt")).unwrap(), "v2\n");
+    // The fork's own change set.
+    let got = workspace_lines(&s.t, &fork);
+    assert_eq!(got.len(), 1, "{got:?}");
+}
