@@ -34,6 +34,9 @@ use avix_vfs::{Caller, VfsPath};
 /// Answers instantly: a `bench/noop` call until turn `turns`, then a final answer.
 struct MockLlm {
     turns: usize,
+    /// The tool each turn calls: `bench/noop`, or a write of a new 100-byte file in the
+    /// workspace by `fs/write` (its changes tracked) or `bench/write` (the same, untracked).
+    tool: Mutex<&'static str>,
     first_call: Mutex<HashMap<avix_proto::Pid, Instant>>,
 }
 
@@ -53,12 +56,18 @@ impl LlmClient for MockLlm {
             .iter()
             .filter(|m| m.role == MessageRole::Assistant)
             .count();
+        let tool = *self.tool.lock().unwrap();
+        let input = if tool == "bench/noop" {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({"path": format!("w-{}-{k}.txt", req.meta.pid), "content": "x".repeat(100)})
+        };
         let (content, stop) = if k + 1 < self.turns {
             (
                 vec![ContentBlock::ToolUse {
                     id: format!("c{k}"),
-                    name: "bench/noop".into(),
-                    input: serde_json::json!({}),
+                    name: tool.into(),
+                    input,
                 }],
                 StopReason::ToolUse,
             )
@@ -91,7 +100,20 @@ async fn noop(_cx: ToolContext, _args: serde_json::Value) -> Result<serde_json::
     Ok(serde_json::json!({"ok": true}))
 }
 
-const MANIFEST: &str = "apiVersion: avix/v1\nkind: Agent\nmetadata: {name: bench, version: 1.0.0}\nspec:\n  tools: {required: [bench/noop]}\n  limits: {maxTurns: 50, maxToolCalls: 50}\n";
+/// `fs/write` without the change tracking (the kernel tracks tools by name).
+async fn write(cx: ToolContext, args: serde_json::Value) -> Result<serde_json::Value, ToolError> {
+    let path = avix_kernel::tools::fs::resolve(&cx, args["path"].as_str().unwrap_or("x"))?;
+    let content = args["content"].as_str().unwrap_or("").to_owned();
+    let caller = cx.process.caller.clone();
+    let vfs = cx.kernel.vfs().clone();
+    tokio::task::spawn_blocking(move || vfs.write(&caller, &path, content.as_bytes()))
+        .await
+        .map_err(|e| ToolError::new("EIO", e.to_string()))?
+        .map_err(|e| ToolError::new("EIO", e.to_string()))?;
+    Ok(serde_json::json!({"ok": true}))
+}
+
+const MANIFEST: &str = "apiVersion: avix/v1\nkind: Agent\nmetadata: {name: bench, version: 1.0.0}\nspec:\n  tools: {required: [bench/noop, bench/write, fs/write]}\n  limits: {maxTurns: 50, maxToolCalls: 50}\n";
 
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -128,6 +150,7 @@ fn setup(turns: usize) -> (tempfile::TempDir, Arc<Kernel>, Arc<MockLlm>, UserNam
     let master = MasterKey::from_file(&layout.etc_file("master.key")).unwrap();
     let llm = Arc::new(MockLlm {
         turns,
+        tool: Mutex::new("bench/noop"),
         first_call: Mutex::new(HashMap::new()),
     });
     let kernel = Kernel::boot(
@@ -147,9 +170,20 @@ fn setup(turns: usize) -> (tempfile::TempDir, Arc<Kernel>, Arc<MockLlm>, UserNam
         state: ToolState::Available,
         input_schema: serde_json::json!({"type": "object"}),
     };
-    kernel
-        .tools()
-        .register(kernel.vfs(), d, Arc::new(noop) as Arc<dyn ToolHandler>);
+    kernel.tools().register(
+        kernel.vfs(),
+        d.clone(),
+        Arc::new(noop) as Arc<dyn ToolHandler>,
+    );
+    kernel.tools().register(
+        kernel.vfs(),
+        ToolDescriptor {
+            name: ToolName::new("bench/write").unwrap(),
+            description: "writes a file".into(),
+            ..d
+        },
+        Arc::new(write) as Arc<dyn ToolHandler>,
+    );
     let k = Caller::kernel();
     kernel
         .vfs()
@@ -185,7 +219,7 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // AVIX_BENCH_ONLY=snapshot (first-llm, spawns, turns, router, snapshot) runs one section.
+    // AVIX_BENCH_ONLY=snapshot (first-llm, spawns, turns, changes, router, snapshot) runs one section.
     let only = std::env::var("AVIX_BENCH_ONLY").ok();
     if let Ok(filter) = std::env::var("AVIX_BENCH_LOG") {
         tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -265,35 +299,38 @@ async fn main() {
     // 4. 1,000 concurrent agents x 10 turns, a tool call per turn.
     if run("turns") {
         let (_d, kernel, _llm, alice) = setup(10);
-        let base = hwm_kib();
-        let t0 = Instant::now();
-        let handles: Vec<_> = (0..1000)
-            .map(|_| {
-                let k = kernel.clone();
-                let a = alice.clone();
-                tokio::spawn(async move {
-                    let p = k.spawn(&caller(&k, &a), req(false), None).await.unwrap();
-                    p.wait().await
-                })
-            })
-            .collect();
-        let mut calls = 0u64;
-        let mut ok = 0;
-        for h in handles {
-            let e = h.await.unwrap();
-            if e.state == ProcState::Completed {
-                ok += 1;
-            }
-        }
-        let wall = t0.elapsed();
-        for p in kernel.procs().all() {
-            calls += p.inner().tool_calls;
-        }
+        let (wall, calls, ok) = thousand_by_ten(&kernel, &alice).await;
         println!(
-            "1,000 concurrent agents x 10 turns ({ok} completed, {calls} tool calls): wall {wall:?}, {:.1} µs of wall per tool call, peak RSS {} MiB (start {} MiB)",
+            "1,000 concurrent agents x 10 turns ({ok} completed, {calls} tool calls): wall {wall:?}, {:.1} µs of wall per tool call, peak RSS {} MiB",
             wall.as_secs_f64() * 1e6 / calls.max(1) as f64,
             hwm_kib() / 1024,
-            base / 1024
+        );
+    }
+    // 4b. The same where every call writes a new file: tracked (fs/write, whose change set
+    // is journaled) against untracked (bench/write, the same write), alternating rounds.
+    if run("changes") {
+        let (_d, kernel, llm, alice) = setup(10);
+        let (mut tracked, mut untracked) = (Vec::new(), Vec::new());
+        for round in 0..6 {
+            let tool = if round % 2 == 0 {
+                "bench/write"
+            } else {
+                "fs/write"
+            };
+            *llm.tool.lock().unwrap() = tool;
+            let (wall, calls, ok) = thousand_by_ten(&kernel, &alice).await;
+            assert_eq!(ok, 1000, "{tool}: every run completes");
+            assert_eq!(calls, 9000);
+            if tool == "fs/write" {
+                tracked.push(wall);
+            } else {
+                untracked.push(wall);
+            }
+        }
+        let (t, u) = (pct(&mut tracked, 0.5), pct(&mut untracked, 0.5));
+        println!(
+            "1,000 agents x 10 turns, each call writing a new file: with change sets {t:?}, without {u:?} (median of 3 each): {:+.1} % per turn",
+            (t.as_secs_f64() / u.as_secs_f64() - 1.0) * 100.0
         );
     }
     // 5. Router dispatch overhead: policy check + invoke of a no-op tool, in-process.
@@ -416,7 +453,46 @@ async fn main() {
             pct(&mut save, 0.5).as_secs_f64() * 1e3,
             pct(&mut restore, 0.5).as_secs_f64() * 1e3
         );
+        let mut fork = Vec::new();
+        for _ in 0..10 {
+            let t0 = Instant::now();
+            let q = kernel
+                .fork(&me, Some(p.pid), None, Some(20), None)
+                .await
+                .unwrap();
+            fork.push(t0.elapsed());
+            let _ = kernel.signal(&me, &q, avix_kernel::process::Signal::Kill);
+        }
+        println!(
+            "fork of that agent at turn 20 (its conversation to turn 20, a copy of the 10 MB workspace): p50 {:.1} ms",
+            pct(&mut fork, 0.5).as_secs_f64() * 1e3
+        );
     }
+}
+
+/// Runs 1,000 agents of 10 turns at once; returns the wall time, tool calls and completed runs.
+async fn thousand_by_ten(kernel: &Arc<Kernel>, alice: &UserName) -> (Duration, u64, usize) {
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..1000)
+        .map(|_| {
+            let k = kernel.clone();
+            let a = alice.clone();
+            tokio::spawn(async move {
+                let p = k.spawn(&caller(&k, &a), req(false), None).await.unwrap();
+                let e = p.wait().await;
+                (e.state, p.inner().tool_calls)
+            })
+        })
+        .collect();
+    let (mut calls, mut ok) = (0, 0);
+    for h in handles {
+        let (state, n) = h.await.unwrap();
+        calls += n;
+        if state == ProcState::Completed {
+            ok += 1;
+        }
+    }
+    (t0.elapsed(), calls, ok)
 }
 
 /// `user` as the kernel spawns for them.

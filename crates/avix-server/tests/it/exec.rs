@@ -371,16 +371,31 @@ async fn what_code_changes_is_journaled_and_a_fork_runs_code_in_its_own_copy() {
         files,
         [('M', "edit.txt"), ('D', "gone.txt"), ('A', "out/new.txt")]
     );
-    let objects = s.t.kernel.layout().data().join("users/alice/snapshots/objects");
+    let objects =
+        s.t.kernel
+            .layout()
+            .data()
+            .join("users/alice/snapshots/objects");
     for e in std::fs::read_dir(&objects).unwrap() {
         let data = std::fs::read(e.unwrap().path()).unwrap();
-        assert!(!String::from_utf8_lossy(&data).contains("root:"), "a host file was stored");
+        assert!(
+            !String::from_utf8_lossy(&data).contains("root:"),
+            "a host file was stored"
+        );
     }
     // The earlier contents are kept for forks.
     let c = |p: &str| changes.iter().find(|c| c.path == p).unwrap();
     let k = &s.t.kernel;
-    assert_eq!(&k.read_object("alice", c("edit.txt").before.as_deref().unwrap()).unwrap()[..], b"v1");
-    assert_eq!(&k.read_object("alice", c("gone.txt").before.as_deref().unwrap()).unwrap()[..], b"bye");
+    assert_eq!(
+        &k.read_object("alice", c("edit.txt").before.as_deref().unwrap())
+            .unwrap()[..],
+        b"v1"
+    );
+    assert_eq!(
+        &k.read_object("alice", c("gone.txt").before.as_deref().unwrap())
+            .unwrap()[..],
+        b"bye"
+    );
 
     // A fork of the waiting run at turn 0, i.e. before any of it: the workspace as it was,
     // and code it runs works there, not in the parent's workspace.
@@ -400,10 +415,22 @@ async fn what_code_changes_is_journaled_and_a_fork_runs_code_in_its_own_copy() {
         .await
         .unwrap();
     assert!(r["stdout"].as_str().unwrap().starts_with("v1bye"), "{r}");
-    let host = k.layout().data().join(fork.workspace.trim_start_matches('/'));
-    assert_eq!(std::fs::read_to_string(host.join("edit.txt")).unwrap(), "forked\n");
-    assert_eq!(std::fs::read_to_string(host.join("src/keep.txt")).unwrap(), "keep");
-    assert_eq!(std::fs::read_to_string(ws.join("edit.txt")).unwrap(), "v2\n");
+    let host = k
+        .layout()
+        .data()
+        .join(fork.workspace.trim_start_matches('/'));
+    assert_eq!(
+        std::fs::read_to_string(host.join("edit.txt")).unwrap(),
+        "forked\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("src/keep.txt")).unwrap(),
+        "keep"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("edit.txt")).unwrap(),
+        "v2\n"
+    );
     // The fork's own change set.
     let got = workspace_lines(&s.t, &fork);
     assert_eq!(got.len(), 1, "{got:?}");
