@@ -18,6 +18,11 @@ fn run_script(d: &TestDaemon, name: &str) {
         .arg(repo().join("tests/shell").join(name))
         .env("M", &d.mount)
         .env("AVIX_USER", "alice")
+        .env("AVIX", bin())
+        .env("HOME", d.dir.path())
+        .env_remove("AVIX_CLIENT_CONFIG")
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .env("AVIX_API_KEY", &d.api_key)
         .output()
         .unwrap();
     assert!(
@@ -39,6 +44,12 @@ fn a_bash_script_drives_an_agent_through_proc() {
 fn a_snapshot_is_saved_and_restored_with_echo_and_cat() {
     let Some(d) = running() else { return };
     run_script(&d, "agent_snapshot.sh");
+}
+
+#[test]
+fn a_run_is_forked_at_a_turn_and_diffed_with_the_ctl_file_and_the_cli() {
+    let Some(d) = running() else { return };
+    run_script(&d, "agent_fork.sh");
 }
 
 #[test]
