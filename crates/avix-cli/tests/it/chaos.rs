@@ -250,15 +250,22 @@ fn the_daemon_killed_at_random_moments_loses_nothing_acknowledged() {
     );
 }
 
-/// An agent's sandboxed command dies with a daemon killed by SIGKILL: no orphan is left to
-/// run on (issue 13: no orphan processes after a crash).
+/// An agent's sandboxed command and an MCP server die with a daemon killed by SIGKILL: no
+/// orphan is left to run on (issue 13: no orphan processes after a crash).
 #[test]
-fn a_sandboxed_command_dies_with_the_daemon() {
+fn a_sandboxed_command_and_an_mcp_server_die_with_the_daemon() {
     if !require_fuse() {
         return;
     }
     let mut d = TestDaemon::init(bin());
     d.start();
+    // The MCP server: the test suite's stdio server, with a marker on its command line.
+    let mcp_marker = "avix-chaos-mcp-7431";
+    let server = crate::repo().join("tests/mcp/fake_server.py");
+    d.ok(&format!(
+        "cat > $M/etc/avix/mcp.yaml <<'YAML'\napiVersion: avix/v1\nkind: McpServers\nspec:\n  servers:\n    - name: chaos\n      command: [python3, {}, {mcp_marker}]\nYAML",
+        server.display()
+    ));
     // The sandbox gets the command on its stdin: the `sleep` it runs is what shows in /proc,
     // with an unusual duration to tell it apart.
     let marker = "sleep 987.654321".to_owned();
@@ -267,10 +274,12 @@ fn a_sandboxed_command_dies_with_the_daemon() {
     ));
     d.ok("printf 'agent: assistant\\ngoal: sleep\\nmodel: scripted/sleeper\\ntools: [exec/shell]\\n\\n' > $M/proc/spawn");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while pids_of(&marker).is_empty() {
+    while pids_of(&marker).is_empty() || pids_of(mcp_marker).is_empty() {
         assert!(
             Instant::now() < deadline,
-            "the sandboxed command never started:\n{}\njournal:\n{}",
+            "the sandboxed command or the MCP server never started (sandbox {:?}, mcp {:?}):\n{}\njournal:\n{}",
+            pids_of(&marker),
+            pids_of(mcp_marker),
             d.log_text(),
             d.ok("cat $M/proc/*/journal.jsonl")
         );
@@ -281,13 +290,13 @@ fn a_sandboxed_command_dies_with_the_daemon() {
     assert!(d.wait_unmounted());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left = pids_of(&marker);
+        let left = [pids_of(&marker), pids_of(mcp_marker)].concat();
         if left.is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the sandbox outlived the daemon: pids {left:?}"
+            "a sandbox or MCP server outlived the daemon: pids {left:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
