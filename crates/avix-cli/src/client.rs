@@ -43,9 +43,12 @@ pub(crate) struct ClientArgs {
 enum ClientCommand {
     /// Log in and check the connection.
     Connect,
-    /// Agents: run, list, stop, inspect.
+    /// Agents: run, list, control, inspect, save, fork.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Files over ATP (for when you do not have the mount): ls, cat, put, get, rm, stat, tail.
+    #[command(subcommand)]
+    Fs(crate::client_fs::FsCommand),
     /// Sessions: conversations that span runs.
     #[command(subcommand)]
     Session(SessionCommand),
@@ -74,14 +77,14 @@ enum ClientCommand {
 
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
-    /// Agents in /proc: running ones and those that ended in the last minutes.
+    /// Agents that are running (with --all, also those that ended in the last minutes).
     List {
         /// Operators: only your own.
         #[arg(long)]
         mine: bool,
-        /// Only running ones.
-        #[arg(long)]
-        live: bool,
+        /// Also agents that ended and are still in /proc.
+        #[arg(long, short)]
+        all: bool,
     },
     /// Start an agent.
     Spawn {
@@ -96,14 +99,60 @@ enum AgentCommand {
         /// Continue this session's conversation.
         #[arg(long)]
         session: Option<String>,
+        /// Wait for input after each answer (`agent input PID TEXT`).
+        #[arg(long, short)]
+        interactive: bool,
+        /// A tool to hold besides the manifest's (repeat for more; your rights permitting).
+        #[arg(long = "tool", short = 't', value_name = "TOOL")]
+        tools: Vec<String>,
         /// Stream its output until it ends; exit with its exit code.
         #[arg(long, short)]
         follow: bool,
     },
-    /// Kill an agent.
+    /// Kill an agent (at once; its running tool calls are abandoned).
     Kill {
         /// Its PID.
         pid: avix_proto::Pid,
+    },
+    /// Stop an agent at its next boundary (it ends as stopped).
+    Stop {
+        /// Its PID.
+        pid: avix_proto::Pid,
+    },
+    /// Pause an agent at its next boundary.
+    Pause {
+        /// Its PID.
+        pid: avix_proto::Pid,
+    },
+    /// Resume a paused agent.
+    Resume {
+        /// Its PID.
+        pid: avix_proto::Pid,
+    },
+    /// Say something to an agent (one waiting for input answers it).
+    Input {
+        /// Its PID.
+        pid: avix_proto::Pid,
+        /// What to say (the words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Stream an agent's output, tool calls and results until it ends (Ctrl-C leaves it
+    /// running); exits with its exit code.
+    Attach {
+        /// Its PID.
+        pid: avix_proto::Pid,
+    },
+    /// An agent's journal: the last lines, one event per line.
+    Logs {
+        /// Its PID.
+        pid: avix_proto::Pid,
+        /// How many lines.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        lines: usize,
+        /// Keep printing new lines until it ends.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Snapshot an agent (in any state) to /users/<you>/snapshots/.
     Save {
@@ -268,6 +317,7 @@ pub(crate) fn run(a: ClientArgs) -> anyhow::Result<i32> {
         match a.command {
             ClientCommand::Connect => connect(&client, &config, &out).await,
             ClientCommand::Agent(c) => agent(&client, c, &out).await,
+            ClientCommand::Fs(c) => crate::client_fs::fs(&client, c, &out).await,
             ClientCommand::Session(c) => session(&client, c, &out).await,
             ClientCommand::Hil(c) => hil(&client, c, &out).await,
             ClientCommand::Logs { follow, lines } => logs(&client, follow, lines, &out).await,
@@ -404,8 +454,8 @@ async fn connect(c: &Client, config: &Config, out: &Out) -> anyhow::Result<i32> 
 
 async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> {
     match cmd {
-        AgentCommand::List { mine, live } => {
-            let v: Vec<ProcessStatus> = c.run_as(&Op::List(ListArgs { mine, live })).await?;
+        AgentCommand::List { mine, all } => {
+            let v: Vec<ProcessStatus> = c.run_as(&Op::List(ListArgs { mine, live: !all })).await?;
             if out.json {
                 return out.json(&serde_json::to_value(&v)?).map(|()| 0);
             }
@@ -437,19 +487,28 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             goal,
             model,
             session,
+            interactive,
+            tools,
             follow,
         } => {
             let mut events = c.events();
             if follow {
                 c.subscribe(&["agent.*", "hil.*"], None).await?;
             }
+            let tools = tools
+                .iter()
+                .map(|t| {
+                    avix_proto::tool::ToolName::new(t)
+                        .map_err(|e| anyhow::anyhow!("--tool {t}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let r: SpawnReply = c
                 .run_as(&Op::Spawn(SpawnRequest {
                     agent,
                     goal,
                     model,
-                    tools: None,
-                    interactive: None,
+                    tools: (!tools.is_empty()).then_some(tools),
+                    interactive: interactive.then_some(true),
                     session: session.map(Into::into),
                 }))
                 .await?;
@@ -463,6 +522,40 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                 println!("killed {pid}");
             }
             Ok(0)
+        }
+        AgentCommand::Stop { pid } => signal(c, pid, "SIGSTOP", None, "stopping", out).await,
+        AgentCommand::Pause { pid } => signal(c, pid, "SIGPAUSE", None, "pausing", out).await,
+        AgentCommand::Resume { pid } => signal(c, pid, "SIGRESUME", None, "resumed", out).await,
+        AgentCommand::Input { pid, text } => {
+            let payload = json!({"text": text.join(" ")});
+            signal(c, pid, "SIGPIPE", Some(payload), "sent to", out).await
+        }
+        AgentCommand::Attach { pid } => {
+            let mut events = c.events();
+            c.subscribe(&["agent.*", "hil.*"], None).await?;
+            let p: ProcessStatus = c
+                .run_as(&Op::Show(ShowArgs {
+                    pid: Some(pid),
+                    invocation: None,
+                }))
+                .await?;
+            if p.state.is_terminal() {
+                bail!(
+                    "agent {pid} has ended ({}): `avix client agent show {pid}` shows what it did",
+                    state_name(&p.state)
+                );
+            }
+            if !out.json {
+                eprintln!(
+                    "attached to {pid} ({}, {}); Ctrl-C leaves it running",
+                    safe(&p.agent),
+                    state_name(&p.state)
+                );
+            }
+            follow_pid(&mut events, pid, out).await
+        }
+        AgentCommand::Logs { pid, lines, follow } => {
+            journal_lines(c, pid, lines, follow, out).await
         }
         AgentCommand::Save { pid } => {
             let r: avix_proto::op::Saved = c.run_as(&Op::Save(PidArgs { pid })).await?;
@@ -653,6 +746,145 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             }
             Ok(0)
         }
+    }
+}
+
+/// Sends `sig` to `pid`; says `done` (e.g. "pausing 104").
+async fn signal(
+    c: &Client,
+    pid: avix_proto::Pid,
+    sig: &str,
+    payload: Option<Value>,
+    done: &str,
+    out: &Out,
+) -> anyhow::Result<i32> {
+    let v = c
+        .run(&Op::Signal(avix_proto::op::SignalArgs {
+            pid,
+            signal: sig.into(),
+            payload,
+        }))
+        .await?;
+    if out.json {
+        out.json(&v)?;
+    } else {
+        println!("{done} {pid}");
+    }
+    Ok(0)
+}
+
+/// One journal line as a person reads it: time, event, the essentials.
+fn journal_line(l: &str) -> String {
+    let Ok(e) = serde_json::from_str::<avix_proto::agent::JournalEntry>(l) else {
+        return l.to_owned();
+    };
+    use avix_proto::agent::JournalEvent as J;
+    let what = match &e.event {
+        J::Spawned { agent, goal, .. } => format!("spawned {agent}: {}", cut(goal, 60)),
+        J::State { state, waiting_on } => match waiting_on {
+            Some(w) => format!("state {} ({w})", state_name(state)),
+            None => format!("state {}", state_name(state)),
+        },
+        J::Message { role, content } => {
+            let m = avix_proto::llm::Message {
+                role: *role,
+                content: content.clone(),
+            };
+            format!("{} {}", state_name(role), cut(&m.text(), 80))
+        }
+        J::LlmCall {
+            model,
+            usage,
+            duration_ms,
+            ..
+        } => format!(
+            "llm {model}: {} tokens in {duration_ms} ms",
+            usage.input_tokens + usage.output_tokens
+        ),
+        J::ToolCall { tool, args, .. } => format!("call {tool} {}", cut(&args.to_string(), 60)),
+        J::ToolResult {
+            tool, ok, result, ..
+        } => format!(
+            "{} {tool}: {}",
+            if *ok { "result" } else { "failed" },
+            cut(result, 60)
+        ),
+        J::Workspace { changes, .. } => format!(
+            "workspace {}",
+            changes
+                .iter()
+                .filter_map(|c| c.status().map(|s| format!("{}{}", s.letter(), c.path)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        J::Signal { signal, from, .. } => format!("{signal} from {from}"),
+        J::Exit {
+            state,
+            code,
+            reason,
+        } => {
+            format!("exit {} ({code}): {}", state_name(state), cut(reason, 60))
+        }
+        other => cut(&serde_json::to_string(other).unwrap_or_default(), 80),
+    };
+    format!("{:>4} {} {}", e.seq, e.ts, what)
+}
+
+/// `agent logs`: the last `n` journal lines of `pid`, then with `follow` the new ones until it
+/// ends.
+async fn journal_lines(
+    c: &Client,
+    pid: avix_proto::Pid,
+    n: usize,
+    follow: bool,
+    out: &Out,
+) -> anyhow::Result<i32> {
+    let path = format!("/proc/{pid}/journal.jsonl");
+    let mut offset = 0u64;
+    let mut first = true;
+    loop {
+        let v = c
+            .run(&Op::FsRead(avix_proto::op::FsReadArgs {
+                path: path.clone(),
+                offset: Some(offset),
+                length: None,
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("agent {pid}: {e}"))?;
+        let text = v["content"].as_str().unwrap_or("");
+        // Only whole lines: a line still being written is read next time.
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        let lines: Vec<&str> = text[..whole].lines().collect();
+        let shown = if first {
+            &lines[lines.len().saturating_sub(n)..]
+        } else {
+            &lines[..]
+        };
+        for l in shown {
+            if out.json {
+                println!("{l}");
+            } else {
+                println!("{}", safe(&journal_line(l)));
+            }
+        }
+        first = false;
+        offset += whole as u64;
+        if v["next"].as_u64().is_some() {
+            continue;
+        }
+        if !follow {
+            return Ok(0);
+        }
+        let p: ProcessStatus = c
+            .run_as(&Op::Show(ShowArgs {
+                pid: Some(pid),
+                invocation: None,
+            }))
+            .await?;
+        if p.state.is_terminal() && whole == 0 {
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 

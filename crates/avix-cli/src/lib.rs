@@ -6,6 +6,7 @@
 //! - [`run`]: dispatch to the libraries.
 
 mod client;
+mod client_fs;
 mod client_secret;
 mod client_service;
 

@@ -1,5 +1,6 @@
 //! `avix client` and raw ATP against a real daemon.
 
+use std::io::Write;
 use std::process::{Command, Output};
 
 use avix_testkit::{TestDaemon, require_fuse};
@@ -114,7 +115,7 @@ fn the_client_cli_drives_agents_sessions_and_approvals() {
     );
     let pid: u64 = pid.trim().parse().unwrap();
     let list: serde_json::Value =
-        serde_json::from_str(&ok(&d, &["agent", "list", "--json"])).unwrap();
+        serde_json::from_str(&ok(&d, &["agent", "list", "--all", "--json"])).unwrap();
     assert!(
         list.as_array().unwrap().iter().any(|p| p["pid"] == pid),
         "{list}"
@@ -211,6 +212,124 @@ fn the_client_cli_drives_agents_sessions_and_approvals() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Waits until `agent list --all --json` shows `pid` in `state`.
+fn until_state(d: &TestDaemon, pid: &str, state: &str) {
+    for _ in 0..200 {
+        let list: serde_json::Value =
+            serde_json::from_str(&ok(d, &["agent", "list", "--all", "--json"])).unwrap();
+        if list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pid"].to_string() == pid && p["state"] == state)
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("agent {pid} never reached {state}");
+}
+
+#[test]
+fn the_client_controls_agents_and_files_like_the_mount_does() {
+    let Some(d) = running() else { return };
+    let mut put = client_piped(&d, &["fs", "put", "-", "/etc/avix/scripts/chat.yaml"]);
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(b"apiVersion: avix/v1\nkind: LlmScript\nspec:\n  repeatLast: true\n  turns:\n    - text: hello\n    - text: \"you said {last}\"\n")
+        .unwrap();
+    assert!(put.wait_with_output().unwrap().status.success());
+
+    // spawn --interactive --tool: it waits for input, holding the extra tool.
+    let pid = ok(
+        &d,
+        &[
+            "agent",
+            "spawn",
+            "assistant",
+            "-g",
+            "chat",
+            "--model",
+            "scripted/chat",
+            "--interactive",
+            "--tool",
+            "fs/stat",
+        ],
+    );
+    let pid = pid.trim().to_owned();
+    until_state(&d, &pid, "waiting");
+    let tools = ok(&d, &["fs", "cat", &format!("/proc/{pid}/tools.yaml")]);
+    assert!(tools.contains("fs/stat"), "{tools}");
+    // Live by default; --all adds the ended ones.
+    assert!(ok(&d, &["agent", "list"]).contains(&format!("\n{pid} ")));
+
+    // Attach streams what it says until it ends; input, pause, resume, stop.
+    let attach = client_piped(&d, &["agent", "attach", &pid]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        ok(&d, &["agent", "pause", &pid]).trim(),
+        format!("pausing {pid}")
+    );
+    until_state(&d, &pid, "paused");
+    ok(&d, &["agent", "resume", &pid]);
+    until_state(&d, &pid, "waiting");
+    ok(&d, &["agent", "input", &pid, "good", "morning"]);
+    for _ in 0..200 {
+        if ok(&d, &["agent", "logs", &pid, "-n", "50"]).contains("you said good morning") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let logs = ok(&d, &["agent", "logs", &pid, "-n", "3"]);
+    assert_eq!(logs.lines().count(), 3, "{logs}");
+    assert!(ok(&d, &["agent", "logs", &pid]).contains("assistant you said good morning"));
+    ok(&d, &["agent", "stop", &pid]);
+    let o = attach.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        seen.contains("you said good morning"),
+        "{seen}\n{}",
+        stderr(&o)
+    );
+    until_state(&d, &pid, "stopped");
+    assert!(!ok(&d, &["agent", "list"]).contains(&format!("\n{pid} ")));
+    assert!(ok(&d, &["agent", "list", "-a"]).contains(&format!("\n{pid} ")));
+    let o = client(&d, &["agent", "attach", &pid]);
+    assert!(stderr(&o).contains("has ended"), "{}", stderr(&o));
+
+    // Files: put, ls, cat, stat, tail, get (binary too), rm; relative paths are in the
+    // workspace.
+    let local = d.dir.path().join("local.bin");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(700_000).collect();
+    std::fs::write(&local, &bytes).unwrap();
+    ok(&d, &["fs", "put", local.to_str().unwrap(), "data.bin"]);
+    let text = d.dir.path().join("lines.txt");
+    std::fs::write(&text, "one\ntwo\nthree\n").unwrap();
+    ok(&d, &["fs", "put", text.to_str().unwrap(), "lines.txt"]);
+    let ls = ok(&d, &["fs", "ls"]);
+    assert!(ls.contains("data.bin") && ls.contains("lines.txt"), "{ls}");
+    assert_eq!(ok(&d, &["fs", "cat", "lines.txt"]), "one\ntwo\nthree\n");
+    assert_eq!(
+        ok(&d, &["fs", "tail", "-n", "2", "lines.txt"]),
+        "two\nthree\n"
+    );
+    assert!(ok(&d, &["fs", "stat", "data.bin"]).contains("700000"));
+    let back = d.dir.path().join("back.bin");
+    ok(&d, &["fs", "get", "data.bin", back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        bytes,
+        "a binary file round-trips"
+    );
+    ok(&d, &["fs", "rm", "data.bin"]);
+    let o = client(&d, &["fs", "cat", "data.bin"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // Another user's home is not there for alice's API key either way.
+    let o = client(&d, &["fs", "ls", "/users/nobody-here"]);
+    assert!(!o.status.success());
 }
 
 #[test]
