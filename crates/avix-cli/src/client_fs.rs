@@ -228,7 +228,10 @@ pub(crate) async fn fs(c: &Client, cmd: FsCommand, out: &Out) -> anyhow::Result<
             }
             o.flush()?;
             drop(o);
-            while follow {
+            if !follow {
+                return Ok(0);
+            }
+            loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let st = c.run(&Op::FsStat(PathArgs { path: path.clone() })).await?;
                 let now = st["size"].as_u64().unwrap_or(0);

@@ -219,12 +219,9 @@ fn until_state(d: &TestDaemon, pid: &str, state: &str) {
     for _ in 0..200 {
         let list: serde_json::Value =
             serde_json::from_str(&ok(d, &["agent", "list", "--all", "--json"])).unwrap();
-        if list
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["pid"].to_string() == pid && p["state"] == state)
-        {
+        if list.as_array().unwrap().iter().any(|p| {
+            p["pid"].as_u64().map(|n| n.to_string()).as_deref() == Some(pid) && p["state"] == state
+        }) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
