@@ -340,7 +340,7 @@ fn control_characters_in_names_and_goals_are_escaped_in_logs_and_tables() {
         !log.contains('\u{202e}') && !log.contains('\u{1b}'),
         "{log}"
     );
-    let list = client(&d, &["agent", "list"]);
+    let list = client(&d, &["agent", "list", "--all"]);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
         !text.contains('\u{202e}') && !text.contains('\u{1b}'),
