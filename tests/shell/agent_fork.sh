@@ -7,15 +7,7 @@
 set -euo pipefail
 trap 'echo "failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
-wait_for() { # pid, pattern
-  for _ in $(seq 1 400); do
-    grep -q "$2" "$M/proc/$1/status.yaml" && return 0
-    sleep 0.05
-  done
-  echo "timed out waiting for '$2' in process $1:" >&2
-  cat "$M/proc/$1/status.yaml" >&2
-  return 1
-}
+. "$(dirname "$0")/lib.sh"
 
 # The CLI, logged in by AVIX_SERVER and AVIX_API_KEY (AVIX_USER would name a password login).
 client() { env -u AVIX_USER "$AVIX" client "$@"; }

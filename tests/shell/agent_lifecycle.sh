@@ -5,15 +5,7 @@
 set -euo pipefail
 
 status_of() { cat "$M/proc/$1/status.yaml"; }
-wait_for() { # pid, pattern
-  for _ in $(seq 1 400); do
-    grep -q "$2" "$M/proc/$1/status.yaml" && return 0
-    sleep 0.05
-  done
-  echo "timed out waiting for '$2' in process $1:" >&2
-  status_of "$1" >&2
-  return 1
-}
+. "$(dirname "$0")/lib.sh"
 
 # A script whose first answer takes a minute: the agent stays running while we drive it.
 cat > "$M/etc/avix/scripts/slow.yaml" <<'YAML'

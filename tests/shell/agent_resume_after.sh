@@ -14,24 +14,21 @@ pid_of() { # invocation -> its new pid
   done
   echo "invocation $1 was not resumed" >&2; return 1
 }
-wait_for() {
-  for _ in $(seq 1 400); do grep -q "$2" "$1" && return 0; sleep 0.05; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
-}
+. "$(dirname "$0")/lib.sh"
 a=$(pid_of "$1")
 b=$(pid_of "$2")
-wait_for "$M/proc/$a/status.yaml" "waitingOn: human-approval"
+wait_in "$M/proc/$a/status.yaml" "waitingOn: human-approval"
 [ -e "$ws/old.txt" ]
 req=$(ls "$M/proc/$a/hil/")
 [ "$req" = "$3" ] || { echo "the approval request changed its id: $3 -> $req" >&2; exit 1; }
 grep -q "tool: fs/delete" "$M/proc/$a/hil/$req"
 echo approve > "$M/proc/$a/hil/$req"
-wait_for "$M/proc/$a/status.yaml" "state: completed"
+wait_in "$M/proc/$a/status.yaml" "state: completed"
 [ ! -e "$ws/old.txt" ]
 grep -q '"type":"resumed"' "$M/proc/$a/journal.jsonl"
 [ "$(grep -c '"type":"tool_call".*"tool":"fs/delete"' "$M/proc/$a/journal.jsonl")" = 1 ]
 
-wait_for "$M/proc/$b/status.yaml" "state: completed"
+wait_in "$M/proc/$b/status.yaml" "state: completed"
 grep -q "EINTERRUPTED" "$M/proc/$b/journal.jsonl"
 [ "$(grep -c ran "$ws/runs.txt")" = 1 ]        # the interrupted call did not run again
 echo "agent resume: ok"

@@ -32,13 +32,10 @@ YAML
 spawn() {
   exec 3<>"$M/proc/spawn"; echo "$1" >&3; read -r pid <&3; exec 3>&-; echo "$pid"
 }
-wait_for() { # file pattern
-  for _ in $(seq 1 400); do grep -q "$2" "$1" && return 0; sleep 0.05; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
-}
+. "$(dirname "$0")/lib.sh"
 a=$(spawn '{"agent": "assistant", "goal": "remove old.txt", "model": "scripted/cleanup"}')
 b=$(spawn '{"agent": "sleeper", "goal": "be slow", "model": "scripted/slow"}')
-wait_for "$M/proc/$a/status.yaml" "waitingOn: human-approval"
+wait_in "$M/proc/$a/status.yaml" "waitingOn: human-approval"
 for _ in $(seq 1 400); do [ -e "$ws/runs.txt" ] && break; sleep 0.05; done
 [ -e "$ws/runs.txt" ]
 echo "$(sed -n 's/^  invocation: //p' "$M/proc/$a/status.yaml") $(sed -n 's/^  invocation: //p' "$M/proc/$b/status.yaml") $(ls "$M/proc/$a/hil/")"

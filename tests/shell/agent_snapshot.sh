@@ -5,15 +5,7 @@
 # $M is the mount point; the user running this owns /users/$AVIX_USER.
 set -euo pipefail
 
-wait_for() { # pid, pattern
-  for _ in $(seq 1 400); do
-    grep -q "$2" "$M/proc/$1/status.yaml" && return 0
-    sleep 0.05
-  done
-  echo "timed out waiting for '$2' in process $1:" >&2
-  cat "$M/proc/$1/status.yaml" >&2
-  return 1
-}
+. "$(dirname "$0")/lib.sh"
 
 cat > "$M/etc/avix/scripts/snapchat.yaml" <<'YAML'
 apiVersion: avix/v1

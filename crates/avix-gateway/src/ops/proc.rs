@@ -8,17 +8,22 @@ use avix_proto::op::{InvocationShow, Op, Saved, ShowArgs, Signalled};
 use super::{Asker, Done, atp_error, misrouted, reply, visible};
 use crate::Gateway;
 
+/// The reply to a request that started a process (spawn, restore, fork).
+fn started(p: &avix_kernel::process::Process) -> SpawnReply {
+    SpawnReply {
+        pid: p.pid,
+        invocation: p.journal.id().to_owned(),
+        session: p.session.clone(),
+    }
+}
+
 impl Gateway {
     pub(super) async fn proc_op(&self, a: &Asker, op: Op) -> Done {
         let k = &self.kernel;
         match op {
             Op::Spawn(req) => {
                 let p = k.spawn(&a.caller, req, None).await.map_err(atp_error)?;
-                reply(&SpawnReply {
-                    pid: p.pid,
-                    invocation: p.journal.id().to_owned(),
-                    session: p.session.clone(),
-                })
+                reply(&started(&p))
             }
             Op::Save(arg) => {
                 let p = visible(k, a, arg.pid)?;
@@ -33,11 +38,7 @@ impl Gateway {
                     .restore_file(&a.caller, &arg.snapshot, arg.workspace)
                     .await
                     .map_err(atp_error)?;
-                reply(&SpawnReply {
-                    pid: p.pid,
-                    invocation: p.journal.id().to_owned(),
-                    session: p.session.clone(),
-                })
+                reply(&started(&p))
             }
             Op::Fork(arg) => {
                 let p = k
@@ -50,11 +51,7 @@ impl Gateway {
                     )
                     .await
                     .map_err(atp_error)?;
-                reply(&SpawnReply {
-                    pid: p.pid,
-                    invocation: p.journal.id().to_owned(),
-                    session: p.session.clone(),
-                })
+                reply(&started(&p))
             }
             Op::Diff(arg) => reply(
                 &k.workspace_diff(
