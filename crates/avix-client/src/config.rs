@@ -119,6 +119,37 @@ fn read_file(path: &Path, explicit: bool) -> Result<File, ClientError> {
     Ok(f)
 }
 
+/// The server's base URL (`http(s)://host:port`) from any form people write:
+/// `http(s)://host:port`, `ws(s)://host:port`, either with `/atp` (the WebSocket's path, as
+/// the ATP docs show it) or a trailing `/`, or a bare `host:port`.
+pub fn server_url(given: &str) -> Result<String, ClientError> {
+    let s = given.trim();
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("http".to_owned(), s),
+    };
+    let scheme = match scheme.as_str() {
+        "http" | "ws" => "http",
+        "https" | "wss" => "https",
+        other => {
+            return Err(ClientError::Config(format!(
+                "server {given:?}: the scheme {other}:// is not one Avix speaks; write http://HOST:PORT, https://HOST:PORT, ws://HOST:PORT/atp, wss://… or HOST:PORT"
+            )));
+        }
+    };
+    let rest = rest.trim_end_matches('/');
+    let rest = rest
+        .strip_suffix("/atp")
+        .unwrap_or(rest)
+        .trim_end_matches('/');
+    if rest.is_empty() || rest.starts_with(':') || rest.contains(['/', '?', '#', ' ']) {
+        return Err(ClientError::Config(format!(
+            "server {given:?}: expected a host and port (e.g. 127.0.0.1:9142), with nothing after it but /atp"
+        )));
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -137,11 +168,7 @@ impl Config {
             .or_else(|| env("AVIX_SERVER"))
             .or(file.server)
             .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-        let server = if server.contains("://") {
-            server
-        } else {
-            format!("http://{server}")
-        };
+        let server = server_url(&server)?;
         let identity = o
             .identity
             .clone()
@@ -170,6 +197,27 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn every_form_of_server_address_works() {
+        for (given, want) in [
+            ("http://127.0.0.1:9142", "http://127.0.0.1:9142"),
+            ("http://127.0.0.1:9142/", "http://127.0.0.1:9142"),
+            ("ws://127.0.0.1:9142", "http://127.0.0.1:9142"),
+            ("ws://127.0.0.1:9142/atp", "http://127.0.0.1:9142"),
+            ("WSS://avix.example:443/atp/", "https://avix.example:443"),
+            ("https://avix.example", "https://avix.example"),
+            ("127.0.0.1:9142", "http://127.0.0.1:9142"),
+            ("localhost:9142/atp", "http://localhost:9142"),
+            ("[::1]:9142", "http://[::1]:9142"),
+        ] {
+            assert_eq!(server_url(given).unwrap(), want, "{given}");
+        }
+        for bad in ["ftp://x:1", "http://", "http://host:1/other", ""] {
+            let e = server_url(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn the_reference_clients_file_is_read_as_it_is() {

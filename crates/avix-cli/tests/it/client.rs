@@ -330,6 +330,31 @@ fn the_client_controls_agents_and_files_like_the_mount_does() {
 }
 
 #[test]
+fn every_form_of_server_address_reaches_the_daemon() {
+    let Some(d) = running() else { return };
+    let port = d.port;
+    for server in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}/"),
+        format!("ws://127.0.0.1:{port}"),
+        format!("ws://127.0.0.1:{port}/atp"),
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}/atp"),
+    ] {
+        let o = client_cmd(&d, &["connect"])
+            .env("AVIX_SERVER", &server)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{server}: {}", stderr(&o));
+    }
+    let o = client_cmd(&d, &["connect"])
+        .env("AVIX_SERVER", "ftp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("not one Avix speaks"), "{}", stderr(&o));
+}
+
+#[test]
 fn the_atp_shell_sends_commands_and_raw_frames() {
     use std::io::Write;
     let Some(d) = running() else { return };
