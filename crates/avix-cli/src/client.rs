@@ -43,6 +43,12 @@ pub(crate) struct ClientArgs {
 enum ClientCommand {
     /// Log in and check the connection.
     Connect,
+    /// Log in once and keep the token (in ~/.local/state/avix/tokens, 0600) so that later
+    /// commands for this server and user use it instead of logging in; never keeps the
+    /// credential.
+    Login,
+    /// End the kept login (the server refuses its token from now on) and forget it.
+    Logout,
     /// Agents: run, list, control, inspect, save, fork.
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -311,10 +317,26 @@ pub(crate) fn run(a: ClientArgs) -> anyhow::Result<i32> {
     };
     let config = Config::load(&overrides)?;
     rt()?.block_on(async move {
-        let client = with_progress("connecting", Client::connect(&config)).await?;
-        let json = a.json;
-        let out = Out { json };
+        let tokens = avix_client::tokens::Tokens::default_place();
+        let out = Out { json: a.json };
+        if matches!(a.command, ClientCommand::Login) {
+            return login(&config, tokens.as_ref(), &out).await;
+        }
+        let client =
+            with_progress("connecting", Client::connect_kept(&config, tokens.as_ref())).await?;
         match a.command {
+            ClientCommand::Login => unreachable!("handled above"),
+            ClientCommand::Logout => {
+                let v = client.run(&Op::Logout(NoArgs {})).await;
+                let forgot = tokens.as_ref().is_some_and(|t| t.remove(&config));
+                v?;
+                if out.json {
+                    out.json(&json!({"loggedOut": true, "tokenForgotten": forgot}))?;
+                } else {
+                    println!("logged out");
+                }
+                Ok(0)
+            }
             ClientCommand::Connect => connect(&client, &config, &out).await,
             ClientCommand::Agent(c) => agent(&client, c, &out).await,
             ClientCommand::Fs(c) => crate::client_fs::fs(&client, c, &out).await,
@@ -432,6 +454,37 @@ fn state_name<T: serde::Serialize>(s: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// `client login`: a fresh login whose token is kept.
+async fn login(
+    config: &Config,
+    tokens: Option<&avix_client::tokens::Tokens>,
+    out: &Out,
+) -> anyhow::Result<i32> {
+    let Some(tokens) = tokens else {
+        bail!("nowhere to keep the token: set HOME or XDG_STATE_HOME");
+    };
+    let r = with_progress("logging in", avix_client::login(config)).await?;
+    // Check it opens a connection before keeping it.
+    let c = Client::open(config, r.clone()).await?;
+    let me: WhoAmI = c.run_as(&Op::Whoami(NoArgs {})).await?;
+    let path = tokens.save(config, &r)?;
+    if out.json {
+        out.json(
+            &json!({"user": me.user, "role": me.role, "expiresAt": r.expires_at, "kept": path}),
+        )?;
+    } else {
+        println!(
+            "logged in to {} as {} ({}) until {}; later commands use the token kept in {}",
+            config.server,
+            me.user,
+            state_name(&me.role),
+            r.expires_at,
+            path.display()
+        );
+    }
+    Ok(0)
 }
 
 async fn connect(c: &Client, config: &Config, out: &Out) -> anyhow::Result<i32> {

@@ -40,8 +40,9 @@ pub struct Config {
     pub server: String,
     /// The user (empty: the server finds the user by API key).
     pub identity: String,
-    /// An API key or password.
-    pub credential: Zeroizing<String>,
+    /// An API key or password (`None`: only a token saved by `avix client login` can be
+    /// used).
+    pub credential: Option<Zeroizing<String>>,
     /// A CA certificate to trust.
     pub ca_cert: Option<PathBuf>,
 }
@@ -154,6 +155,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// What a login without a credential says.
+pub const NO_CREDENTIAL: &str = "no credential: export AVIX_API_KEY (the key `avix server config init` printed) or AVIX_PASSWORD, or put credential in ~/.config/avix/client.yaml; `avix client login` then keeps a token so later commands need neither";
+
 impl Config {
     /// Resolves the settings.
     pub fn load(o: &Overrides) -> Result<Self, ClientError> {
@@ -177,16 +181,11 @@ impl Config {
             .unwrap_or_default();
         let credential = env("AVIX_API_KEY")
             .or_else(|| env("AVIX_PASSWORD"))
-            .or(file.credential)
-            .ok_or_else(|| {
-                ClientError::Config(
-                    "no credential: export AVIX_API_KEY (the key `avix server config init` printed), or put credential in ~/.config/avix/client.yaml".into(),
-                )
-            })?;
+            .or(file.credential);
         Ok(Self {
             server,
             identity,
-            credential: Zeroizing::new(credential),
+            credential: credential.map(Zeroizing::new),
             ca_cert: o.ca_cert.clone().or(file.ca_cert),
         })
     }

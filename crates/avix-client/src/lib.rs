@@ -13,6 +13,7 @@
 //! ```
 
 pub mod config;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,7 +130,11 @@ pub async fn login(config: &Config) -> Result<LoginResponse, ClientError> {
         .body(
             serde_json::to_vec(&LoginRequest {
                 identity: config.identity.clone(),
-                credential: config.credential.to_string(),
+                credential: config
+                    .credential
+                    .as_ref()
+                    .ok_or_else(|| ClientError::Config(config::NO_CREDENTIAL.into()))?
+                    .to_string(),
             })
             .unwrap_or_default(),
         )
@@ -189,6 +194,45 @@ impl Client {
     pub async fn connect(config: &Config) -> Result<Self, ClientError> {
         let login = login(config).await?;
         Self::open(config, login).await
+    }
+
+    /// Connects with the token `avix client login` kept for this server and user when there
+    /// is a usable one (refreshed once past half its life), else logs in. A kept token the
+    /// server refuses (expired, logged out) is forgotten, and a login with the configured
+    /// credential takes its place.
+    pub async fn connect_kept(
+        config: &Config,
+        tokens: Option<&tokens::Tokens>,
+    ) -> Result<Self, ClientError> {
+        let Some((t, kept)) = tokens.and_then(|t| Some((t, t.load(config)?))) else {
+            return Self::connect(config).await;
+        };
+        let refused = if kept.usable() {
+            match Self::open(config, kept.login.clone()).await {
+                Ok(c) => {
+                    if kept.aging()
+                        && let Ok(new) = c
+                            .call_as::<LoginResponse>("auth", "refresh", serde_json::json!({}))
+                            .await
+                    {
+                        let _ = t.save(config, &new);
+                    }
+                    return Ok(c);
+                }
+                Err(ClientError::Atp(e)) => e.message,
+                Err(e) => return Err(e),
+            }
+        } else {
+            "it has expired".to_owned()
+        };
+        t.remove(config);
+        if config.credential.is_none() {
+            return Err(ClientError::Config(format!(
+                "the token `avix client login` kept for {} is no longer accepted ({refused}): run `avix client login` again",
+                config.server
+            )));
+        }
+        Self::connect(config).await
     }
 
     /// Opens the WebSocket with a token from an earlier login.

@@ -330,6 +330,63 @@ fn the_client_controls_agents_and_files_like_the_mount_does() {
 }
 
 #[test]
+fn login_keeps_a_token_that_twenty_commands_use_and_logout_ends_it() {
+    let Some(d) = running() else { return };
+    let logins = || d.log_text().matches("login user=alice").count();
+    let before = logins();
+    let o = ok(&d, &["login"]);
+    assert!(o.contains("logged in to") && o.contains("as alice"), "{o}");
+    let kept = d.dir.path().join(".local/state/avix/tokens");
+    let files: Vec<_> = std::fs::read_dir(&kept).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(files[0].metadata().unwrap().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(!text.contains(&d.api_key), "the credential is never kept");
+    // Twenty commands, no credential in their environment: one login in all.
+    for _ in 0..20 {
+        let o = client_cmd(&d, &["agent", "list"])
+            .env_remove("AVIX_API_KEY")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(logins(), before + 1, "{}", d.log_text());
+    // Logout: the server refuses the token, and it is forgotten.
+    ok(&d, &["logout"]);
+    assert_eq!(std::fs::read_dir(&kept).unwrap().count(), 0);
+    let o = client_cmd(&d, &["agent", "list"])
+        .env_remove("AVIX_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no credential"), "{}", stderr(&o));
+    // The server refuses the old token: put it back, and it is not accepted.
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join(files[0].file_name()), &text).unwrap();
+    let o = client_cmd(&d, &["agent", "list"])
+        .env_remove("AVIX_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no longer accepted"), "{}", stderr(&o));
+    // A kept token the server no longer accepts is dropped, and the credential logs in.
+    ok(&d, &["login"]);
+    let file = std::fs::read_dir(&kept)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut k: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    k["login"]["token"] = "bogus".into();
+    std::fs::write(&file, k.to_string()).unwrap();
+    assert!(ok(&d, &["agent", "list"]).starts_with("PID"));
+    assert!(!file.exists(), "the refused token is forgotten");
+}
+
+#[test]
 fn every_form_of_server_address_reaches_the_daemon() {
     let Some(d) = running() else { return };
     let port = d.port;
