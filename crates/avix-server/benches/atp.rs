@@ -76,7 +76,7 @@ async fn setup() -> Setup {
         config: Config {
             server: format!("http://{addr}"),
             identity: "alice".into(),
-            credential: Zeroizing::new(key),
+            credential: Some(Zeroizing::new(key)),
             ca_cert: None,
         },
         _stop: stop.drop_guard(),
@@ -301,7 +301,7 @@ async fn load(secs: u64, clients: usize, server: String, spawn_every: u64) {
     let config = Config {
         server,
         identity: String::new(),
-        credential: Zeroizing::new(key),
+        credential: Some(Zeroizing::new(key)),
         ca_cert: None,
     };
     let deadline = Instant::now() + Duration::from_secs(secs);

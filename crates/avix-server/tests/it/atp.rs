@@ -51,7 +51,7 @@ impl Atp {
         Config {
             server: format!("http://{}", self.addr),
             identity: identity.into(),
-            credential: Zeroizing::new(key.into()),
+            credential: Some(Zeroizing::new(key.into())),
             ca_cert: None,
         }
     }
@@ -943,7 +943,7 @@ async fn atp_over_tls_with_a_private_certificate() {
     let cfg = Config {
         server: format!("https://{addr}"),
         identity: "bob".into(),
-        credential: Zeroizing::new(api.clone()),
+        credential: Some(Zeroizing::new(api.clone())),
         ca_cert: Some(cert.clone()),
     };
     let c = Client::connect(&cfg).await.unwrap();
