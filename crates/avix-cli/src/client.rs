@@ -17,6 +17,8 @@ use avix_proto::op::{
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use crate::client_ids::IdKind;
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct ClientArgs {
     /// The server (default: $AVIX_SERVER, the config file, http://127.0.0.1:9142).
@@ -646,7 +648,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             if follow {
                 c.subscribe(&["agent.*", "hil.*"], None).await?;
             }
-            let (pid, invocation) = run_ref(&run);
+            let (pid, invocation) = run_ref(c, &run).await?;
             let r: SpawnReply = c
                 .run_as(&Op::Fork(avix_proto::op::ForkArgs {
                     pid,
@@ -658,7 +660,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             started(&mut events, &r, follow, "forked as", out).await
         }
         AgentCommand::Diff { run, at } => {
-            let (pid, invocation) = run_ref(&run);
+            let (pid, invocation) = run_ref(c, &run).await?;
             let d: avix_proto::agent::WorkspaceDiff = c
                 .run_as(&Op::Diff(avix_proto::op::DiffArgs {
                     pid,
@@ -741,16 +743,8 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             Ok(0)
         }
         AgentCommand::Show { id } => {
-            let args = match id.parse::<avix_proto::Pid>() {
-                Ok(pid) => ShowArgs {
-                    pid: Some(pid),
-                    invocation: None,
-                },
-                Err(_) => ShowArgs {
-                    pid: None,
-                    invocation: Some(id.into()),
-                },
-            };
+            let (pid, invocation) = run_ref(c, &id).await?;
+            let args = ShowArgs { pid, invocation };
             let v = c.run(&Op::Show(args)).await?;
             if out.json {
                 return out.json(&v).map(|()| 0);
@@ -941,12 +935,24 @@ async fn journal_lines(
     }
 }
 
-/// A run named on the command line: a PID (digits) or an invocation id.
-fn run_ref(run: &str) -> (Option<avix_proto::Pid>, Option<avix_proto::InvocationId>) {
-    match run.parse::<avix_proto::Pid>() {
-        Ok(pid) => (Some(pid), None),
-        Err(_) => (None, Some(run.to_owned().into())),
+/// A run named on the command line: a PID (digits) or an invocation id (or a unique prefix
+/// of one; digits that start an invocation id are that id).
+async fn run_ref(
+    c: &Client,
+    run: &str,
+) -> anyhow::Result<(Option<avix_proto::Pid>, Option<avix_proto::InvocationId>)> {
+    let pid = run.parse::<avix_proto::Pid>().ok();
+    // Digits are a PID, unless (six or more of them) they start an invocation id.
+    if let Some(pid) = pid
+        && run.len() < 6
+    {
+        return Ok((Some(pid), None));
     }
+    let id = crate::client_ids::resolve(c, IdKind::Invocation, run).await?;
+    Ok(match pid {
+        Some(pid) if id == run => (Some(pid), None),
+        _ => (None, Some(id.into())),
+    })
 }
 
 /// Reports a new agent: its PID (or the reply as JSON), or with `follow` its output until it
@@ -1085,6 +1091,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
             Ok(0)
         }
         SessionCommand::Show { id } => {
+            let id = crate::client_ids::resolve(c, IdKind::Session, &id).await?;
             let v = c
                 .run(&Op::SessionShow(IdArgs {
                     id: id.clone().into(),
@@ -1120,6 +1127,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
             Ok(0)
         }
         SessionCommand::Resume { id, input, follow } => {
+            let id = crate::client_ids::resolve(c, IdKind::Session, &id).await?;
             let mut events = c.events();
             if follow {
                 c.subscribe(&["agent.*", "hil.*"], None).await?;
@@ -1141,6 +1149,7 @@ async fn session(c: &Client, cmd: SessionCommand, out: &Out) -> anyhow::Result<i
             Ok(0)
         }
         SessionCommand::Delete { id, force } => {
+            let id = crate::client_ids::resolve(c, IdKind::Session, &id).await?;
             let v = c
                 .run(&Op::SessionDelete(DeleteArgs {
                     id: id.clone().into(),
@@ -1185,13 +1194,17 @@ async fn hil(c: &Client, cmd: HilCommand, out: &Out) -> anyhow::Result<i32> {
             return Ok(0);
         }
         HilCommand::Approve { id, note, scope } => Op::HilApprove(HilAnswerArgs {
-            id: id.into(),
+            id: crate::client_ids::resolve(c, IdKind::Hil, &id)
+                .await?
+                .into(),
             note,
             scope: Some(scope),
             args: None,
         }),
         HilCommand::Deny { id, note } => Op::HilDeny(HilAnswerArgs {
-            id: id.into(),
+            id: crate::client_ids::resolve(c, IdKind::Hil, &id)
+                .await?
+                .into(),
             note,
             scope: None,
             args: None,

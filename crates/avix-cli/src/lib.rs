@@ -7,6 +7,7 @@
 
 mod client;
 mod client_fs;
+mod client_ids;
 mod client_secret;
 mod client_service;
 

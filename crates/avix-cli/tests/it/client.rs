@@ -149,11 +149,31 @@ fn the_client_cli_drives_agents_sessions_and_approvals() {
         show.contains("invocation  ") && show.contains("[user] "),
         "{show}"
     );
+    // A unique prefix stands for the id; one that two runs share is refused with both.
+    let show = ok(&d, &["agent", "show", &id[..8]]);
+    assert!(show.contains(&id), "{show}");
+    let agent = hist[0]["agent"].as_str().unwrap();
+    let runs = d.root.join("data/users/alice/agents").join(agent);
+    let twin = format!("{}ffff-0000-4000-8000-000000000000", &id[..4]);
+    std::fs::create_dir(runs.join(&twin)).unwrap();
+    for f in std::fs::read_dir(runs.join(&id)).unwrap().flatten() {
+        let text = std::fs::read_to_string(f.path())
+            .unwrap()
+            .replace(&id, &twin);
+        std::fs::write(runs.join(&twin).join(f.file_name()), text).unwrap();
+    }
+    let o = client(&d, &["agent", "show", &id[..4]]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("ambiguous") && stderr(&o).contains(&id) && stderr(&o).contains(&twin),
+        "{}",
+        stderr(&o)
+    );
 
     let sessions: serde_json::Value =
         serde_json::from_str(&ok(&d, &["session", "list", "--json"])).unwrap();
     let sid = sessions[0]["id"].as_str().unwrap().to_owned();
-    assert!(ok(&d, &["session", "show", &sid]).contains("INVOCATION"));
+    assert!(ok(&d, &["session", "show", &sid[..6]]).contains("INVOCATION"));
     let o = client(
         &d,
         &[
