@@ -49,8 +49,9 @@ fn read_value(from_env: Option<&str>) -> anyhow::Result<Zeroizing<String>> {
     }
     let mut v = Zeroizing::new(String::new());
     if std::io::stdin().is_terminal() {
-        eprint!("value (it will show as you type; pipe it in to avoid that): ");
-        std::io::stdin().read_line(&mut v)?;
+        // Read from the terminal without echo.
+        *v = rpassword::prompt_password("value (not shown): ")
+            .context("cannot read the value from the terminal")?;
     } else {
         std::io::stdin().read_to_string(&mut v)?;
     }

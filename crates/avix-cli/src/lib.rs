@@ -37,6 +37,19 @@ enum Command {
     Server(ServerCommand),
     /// Talk to a running daemon over ATP (AVIX_API_KEY, AVIX_SERVER).
     Client(client::ClientArgs),
+    /// Print a shell completion script: `source <(avix completions bash)`, or save it where
+    /// your shell loads completions from.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Manual pages from the command definitions: `avix man | man -l -` shows the top page;
+    /// `--dir DIR` writes one page per command (avix.1, avix-client-agent-spawn.1, …).
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +361,16 @@ fn server_stop(a: &StopArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Writes `bytes` to standard output; a reader that stopped early (`| head`) is no error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<i32> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(bytes).and_then(|()| o.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
+}
+
 /// Runs the parsed command line; the exit status on success (a command such as `server
 /// status` or `agent spawn --follow` has its own), an error otherwise (see [`exit_code`]).
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -358,5 +381,30 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Command::Server(ServerCommand::Status(a)) => Ok(server_status(&a.root)),
         Command::Server(ServerCommand::Stop(a)) => server_stop(&a),
         Command::Client(a) => client::run(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "avix", &mut script);
+            print_all(&script)
+        }
+        Command::Man { dir } => {
+            let cmd = <Args as clap::CommandFactory>::command();
+            match dir {
+                Some(d) => {
+                    std::fs::create_dir_all(&d)
+                        .with_context(|| format!("cannot create {}", d.display()))?;
+                    clap_mangen::generate_to(cmd, &d)
+                        .with_context(|| format!("cannot write the pages to {}", d.display()))?;
+                    let n = std::fs::read_dir(&d).map_or(0, Iterator::count);
+                    eprintln!("{n} pages in {}", d.display());
+                }
+                None => {
+                    let mut page = Vec::new();
+                    clap_mangen::Man::new(cmd).render(&mut page)?;
+                    return print_all(&page);
+                }
+            }
+            Ok(0)
+        }
     }
 }

@@ -407,6 +407,85 @@ fn login_keeps_a_token_that_twenty_commands_use_and_logout_ends_it() {
 }
 
 #[test]
+fn completions_load_in_bash_and_man_pages_render() {
+    let avix = bin().display().to_string();
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -e; source <({avix} completions bash); COMP_WORDS=(avix client agent fo); COMP_CWORD=3; _avix avix fo agent; echo \"${{COMPREPLY[@]}}\""
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "fork");
+    for sh in ["zsh", "fish", "elvish", "powershell"] {
+        let o = Command::new(bin())
+            .args(["completions", sh])
+            .output()
+            .unwrap();
+        assert!(o.status.success() && o.stdout.len() > 1000, "{sh}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(dir.path().join("avix-client-agent-fork.1")).unwrap();
+    assert!(
+        page.contains(".TH avix-client-agent-fork 1") && page.contains(r"\-\-at"),
+        "{page}"
+    );
+    let top = Command::new(bin()).arg("man").output().unwrap();
+    assert!(String::from_utf8_lossy(&top.stdout).contains(".SH SUBCOMMANDS"));
+}
+
+#[test]
+fn a_secret_typed_on_a_terminal_is_not_echoed() {
+    let Some(d) = running() else { return };
+    // A pseudo-terminal, as a person at a shell has: python's pty module drives it.
+    let script = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "client", "secret", "set", "TYPED_TOKEN"])
+out = b""
+deadline = time.time() + 20
+while b"not shown" not in out and time.time() < deadline:
+    out += os.read(fd, 1024)
+os.write(fd, b"hunter2-typed\n")
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(bin())
+        .env("HOME", d.dir.path())
+        .env_remove("AVIX_CLIENT_CONFIG")
+        .env_remove("AVIX_USER")
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .env("AVIX_API_KEY", &d.api_key)
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{seen}{}", stderr(&o));
+    assert!(seen.contains("value (not shown)"), "{seen}");
+    assert!(!seen.contains("hunter2"), "the secret was echoed: {seen}");
+    assert!(ok(&d, &["secret", "list"]).contains("TYPED_TOKEN"));
+}
+
+#[test]
 fn every_form_of_server_address_reaches_the_daemon() {
     let Some(d) = running() else { return };
     let port = d.port;
