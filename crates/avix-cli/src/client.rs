@@ -69,7 +69,7 @@ enum ClientCommand {
         #[arg(long, short)]
         follow: bool,
         /// How many recent lines.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, short = 'n', default_value_t = 50)]
         lines: usize,
     },
     /// Installed services: list, control, install, remove.
@@ -204,8 +204,8 @@ enum AgentCommand {
     },
     /// Installed agents.
     Catalog {
-        /// Another user's (operators).
-        #[arg(long)]
+        /// Another user's (operators): whose, not who you log in as (that is --user).
+        #[arg(long = "owner", alias = "username", value_name = "USER")]
         username: Option<String>,
     },
     /// Past runs.
@@ -213,8 +213,8 @@ enum AgentCommand {
         /// One agent only.
         #[arg(long)]
         agent: Option<String>,
-        /// Another user's (operators).
-        #[arg(long)]
+        /// Another user's (operators): whose, not who you log in as (that is --user).
+        #[arg(long = "owner", alias = "username", value_name = "USER")]
         username: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
@@ -231,8 +231,8 @@ enum AgentCommand {
 enum SessionCommand {
     /// Your sessions (operators: everyone's).
     List {
-        /// Another user's (operators).
-        #[arg(long)]
+        /// Another user's (operators): whose, not who you log in as (that is --user).
+        #[arg(long = "owner", alias = "username", value_name = "USER")]
         username: Option<String>,
         /// Only sessions in this state (running, waiting, paused, completed, failed…).
         #[arg(long)]
@@ -744,18 +744,39 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
         }
         AgentCommand::Show { id } => {
             let (pid, invocation) = run_ref(c, &id).await?;
-            let args = ShowArgs { pid, invocation };
-            let v = c.run(&Op::Show(args)).await?;
+            let v = c.run(&Op::Show(ShowArgs { pid, invocation })).await?;
             if out.json {
                 return out.json(&v).map(|()| 0);
             }
-            if v.get("record").is_some() {
+            // A process: its status, then its run shown the way a past run is.
+            let (live, v) = if v.get("record").is_none() {
+                let p: ProcessStatus = serde_json::from_value(v)?;
+                let run = c
+                    .run(&Op::Show(ShowArgs {
+                        pid: None,
+                        invocation: Some(p.invocation.clone()),
+                    }))
+                    .await?;
+                (Some(p), run)
+            } else {
+                (None, v)
+            };
+            {
                 let rec: InvocationRecord = serde_json::from_value(v["record"].clone())?;
                 println!("invocation  {}", rec.id);
                 println!("agent       {} {}", rec.agent, safe(&rec.version));
                 println!("user        {}", rec.user);
                 println!("pid         {}", rec.pid);
-                println!("state       {}", state_name(&rec.state));
+                match &live {
+                    Some(p) => println!(
+                        "state       {}{}",
+                        state_name(&p.state),
+                        p.waiting_on
+                            .as_deref()
+                            .map_or_else(String::new, |w| format!(" ({w})"))
+                    ),
+                    None => println!("state       {}", state_name(&rec.state)),
+                }
                 if let Some(r) = &rec.exit_reason {
                     println!(
                         "exit        {} ({})",
@@ -787,9 +808,6 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                         }
                     }
                 }
-            } else {
-                let p: ProcessStatus = serde_json::from_value(v)?;
-                print!("{}", avix_proto::yaml::to_string(&p)?);
             }
             Ok(0)
         }

@@ -280,6 +280,14 @@ fn the_client_controls_agents_and_files_like_the_mount_does() {
     until_state(&d, &pid, "waiting");
     let tools = ok(&d, &["fs", "cat", &format!("/proc/{pid}/tools.yaml")]);
     assert!(tools.contains("fs/stat"), "{tools}");
+    // show: a live run in the same shape as a past one, with its current state.
+    let show = ok(&d, &["agent", "show", &pid]);
+    assert!(
+        show.contains("state       waiting (input)") && show.contains("[assistant] hello"),
+        "{show}"
+    );
+    assert!(ok(&d, &["agent", "history", "--owner", "alice"]).contains("assistant"));
+    assert!(ok(&d, &["logs", "-n", "3"]).lines().count() <= 4);
     // Live by default; --all adds the ended ones.
     assert!(ok(&d, &["agent", "list"]).contains(&format!("\n{pid} ")));
 
