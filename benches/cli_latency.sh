@@ -14,6 +14,7 @@ ROOT="$WORK/root"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$AVIX" server config init --root "$ROOT" --user bench --non-interactive --host-uid "$(id -u)" > "$WORK/init"
 KEY=$(grep -o 'sk-avix-[A-Za-z0-9]*' "$WORK/init" | head -1)
+sed -i 's/agents: 5$/agents: unlimited/' "$ROOT/etc/users.yaml"
 "$AVIX" server start --root "$ROOT" --no-mount --port "$PORT" --log-level warn 2>"$WORK/log" &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$WORK"; }
