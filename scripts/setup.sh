@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Avix needs on a Debian machine: fuse3 (for fusermount3 and the FUSE module's
 # user tools), bubblewrap (the exec sandbox), a C toolchain, the pinned Rust toolchain, and for
-# the tests curl, openssl, Python's websockets and Node.js (a real MCP server from npm).
+# the tests curl, openssl, tmux, Python's websockets and Node.js (a real MCP server from npm).
 # Safe to run again.
 set -euo pipefail
 
@@ -20,6 +20,8 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The TUI tests drive `avix tui` in tmux (send-keys, capture-pane).
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 # The ATP manual-session test speaks WebSocket from Python, as the reference README does.
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need_apt+=(python3-websockets)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 
 use crate::client_ids::IdKind;
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct ClientArgs {
+/// Where to connect and as whom: `avix client` and `avix tui` take the same settings.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ConnectArgs {
     /// The server (default: $AVIX_SERVER, the config file, http://127.0.0.1:9142).
     #[arg(long, global = true)]
     server: Option<String>,
@@ -34,6 +35,24 @@ pub(crate) struct ClientArgs {
     /// A CA certificate to trust (a server with a private certificate).
     #[arg(long, global = true)]
     ca_cert: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// The resolved settings.
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&Overrides {
+            server: self.server.clone(),
+            identity: self.user.clone(),
+            config: self.config.clone(),
+            ca_cert: self.ca_cert.clone(),
+        })?)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClientArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
     /// Print one JSON value instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -311,13 +330,7 @@ fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs `avix client …`; returns the exit code.
 pub(crate) fn run(a: ClientArgs) -> anyhow::Result<i32> {
-    let overrides = Overrides {
-        server: a.server.clone(),
-        identity: a.user.clone(),
-        config: a.config.clone(),
-        ca_cert: a.ca_cert.clone(),
-    };
-    let config = Config::load(&overrides)?;
+    let config = a.conn.config()?;
     rt()?.block_on(async move {
         let tokens = avix_client::tokens::Tokens::default_place();
         let out = Out { json: a.json };
@@ -1036,7 +1049,8 @@ async fn follow_pid(
             Some(EventName::AgentToolResult) if !out.json => {
                 if let Some(r) = body::<event::ToolResult>(&e) {
                     let ok = if r.ok { "ok" } else { "error" };
-                    eprintln!("← {} {ok}", safe(&r.tool));
+                    let text = r.result.as_deref().unwrap_or("");
+                    eprintln!("← {} {ok}: {}", safe(&r.tool), cut(text, 100));
                 }
             }
             Some(EventName::AgentToolDenied) if !out.json => {

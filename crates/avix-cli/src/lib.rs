@@ -10,6 +10,7 @@ mod client_fs;
 mod client_ids;
 mod client_secret;
 mod client_service;
+mod tui;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,10 @@ enum Command {
     Server(ServerCommand),
     /// Talk to a running daemon over ATP (AVIX_API_KEY, AVIX_SERVER).
     Client(client::ClientArgs),
+    /// A terminal dashboard: agents as they run, the catalog, approvals, sessions, services
+    /// and the log; spawn, attach, input, pause, resume, stop, kill, approve, deny (`?` lists
+    /// the keys). Logs in like `avix client`.
+    Tui(client::ConnectArgs),
     /// Print a shell completion script: `source <(avix completions bash)`, or save it where
     /// your shell loads completions from.
     Completions {
@@ -381,6 +386,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Command::Server(ServerCommand::Status(a)) => Ok(server_status(&a.root)),
         Command::Server(ServerCommand::Stop(a)) => server_stop(&a),
         Command::Client(a) => client::run(a),
+        Command::Tui(a) => tui::run(a.config()?, avix_client::tokens::Tokens::default_place()),
         Command::Completions { shell } => {
             let mut cmd = <Args as clap::CommandFactory>::command();
             let mut script = Vec::new();

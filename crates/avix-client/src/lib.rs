@@ -372,6 +372,15 @@ impl Client {
         })
     }
 
+    /// Whether the connection has closed (the daemon stopped, the network went away): calls
+    /// fail from then on, and no more events come.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
     /// What the login returned (role, login id, expiry).
     pub fn login_info(&self) -> &LoginResponse {
         &self.login

@@ -251,6 +251,7 @@ impl Kernel {
                 call_id: call_id.into(),
                 tool: tool.into(),
                 ok,
+                result: Some(crate::journal::truncate_for_journal(&content, 2_000)),
             },
         );
         (ok, content)

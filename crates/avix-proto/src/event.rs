@@ -194,6 +194,9 @@ pub struct ToolResult {
     pub tool: String,
     /// Whether it succeeded.
     pub ok: bool,
+    /// The start of the result (at most 2,000 characters; the journal has more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 body!(ToolResult => AgentToolResult);
 

@@ -11,6 +11,7 @@ mod init;
 mod mount;
 mod providers;
 mod security;
+mod tui;
 
 use std::path::Path;
 
