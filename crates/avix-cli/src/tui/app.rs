@@ -291,6 +291,7 @@ impl App {
     fn go(&mut self, tab: Tab) -> Vec<Action> {
         self.tab = tab;
         self.mode = Mode::Normal;
+        self.filter.clear();
         vec![Action::Refresh(tab)]
     }
 
@@ -685,5 +686,113 @@ pub(crate) fn cut(s: &str, n: usize) -> String {
         let mut t: String = one.chars().take(n.saturating_sub(1)).collect();
         t.push('…');
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    use super::*;
+
+    fn key(c: KeyCode) -> KeyEvent {
+        KeyEvent::new(c, KeyModifiers::NONE)
+    }
+
+    fn app() -> App {
+        crate::tui::view::tests::sample(false)
+    }
+
+    #[test]
+    fn keys_on_the_selected_agent_become_signals() {
+        let mut a = app();
+        let p104 = avix_proto::Pid::new(104);
+        let p105 = avix_proto::Pid::new(105);
+        assert_eq!(
+            a.key(key(KeyCode::Char('p'))),
+            [Action::Signal(p104, "SIGPAUSE", None)]
+        );
+        a.key(key(KeyCode::Down));
+        assert_eq!(
+            a.key(key(KeyCode::Char('K'))),
+            [Action::Signal(p105, "SIGKILL", None)]
+        );
+        a.key(key(KeyCode::Down));
+        assert_eq!(
+            a.key(key(KeyCode::Char('s'))),
+            [Action::Signal(p105, "SIGSTOP", None)],
+            "the cursor stays on the list"
+        );
+        a.key(key(KeyCode::Char('i')));
+        for c in "hi".chars() {
+            a.key(key(KeyCode::Char(c)));
+        }
+        assert_eq!(
+            a.key(key(KeyCode::Enter)),
+            [Action::Signal(
+                p105,
+                "SIGPIPE",
+                Some(serde_json::json!({"text": "hi"}))
+            )]
+        );
+        assert_eq!(a.mode, Mode::Attach(p105));
+    }
+
+    #[test]
+    fn tabs_filter_commands_and_the_form() {
+        let mut a = app();
+        assert_eq!(
+            a.key(key(KeyCode::Char('3'))),
+            [Action::Refresh(Tab::Approvals)]
+        );
+        assert_eq!(
+            a.key(key(KeyCode::Char('y'))),
+            [Action::Answer("hil-7f3a".into(), true)]
+        );
+        assert_eq!(a.key(key(KeyCode::Tab)), [Action::Refresh(Tab::Sessions)]);
+        a.key(key(KeyCode::Char('1')));
+        a.key(key(KeyCode::Char('/')));
+        for c in "resea".chars() {
+            a.key(key(KeyCode::Char(c)));
+        }
+        a.key(key(KeyCode::Enter));
+        assert_eq!(a.rows(), [1]);
+        assert_eq!(
+            a.command("spawn researcher look at \"Q3\""),
+            [Action::Spawn {
+                agent: "researcher".into(),
+                goal: "look at \"Q3".into(),
+                model: None,
+                interactive: false
+            }]
+        );
+        assert_eq!(
+            a.command("kill 104"),
+            [Action::Signal(avix_proto::Pid::new(104), "SIGKILL", None)]
+        );
+        assert!(a.command("frobnicate").is_empty());
+        assert!(a.message.contains("unknown command"));
+        // The form: Catalog's `n` fills the agent; Enter needs a goal.
+        a.key(key(KeyCode::Esc));
+        a.key(key(KeyCode::Char('2')));
+        a.key(key(KeyCode::Char('n')));
+        assert!(a.key(key(KeyCode::Enter)).is_empty());
+        for c in "go".chars() {
+            a.key(key(KeyCode::Char(c)));
+        }
+        a.key(key(KeyCode::F(2)));
+        assert_eq!(
+            a.key(key(KeyCode::Enter)),
+            [Action::Spawn {
+                agent: "assistant".into(),
+                goal: "go".into(),
+                model: None,
+                interactive: true
+            }]
+        );
+        assert_eq!(
+            a.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            [Action::Quit]
+        );
     }
 }

@@ -451,3 +451,187 @@ fn spawn_form(f: &mut Frame<'_>, app: &App, form: &SpawnForm) {
         area,
     );
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::style::Color;
+    use serde_json::json;
+
+    use super::*;
+
+    fn agent(pid: u64, agent: &str, state: &str, goal: &str) -> serde_json::Value {
+        json!({"pid": pid, "agent": agent, "version": "1.0.0", "state": state, "goal": goal,
+               "owner": "alice", "invocation": format!("inv-{pid}"), "model": "scripted",
+               "turns": 2, "toolCalls": 1, "tokens": {"inputTokens": 10, "outputTokens": 5},
+               "startedAt": "2026-11-29T10:00:00Z", "updatedAt": "2026-11-29T10:00:01Z"})
+    }
+
+    pub(crate) fn sample(color: bool) -> App {
+        let mut a = App::new("alice@http://127.0.0.1:9142".into(), color);
+        a.agents = serde_json::from_value(json!([
+            agent(104, "assistant", "running", "keep notes"),
+            agent(105, "researcher", "waiting", "research Q3"),
+        ]))
+        .unwrap();
+        a.catalog = serde_json::from_value(json!([
+            {"name": "assistant", "version": "1.1.0", "scope": "system", "description": "A general assistant"}
+        ]))
+        .unwrap();
+        a.approvals = serde_json::from_value(json!([
+            {"id": "hil-7f3a", "pid": 105, "kind": "tool_call_approval", "tool": "fs/delete",
+             "args": {"path": "old.txt"}, "options": [], "state": "pending",
+             "createdAt": "2026-11-29T10:00:00Z", "expiresAt": "2026-11-29T10:10:00Z", "onTimeout": "deny", "answerWith": "echo approve > /proc/105/hil/hil-7f3a.yaml"}
+        ]))
+        .unwrap();
+        a.sessions = serde_json::from_value(json!([
+            {"id": "9e1f0a2b-0000", "user": "alice", "agent": "assistant", "title": "notes",
+             "createdAt": "2026-11-29T10:00:00Z", "updatedAt": "2026-11-29T10:01:00Z", "invocations": []}
+        ]))
+        .unwrap();
+        a.services = serde_json::from_value(json!([
+            {"name": "exec", "version": "0.1.0", "builtin": true, "state": "running",
+             "since": "2026-11-29T10:00:00Z", "restarts": 0, "tools": ["exec/shell"]}
+        ]))
+        .unwrap();
+        a.logs = ["2026-11-29T10:00:00Z INFO ready".to_owned()].into();
+        a
+    }
+
+    pub(crate) fn render(app: &App, w: u16, h: u16) -> (String, ratatui::buffer::Buffer) {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| draw(f, app)).unwrap();
+        let buf = t.backend().buffer().clone();
+        let mut s = String::new();
+        for y in 0..h {
+            for x in 0..w {
+                s.push_str(buf[(x, y)].symbol());
+            }
+            s.push('\n');
+        }
+        (s, buf)
+    }
+
+    #[test]
+    fn every_tab_shows_its_rows() {
+        let mut a = sample(true);
+        let want: [(Tab, &[&str]); 6] = [
+            (
+                Tab::Agents,
+                &[
+                    "PID",
+                    "104",
+                    "assistant",
+                    "running",
+                    "keep notes",
+                    "waiting",
+                ],
+            ),
+            (
+                Tab::Catalog,
+                &[
+                    "NAME",
+                    "assistant",
+                    "1.1.0",
+                    "system",
+                    "A general assistant",
+                ],
+            ),
+            (
+                Tab::Approvals,
+                &[
+                    "hil-7f3a",
+                    "fs/delete",
+                    "pending",
+                    "old.txt",
+                    "3 Approvals (1)",
+                ],
+            ),
+            (Tab::Sessions, &["9e1f0a2b", "assistant", "notes"]),
+            (Tab::Services, &["exec", "running"]),
+            (Tab::Logs, &["INFO ready"]),
+        ];
+        for (tab, words) in want {
+            a.tab = tab;
+            let (s, _) = render(&a, 120, 12);
+            for w in words {
+                assert!(s.contains(w), "{tab:?} lacks {w:?}:\n{s}");
+            }
+            assert!(s.lines().next().unwrap().contains("1 Agents"), "{s}");
+        }
+    }
+
+    #[test]
+    fn attach_streams_output_tool_calls_and_results() {
+        let mut a = sample(true);
+        for (event, body) in [
+            ("agent.output.chunk", json!({"text": "I will write "})),
+            ("agent.output.chunk", json!({"text": "the file.\n"})),
+            (
+                "agent.tool_call",
+                json!({"callId": "c1", "tool": "fs/write", "args": {"path": "n.md"}}),
+            ),
+            (
+                "agent.tool_result",
+                json!({"callId": "c1", "tool": "fs/write", "ok": true, "result": "{\"bytes\":3}"}),
+            ),
+            (
+                "agent.exit",
+                json!({"state": "completed", "exitCode": 0, "reason": "done"}),
+            ),
+        ] {
+            a.event(&avix_proto::atp::EventFrame {
+                seq: 1,
+                event: event.into(),
+                ts: avix_proto::time::Timestamp::now(),
+                pid: Some(avix_proto::Pid::new(104)),
+                body,
+            });
+        }
+        a.mode = Mode::Attach(avix_proto::Pid::new(104));
+        let (s, _) = render(&a, 100, 12);
+        for w in [
+            "104 assistant",
+            "I will write the file.",
+            "→ fs/write",
+            "← fs/write {\"bytes\":3}",
+            "[exited: completed]",
+        ] {
+            assert!(s.contains(w), "lacks {w:?}:\n{s}");
+        }
+    }
+
+    #[test]
+    fn popups_the_filter_and_tiny_screens() {
+        let mut a = sample(true);
+        a.mode = Mode::Help;
+        assert!(render(&a, 100, 20).0.contains("approve / deny"));
+        a.mode = Mode::Spawn(SpawnForm::default());
+        assert!(render(&a, 100, 20).0.contains("new agent"));
+        a.mode = Mode::Normal;
+        a.filter = "research".into();
+        let (s, _) = render(&a, 100, 10);
+        assert!(s.contains("researcher") && !s.contains("keep notes"), "{s}");
+        a.filter = "nothing-like-it".into();
+        assert!(
+            render(&a, 100, 10)
+                .0
+                .contains("(nothing matches /nothing-like-it)")
+        );
+        // Whatever the size, drawing never panics.
+        for (w, h) in [(1, 1), (10, 3), (20, 2), (40, 5), (300, 80)] {
+            render(&a, w, h);
+        }
+    }
+
+    #[test]
+    fn no_color_means_no_colour() {
+        let colored = |app: &App| {
+            let (_, buf) = render(app, 120, 10);
+            buf.content().iter().any(|c| c.fg != Color::Reset)
+        };
+        assert!(colored(&sample(true)));
+        assert!(!colored(&sample(false)));
+    }
+}
