@@ -12,6 +12,9 @@ mod client_secret;
 mod client_service;
 mod tui;
 
+#[doc(hidden)]
+pub use tui::redraw_cost as tui_redraw_cost;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;

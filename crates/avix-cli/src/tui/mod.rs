@@ -280,3 +280,50 @@ impl Session {
         }
     }
 }
+
+/// What `cargo bench -p avix-cli --bench tui` measures: the cost of one redraw of a 200×50
+/// screen (into ratatui's `TestBackend`, so the terminal's own time is left out) with
+/// `agents` agents listed, while `streaming` of them each receive an output chunk per frame;
+/// `frames` frames alternate between the agent list and one streaming agent's output.
+/// Returns the time per frame (events applied and screen drawn).
+#[doc(hidden)]
+pub fn redraw_cost(agents: usize, streaming: usize, frames: usize) -> Duration {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    let list: Vec<serde_json::Value> = (0..agents)
+        .map(|i| {
+            serde_json::json!({"pid": 100 + i, "agent": "assistant", "version": "1.0.0",
+                "state": if i % 3 == 0 { "running" } else { "waiting" }, "goal": format!("goal number {i} for the benchmark"),
+                "owner": "alice", "invocation": format!("inv-{i}"), "model": "scripted",
+                "turns": 3, "toolCalls": 2, "tokens": {"inputTokens": 100, "outputTokens": 50},
+                "startedAt": "2026-11-29T10:00:00Z", "updatedAt": "2026-11-29T10:00:01Z"})
+        })
+        .collect();
+    let mut app = App::new("alice@http://127.0.0.1:9142".into(), true);
+    app.agents = serde_json::from_value(serde_json::Value::Array(list)).unwrap_or_default();
+    let mut t = match Terminal::new(TestBackend::new(200, 50)) {
+        Ok(t) => t,
+        Err(_) => return Duration::ZERO,
+    };
+    let watched = avix_proto::Pid::new(100);
+    let t0 = Instant::now();
+    for f in 0..frames {
+        for s in 0..streaming {
+            app.event(&avix_proto::atp::EventFrame {
+                seq: 0,
+                event: "agent.output.chunk".into(),
+                ts: avix_proto::time::Timestamp::now(),
+                pid: Some(avix_proto::Pid::new(100 + s as u64)),
+                body: serde_json::json!({"text": format!("chunk {f} of the streamed answer, with some words in it\n")}),
+            });
+        }
+        app.mode = if f % 2 == 0 {
+            Mode::Normal
+        } else {
+            Mode::Attach(watched)
+        };
+        let _ = t.draw(|fr| view::draw(fr, &app));
+    }
+    t0.elapsed() / u32::try_from(frames.max(1)).unwrap_or(u32::MAX)
+}
