@@ -203,6 +203,17 @@ impl App {
 
     /// The rows of the current tab after the filter, as their index in the tab's list.
     pub(crate) fn rows(&self) -> Vec<usize> {
+        if self.filter.is_empty() {
+            let n = match self.tab {
+                Tab::Agents => self.agents.len(),
+                Tab::Catalog => self.catalog.len(),
+                Tab::Approvals => self.approvals.len(),
+                Tab::Sessions => self.sessions.len(),
+                Tab::Services => self.services.len(),
+                Tab::Logs => self.logs.len(),
+            };
+            return (0..n).collect();
+        }
         let keep = |i: usize, s: String| self.shown(&s).then_some(i);
         match self.tab {
             Tab::Agents => self

@@ -96,7 +96,21 @@ fn tabs(f: &mut Frame<'_>, app: &App, area: Rect) {
 }
 
 fn table(f: &mut Frame<'_>, app: &App, area: Rect) {
-    let rows_of = app.rows();
+    let all = app.rows();
+    // Only the rows that fit are built: a window around the selection.
+    let fit = usize::from(area.height.saturating_sub(1)).max(1);
+    let sel = app.selected[Tab::ALL.iter().position(|t| *t == app.tab).unwrap_or(0)]
+        .min(all.len().saturating_sub(1));
+    let first = if app.tab == Tab::Logs {
+        0
+    } else {
+        sel.saturating_sub(fit - 1)
+    };
+    let rows_of = if app.tab == Tab::Logs {
+        &all[..]
+    } else {
+        &all[first..all.len().min(first + fit)]
+    };
     let (header, widths, rows): (Vec<&str>, Vec<Constraint>, Vec<Row<'_>>) = match app.tab {
         Tab::Agents => (
             vec!["PID", "AGENT", "USER", "STATE", "TURNS", "TOKENS", "GOAL"],
@@ -258,9 +272,7 @@ fn table(f: &mut Frame<'_>, app: &App, area: Rect) {
     let header = Row::new(header).style(Style::default().add_modifier(Modifier::BOLD));
     let mut state = TableState::default();
     if n > 0 {
-        state.select(Some(
-            app.selected[Tab::ALL.iter().position(|t| *t == app.tab).unwrap_or(0)].min(n - 1),
-        ));
+        state.select(Some((sel - first).min(n - 1)));
     }
     let empty = n == 0;
     f.render_stateful_widget(
@@ -305,7 +317,9 @@ fn attach(f: &mut Frame<'_>, app: &App, pid: avix_proto::Pid, area: Rect) {
     let inner = block.inner(area);
     let mut lines: Vec<Line<'_>> = Vec::new();
     if let Some(o) = app.outputs.get(&pid) {
-        for l in &o.lines {
+        // The last lines only: at most a screenful (each line takes one row or more).
+        let keep = usize::from(inner.height).max(1);
+        for l in o.lines.iter().skip(o.lines.len().saturating_sub(keep)) {
             let style = if l.starts_with('→') || l.starts_with('←') {
                 fg(app, Color::Cyan)
             } else if l.starts_with('✗') {
