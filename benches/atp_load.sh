@@ -10,24 +10,14 @@ cd "$(dirname "$0")/.."
 SECS="${1:-60}"
 CLIENTS="${2:-200}"
 SPAWN_EVERY="${3:-10}"
-cargo build --release -q -p avix-cli
 cargo bench -q -p avix-server --bench atp --no-run 2>/dev/null
 BENCH=$(ls -t target/release/deps/atp-* | grep -v '\.d$' | head -1)
-AVIX="$PWD/target/release/avix"
-WORK="$(mktemp -d)"
-ROOT="$WORK/root"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$AVIX" server config init --root "$ROOT" --user load --non-interactive --host-uid "$(id -u)" > "$WORK/init"
-KEY=$(grep -o 'sk-avix-[A-Za-z0-9]*' "$WORK/init" | head -1)
+. benches/lib.sh
+bench_root load
 # Room for the agents the run spawns (they end in milliseconds on the scripted provider).
 sed -i 's/maxConcurrentAgents: [0-9]*/maxConcurrentAgents: 10000/' "$ROOT/etc/kernel.yaml"
 sed -i 's/agents: 5$/agents: unlimited/; s/tokens: [0-9]*/tokens: unlimited/; s/sessions: [0-9]*/sessions: unlimited/' "$ROOT/etc/users.yaml"
-
-"$AVIX" server start --root "$ROOT" --no-mount --port "$PORT" --log-level warn 2>"$WORK/log" &
-pid=$!
-cleanup() { kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$PORT/atp/health" >/dev/null && break; sleep 0.05; done
+start_headless
 
 echo "== $CLIENTS clients, $SECS s, against the daemon on :$PORT"
 AVIX_API_KEY="$KEY" "$BENCH" --load "$SECS" --clients "$CLIENTS" --spawn-every "$SPAWN_EVERY" --server "http://127.0.0.1:$PORT"

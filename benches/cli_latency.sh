@@ -7,19 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-50}"
-cargo build --release -q -p avix-cli
-AVIX="$PWD/target/release/avix"
-WORK="$(mktemp -d)"
-ROOT="$WORK/root"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$AVIX" server config init --root "$ROOT" --user bench --non-interactive --host-uid "$(id -u)" > "$WORK/init"
-KEY=$(grep -o 'sk-avix-[A-Za-z0-9]*' "$WORK/init" | head -1)
+. benches/lib.sh
+bench_root bench
 sed -i 's/agents: 5$/agents: unlimited/' "$ROOT/etc/users.yaml"
-"$AVIX" server start --root "$ROOT" --no-mount --port "$PORT" --log-level warn 2>"$WORK/log" &
-pid=$!
-cleanup() { kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$PORT/atp/health" >/dev/null && break; sleep 0.05; done
+start_headless
 export HOME="$WORK/home" AVIX_SERVER="http://127.0.0.1:$PORT"
 mkdir -p "$HOME"
 for i in $(seq 1 10); do
