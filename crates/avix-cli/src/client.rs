@@ -480,6 +480,18 @@ async fn login(
     let Some(tokens) = tokens else {
         bail!("nowhere to keep the token: set HOME or XDG_STATE_HOME");
     };
+    // No credential configured, at a terminal, a user named: ask for the password, unechoed.
+    let mut config = config.clone();
+    if config.credential.is_none() && std::io::stdin().is_terminal() && !config.identity.is_empty()
+    {
+        let p = rpassword::prompt_password(format!(
+            "password for {} at {}: ",
+            config.identity, config.server
+        ))
+        .context("cannot read the password from the terminal")?;
+        config.credential = Some(zeroize::Zeroizing::new(p));
+    }
+    let config = &config;
     let r = with_progress("logging in", avix_client::login(config)).await?;
     // Check it opens a connection before keeping it.
     let c = Client::open(config, r.clone()).await?;

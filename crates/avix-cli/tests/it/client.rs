@@ -462,6 +462,7 @@ out = b""
 deadline = time.time() + 20
 while b"not shown" not in out and time.time() < deadline:
     out += os.read(fd, 1024)
+time.sleep(0.5)  # a person reads the prompt before typing
 os.write(fd, b"hunter2-typed\n")
 while True:
     try:
@@ -491,6 +492,85 @@ sys.exit(os.waitstatus_to_exitcode(status))
     assert!(seen.contains("value (not shown)"), "{seen}");
     assert!(!seen.contains("hunter2"), "the secret was echoed: {seen}");
     assert!(ok(&d, &["secret", "list"]).contains("TYPED_TOKEN"));
+}
+
+#[test]
+fn login_prompts_for_a_password_without_echo_and_keeps_only_the_token() {
+    if !require_fuse() {
+        return;
+    }
+    let mut d = TestDaemon::init_with(
+        bin(),
+        &[
+            "--credential-type",
+            "password",
+            "--password",
+            "pw-correct-horse-42",
+        ],
+    );
+    d.start();
+    let script = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "client", "login", "--user", "alice"])
+out = b""
+deadline = time.time() + 20
+while b"password for alice" not in out and time.time() < deadline:
+    out += os.read(fd, 1024)
+time.sleep(0.5)  # a person reads the prompt before typing
+os.write(fd, b"pw-correct-horse-42\n")
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(bin())
+        .env("HOME", d.dir.path())
+        .env_remove("AVIX_CLIENT_CONFIG")
+        .env_remove("AVIX_USER")
+        .env_remove("AVIX_API_KEY")
+        .env_remove("AVIX_PASSWORD")
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{seen}{}", stderr(&o));
+    assert!(seen.contains("logged in to"), "{seen}");
+    assert!(
+        !seen.contains("pw-correct-horse-42"),
+        "the password was echoed: {seen}"
+    );
+    let kept = d.dir.path().join(".local/state/avix/tokens");
+    for f in std::fs::read_dir(&kept).unwrap().flatten() {
+        let text = std::fs::read_to_string(f.path()).unwrap();
+        assert!(
+            !text.contains("pw-correct-horse-42"),
+            "the password was kept"
+        );
+    }
+    // The kept token serves the next command, with no credential anywhere.
+    let o = Command::new(bin())
+        .args(["client", "--user", "alice", "agent", "list"])
+        .env("HOME", d.dir.path())
+        .env_remove("AVIX_CLIENT_CONFIG")
+        .env_remove("AVIX_USER")
+        .env_remove("AVIX_API_KEY")
+        .env_remove("AVIX_PASSWORD")
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
