@@ -29,14 +29,17 @@ pub(crate) enum Tab {
     Services,
     /// The daemon's log.
     Logs,
+    /// Past runs.
+    History,
 }
 
 impl Tab {
-    pub(crate) const ALL: [Tab; 6] = [
+    pub(crate) const ALL: [Tab; 7] = [
         Tab::Agents,
         Tab::Catalog,
         Tab::Approvals,
         Tab::Sessions,
+        Tab::History,
         Tab::Services,
         Tab::Logs,
     ];
@@ -49,6 +52,7 @@ impl Tab {
             Tab::Sessions => "Sessions",
             Tab::Services => "Services",
             Tab::Logs => "Logs",
+            Tab::History => "History",
         }
     }
 
@@ -109,6 +113,8 @@ pub(crate) enum Action {
         /// Interactive.
         interactive: bool,
     },
+    /// Fill an agent's output from its journal (attaching to a run that began earlier).
+    Seed(Pid),
     /// Approve (true) or deny an approval request.
     Answer(avix_proto::HilId, bool),
     /// Leave.
@@ -156,12 +162,13 @@ pub(crate) struct App {
     pub(crate) tab: Tab,
     pub(crate) mode: Mode,
     pub(crate) filter: String,
-    pub(crate) selected: [usize; 6],
+    pub(crate) selected: [usize; 7],
     pub(crate) agents: Vec<ProcessStatus>,
     pub(crate) catalog: Vec<CatalogEntry>,
     pub(crate) approvals: Vec<HilRequest>,
     pub(crate) sessions: Vec<SessionRecord>,
     pub(crate) services: Vec<ServiceStatus>,
+    pub(crate) history: Vec<avix_proto::agent::InvocationRecord>,
     pub(crate) logs: VecDeque<String>,
     pub(crate) outputs: HashMap<Pid, Output>,
     /// The last thing to tell the user (a result or an error).
@@ -180,12 +187,13 @@ impl App {
             tab: Tab::Agents,
             mode: Mode::Normal,
             filter: String::new(),
-            selected: [0; 6],
+            selected: [0; 7],
             agents: Vec::new(),
             catalog: Vec::new(),
             approvals: Vec::new(),
             sessions: Vec::new(),
             services: Vec::new(),
+            history: Vec::new(),
             logs: VecDeque::new(),
             outputs: HashMap::new(),
             message: String::new(),
@@ -211,6 +219,7 @@ impl App {
                 Tab::Sessions => self.sessions.len(),
                 Tab::Services => self.services.len(),
                 Tab::Logs => self.logs.len(),
+                Tab::History => self.history.len(),
             };
             return (0..n).collect();
         }
@@ -258,6 +267,12 @@ impl App {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, l)| keep(i, l.clone()))
+                .collect(),
+            Tab::History => self
+                .history
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| keep(i, format!("{} {} {}", r.id, r.agent, r.goal)))
                 .collect(),
         }
     }
@@ -441,10 +456,7 @@ impl App {
     fn key_normal(&mut self, k: KeyEvent) -> Vec<Action> {
         if let Some(pid) = self.selected_agent().map(|p| p.pid) {
             let sig = match k.code {
-                KeyCode::Enter => {
-                    self.mode = Mode::Attach(pid);
-                    return Vec::new();
-                }
+                KeyCode::Enter => return self.attach(pid),
                 KeyCode::Char('i') => {
                     self.mode = Mode::Input(pid, String::new());
                     return Vec::new();
@@ -484,7 +496,7 @@ impl App {
                 let prev = Tab::ALL[(self.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()];
                 self.go(prev)
             }
-            KeyCode::Char(c @ '1'..='6') => {
+            KeyCode::Char(c @ '1'..='7') => {
                 let i = (c as usize) - ('1' as usize);
                 self.go(Tab::ALL[i])
             }
@@ -549,6 +561,53 @@ impl App {
         }
     }
 
+    /// Shows `pid`'s output, asking for what it said before the TUI saw it.
+    fn attach(&mut self, pid: Pid) -> Vec<Action> {
+        self.mode = Mode::Attach(pid);
+        if self.outputs.contains_key(&pid) {
+            Vec::new()
+        } else {
+            self.outputs.insert(pid, Output::default());
+            vec![Action::Seed(pid)]
+        }
+    }
+
+    /// Fills `pid`'s output from its conversation so far (before what streamed since).
+    pub(crate) fn seed(&mut self, pid: Pid, conversation: &[avix_proto::llm::Message]) {
+        let mut o = Output::default();
+        for m in conversation {
+            use avix_proto::llm::{ContentBlock, MessageRole};
+            for b in &m.content {
+                match b {
+                    ContentBlock::Text { text } if m.role == MessageRole::User => {
+                        o.line(format!("> {}", cut(text, 500)));
+                    }
+                    ContentBlock::Text { text } => {
+                        o.push_text(text);
+                        o.end_line();
+                    }
+                    ContentBlock::ToolUse { name, input, .. } => {
+                        o.line(format!("→ {name} {}", cut(&input.to_string(), 120)));
+                    }
+                    ContentBlock::ToolResult {
+                        content, is_error, ..
+                    } => {
+                        let mark = if *is_error { "✗" } else { "←" };
+                        o.line(format!("{mark} {}", cut(content, 120)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let streamed = self.outputs.remove(&pid).unwrap_or_default();
+        o.lines.extend(streamed.lines);
+        o.partial = streamed.partial;
+        while o.lines.len() > KEEP {
+            o.lines.pop_front();
+        }
+        self.outputs.insert(pid, o);
+    }
+
     /// A `:` command: `spawn AGENT GOAL…`, `kill PID`, `logs`, `attach PID`, `q`.
     pub(crate) fn command(&mut self, line: &str) -> Vec<Action> {
         let mut words = line.split_whitespace();
@@ -572,8 +631,7 @@ impl App {
             ("resume", Some(pid)) => vec![Action::Signal(pid, "SIGRESUME", None)],
             ("attach", Some(pid)) => {
                 self.tab = Tab::Agents;
-                self.mode = Mode::Attach(pid);
-                Vec::new()
+                self.attach(pid)
             }
             ("logs" | "log", _) => self.go(Tab::Logs),
             ("help" | "h", _) => {

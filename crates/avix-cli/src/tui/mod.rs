@@ -189,6 +189,17 @@ impl Session {
                         .run_as::<Vec<ServiceStatus>>(&Op::ServiceList(NoArgs {}))
                         .await?;
                 }
+                Tab::History => {
+                    app.history = c
+                        .run_as::<Vec<avix_proto::agent::InvocationRecord>>(&Op::History(
+                            avix_proto::op::HistoryArgs {
+                                agent: None,
+                                user: None,
+                                limit: Some(500),
+                            },
+                        ))
+                        .await?;
+                }
                 Tab::Logs => {
                     let v = c.run(&Op::Logs(LogsArgs { lines: Some(500) })).await?;
                     app.logs = v["lines"]
@@ -220,6 +231,25 @@ impl Session {
                 Action::Quit => String::new(),
                 Action::Refresh(t) => {
                     dirty.insert(t);
+                    String::new()
+                }
+                Action::Seed(pid) => {
+                    if let Some(inv) = app
+                        .agents
+                        .iter()
+                        .find(|p| p.pid == pid)
+                        .map(|p| p.invocation.clone())
+                    {
+                        let v = c
+                            .run(&Op::Show(avix_proto::op::ShowArgs {
+                                pid: None,
+                                invocation: Some(inv),
+                            }))
+                            .await?;
+                        let conv: Vec<avix_proto::llm::Message> =
+                            serde_json::from_value(v["conversation"].clone())?;
+                        app.seed(pid, &conv);
+                    }
                     String::new()
                 }
                 Action::Signal(pid, sig, payload) => {

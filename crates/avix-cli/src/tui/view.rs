@@ -253,6 +253,42 @@ fn table(f: &mut Frame<'_>, app: &App, area: Rect) {
                 })
                 .collect(),
         ),
+        Tab::History => (
+            vec![
+                "INVOCATION",
+                "AGENT",
+                "STATE",
+                "TURNS",
+                "TOKENS",
+                "SPAWNED",
+                "GOAL",
+            ],
+            vec![
+                Constraint::Length(10),
+                Constraint::Length(14),
+                Constraint::Length(10),
+                Constraint::Length(6),
+                Constraint::Length(8),
+                Constraint::Length(21),
+                Constraint::Min(10),
+            ],
+            rows_of
+                .iter()
+                .filter_map(|&i| app.history.get(i))
+                .map(|r| {
+                    let st = name(&r.state);
+                    Row::new(vec![
+                        cut(r.id.as_str(), 9).into(),
+                        cut(&r.agent, 14).into(),
+                        Span::styled(st.clone(), state_color(app, &st)),
+                        r.turns.to_string().into(),
+                        r.tokens.total().to_string().into(),
+                        r.spawned_at.to_string().into(),
+                        cut(&r.goal, 200).into(),
+                    ])
+                })
+                .collect(),
+        ),
         Tab::Logs => {
             // The newest at the bottom, as many as fit.
             let lines: Vec<Line<'_>> = rows_of
@@ -385,8 +421,8 @@ fn popup(area: Rect, w: u16, h: u16) -> Rect {
 
 const HELP: &[(&str, &str)] = &[
     (
-        "1…6, Tab",
-        "switch tab: Agents, Catalog, Approvals, Sessions, Services, Logs",
+        "1…7, Tab",
+        "switch tab: Agents, Catalog, Approvals, Sessions, History, Services, Logs",
     ),
     ("↑↓ j k, PgUp PgDn", "select"),
     (
@@ -510,6 +546,13 @@ pub(crate) mod tests {
         ]))
         .unwrap();
         a.logs = ["2026-11-29T10:00:00Z INFO ready".to_owned()].into();
+        a.history = serde_json::from_value(json!([
+            {"id": "5b0c1d2e-0000", "agent": "researcher", "version": "1.0.0", "user": "alice",
+             "pid": 99, "goal": "old research", "model": "scripted",
+             "spawnedAt": "2026-11-29T09:00:00Z", "state": "completed",
+             "tokens": {"inputTokens": 1, "outputTokens": 2}, "toolCalls": 0, "turns": 1}
+        ]))
+        .unwrap();
         a
     }
 
@@ -530,7 +573,17 @@ pub(crate) mod tests {
     #[test]
     fn every_tab_shows_its_rows() {
         let mut a = sample(true);
-        let want: [(Tab, &[&str]); 6] = [
+        let want: [(Tab, &[&str]); 7] = [
+            (
+                Tab::History,
+                &[
+                    "INVOCATION",
+                    "5b0c1d2e",
+                    "researcher",
+                    "completed",
+                    "old research",
+                ],
+            ),
             (
                 Tab::Agents,
                 &[
@@ -604,7 +657,19 @@ pub(crate) mod tests {
             });
         }
         a.mode = Mode::Attach(avix_proto::Pid::new(104));
+        // Attaching late: what it said before comes first.
+        a.seed(
+            avix_proto::Pid::new(104),
+            &serde_json::from_value::<Vec<avix_proto::llm::Message>>(json!([
+                {"role": "user", "content": [{"type": "text", "text": "keep notes"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "Earlier words."}]}
+            ]))
+            .unwrap(),
+        );
         let (s, _) = render(&a, 100, 12);
+        let earlier = s.find("Earlier words.").expect("the seeded conversation");
+        assert!(earlier < s.find("I will write the file.").unwrap(), "{s}");
+        assert!(s.contains("> keep notes"), "{s}");
         for w in [
             "104 assistant",
             "I will write the file.",
