@@ -564,11 +564,12 @@ impl App {
     /// Shows `pid`'s output, asking for what it said before the TUI saw it.
     fn attach(&mut self, pid: Pid) -> Vec<Action> {
         self.mode = Mode::Attach(pid);
-        if self.outputs.contains_key(&pid) {
-            Vec::new()
-        } else {
-            self.outputs.insert(pid, Output::default());
-            vec![Action::Seed(pid)]
+        match self.outputs.entry(pid) {
+            std::collections::hash_map::Entry::Occupied(_) => Vec::new(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Output::default());
+                vec![Action::Seed(pid)]
+            }
         }
     }
 
