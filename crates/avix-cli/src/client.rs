@@ -132,6 +132,10 @@ enum AgentCommand {
         /// A tool to hold besides the manifest's (repeat for more; your rights permitting).
         #[arg(long = "tool", short = 't', value_name = "TOOL")]
         tools: Vec<String>,
+        /// A parameter for this run, e.g. `--param maxTurns=5 --param temperature=0.2`
+        /// (above the manifest's, under every limit; resolved.yaml shows what applied).
+        #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, f64)>,
         /// Stream its output until it ends; exit with its exit code.
         #[arg(long, short)]
         follow: bool,
@@ -569,6 +573,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             session,
             interactive,
             tools,
+            params,
             follow,
         } => {
             let mut events = c.events();
@@ -590,6 +595,7 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
                     tools: (!tools.is_empty()).then_some(tools),
                     interactive: interactive.then_some(true),
                     session: session.map(Into::into),
+                    params: params.into_iter().collect(),
                 }))
                 .await?;
             started(&mut events, &r, follow, "spawned", out).await
@@ -837,6 +843,18 @@ async fn agent(c: &Client, cmd: AgentCommand, out: &Out) -> anyhow::Result<i32> 
             Ok(0)
         }
     }
+}
+
+/// `NAME=VALUE` of `--param`.
+fn parse_param(s: &str) -> Result<(String, f64), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write NAME=VALUE, e.g. maxTurns=5"))?;
+    let v: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: the value of {k} is not a number"))?;
+    Ok((k.trim().to_owned(), v))
 }
 
 /// Sends `sig` to `pid`; says `done` (e.g. "pausing 104").

@@ -524,6 +524,7 @@ impl Kernel {
             tools: None,
             interactive: Some(interactive),
             session: None,
+            params: Default::default(),
         };
         let origin = Origin::Restored {
             from: Provenance::Fork {

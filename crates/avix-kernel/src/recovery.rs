@@ -234,6 +234,7 @@ impl Kernel {
                     tools: None,
                     interactive: Some(*interactive),
                     session: None,
+                    params: Default::default(),
                 };
                 let adopt = Adopt {
                     key: key.clone(),

@@ -449,6 +449,7 @@ impl Kernel {
             tools: None,
             interactive: None,
             session: Some(id.to_owned().into()),
+            params: Default::default(),
         };
         self.spawn(caller, req, None)
             .await

@@ -337,6 +337,7 @@ impl Kernel {
             tools: None,
             interactive: Some(snap.interactive),
             session: None,
+            params: Default::default(),
         };
         let mut grants = Grants::default();
         grants.tools.extend(snap.grants.iter().cloned());

@@ -128,7 +128,23 @@ pub fn resolve_params(
     kernel: &Kernel,
     user: &UserName,
     manifest: &AgentParams,
+    asked: &BTreeMap<String, f64>,
 ) -> Result<Resolution, SpawnError> {
+    let mut spawn = AgentParams::default();
+    for (name, v) in asked {
+        if !PARAM_NAMES.contains(&name.as_str()) {
+            return Err(SpawnError::BadRequest(format!(
+                "unknown parameter {name:?}: the parameters are {}",
+                PARAM_NAMES.join(", ")
+            )));
+        }
+        if !v.is_finite() || *v < 0.0 {
+            return Err(SpawnError::BadRequest(format!(
+                "parameter {name} must be a number of 0 or more, not {v}"
+            )));
+        }
+        spawn.set(name, *v);
+    }
     let config = kernel.config().get();
     let crews = config.crews_of(user);
     let mut defaults: Vec<(String, AgentParams)> =
@@ -151,6 +167,7 @@ pub fn resolve_params(
         limits.push(("user-limits".into(), l.0));
     }
     defaults.push(("manifest".into(), manifest.clone()));
+    defaults.push(("spawn".into(), spawn));
 
     let mut params = BTreeMap::new();
     let mut values = AgentParams::default();
@@ -541,7 +558,7 @@ impl Kernel {
                 manifest_params.set(name, v);
             }
         }
-        let resolution = resolve_params(self, user, &manifest_params)?;
+        let resolution = resolve_params(self, user, &manifest_params, &req.params)?;
         let (grants, denied) = match origin {
             // What it held, as far as the user may still use it.
             Origin::Interrupted(Adopt { grants, .. }) | Origin::Restored { grants, .. } => {

@@ -208,6 +208,7 @@ fn req(interactive: bool) -> SpawnRequest {
         tools: None,
         interactive: Some(interactive),
         session: None,
+        params: Default::default(),
     }
 }
 

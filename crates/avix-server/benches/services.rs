@@ -133,6 +133,7 @@ async fn tool_calls() {
         tools: None,
         interactive: Some(true),
         session: None,
+        params: Default::default(),
     };
     let p = kernel
         .spawn(&caller(&kernel, &alice), req, None)

@@ -104,6 +104,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, StartError> {
             tools: None,
             interactive: Some(false),
             session: None,
+            params: Default::default(),
         };
         let mut events = kernel.events().subscribe();
         let caller = kernel

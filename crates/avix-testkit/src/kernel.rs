@@ -100,6 +100,7 @@ impl TestKernel {
             tools: None,
             interactive: None,
             session: None,
+            params: Default::default(),
         }
     }
 

@@ -276,6 +276,7 @@ impl Session {
                             tools: None,
                             interactive: interactive.then_some(true),
                             session: None,
+                            params: Default::default(),
                         }))
                         .await?;
                     dirty.insert(Tab::Agents);

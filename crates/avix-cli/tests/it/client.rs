@@ -274,12 +274,44 @@ fn the_client_controls_agents_and_files_like_the_mount_does() {
             "--interactive",
             "--tool",
             "fs/stat",
+            "--param",
+            "maxTurns=7",
         ],
     );
     let pid = pid.trim().to_owned();
     until_state(&d, &pid, "waiting");
     let tools = ok(&d, &["fs", "cat", &format!("/proc/{pid}/tools.yaml")]);
     assert!(tools.contains("fs/stat"), "{tools}");
+    let resolved = ok(&d, &["fs", "cat", &format!("/proc/{pid}/resolved.yaml")]);
+    let at = resolved.find("maxTurns:").expect("maxTurns resolved");
+    assert!(
+        resolved[at..]
+            .lines()
+            .take(3)
+            .any(|l| l.contains("value: 7"))
+            && resolved[at..]
+                .lines()
+                .take(4)
+                .any(|l| l.contains("source: spawn")),
+        "{resolved}"
+    );
+    let o = client(
+        &d,
+        &[
+            "agent",
+            "spawn",
+            "assistant",
+            "-g",
+            "x",
+            "--param",
+            "maxTurnz=3",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("unknown parameter \"maxTurnz\""),
+        "{}",
+        stderr(&o)
+    );
     // show: a live run in the same shape as a past one, with its current state.
     let show = ok(&d, &["agent", "show", &pid]);
     assert!(

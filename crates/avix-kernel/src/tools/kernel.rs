@@ -63,6 +63,7 @@ pub(crate) async fn spawn_child(cx: &ToolContext, args: &Value) -> Result<Arc<Pr
         tools,
         interactive: None,
         session: None,
+        params: Default::default(),
     };
     cx.kernel
         .spawn(&cx.process.caller, req, Some(cx.process.clone()))

@@ -33,6 +33,10 @@ pub struct SpawnRequest {
     /// The session to continue (its conversation is carried over); a new one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<crate::SessionId>,
+    /// Parameters for this run (`maxTurns`, `temperature`, … — [`super::PARAM_NAMES`]):
+    /// above the manifest's and the defaults, still under every limit.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, f64>,
 }
 
 impl SpawnRequest {
@@ -74,6 +78,7 @@ impl SpawnRequest {
             tools: None,
             interactive: None,
             session: None,
+            params: Default::default(),
         })
     }
 }
