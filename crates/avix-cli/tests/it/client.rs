@@ -481,21 +481,28 @@ fn completions_load_in_bash_and_man_pages_render() {
     assert!(String::from_utf8_lossy(&top.stdout).contains(".SH SUBCOMMANDS"));
 }
 
-#[test]
-fn a_secret_typed_on_a_terminal_is_not_echoed() {
-    let Some(d) = running() else { return };
-    // A pseudo-terminal, as a person at a shell has: python's pty module drives it.
+/// Runs `avix ARGS` on a pseudo-terminal (python's pty module), as a person at a shell does:
+/// once `prompt` shows, waits a moment and types `typed` and Enter. Returns the outcome, with
+/// everything the terminal showed as its stdout. `env` is set (`None`: removed) for the run.
+fn on_a_terminal(
+    d: &TestDaemon,
+    args: &[&str],
+    prompt: &str,
+    typed: &str,
+    env: &[(&str, Option<&str>)],
+) -> Output {
     let script = r#"
 import os, pty, sys, time
+avix, prompt, typed = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode()
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(sys.argv[1], [sys.argv[1], "client", "secret", "set", "TYPED_TOKEN"])
+    os.execv(avix, [avix] + sys.argv[4:])
 out = b""
 deadline = time.time() + 20
-while b"not shown" not in out and time.time() < deadline:
+while prompt not in out and time.time() < deadline:
     out += os.read(fd, 1024)
 time.sleep(0.5)  # a person reads the prompt before typing
-os.write(fd, b"hunter2-typed\n")
+os.write(fd, typed + b"\n")
 while True:
     try:
         chunk = os.read(fd, 1024)
@@ -508,17 +515,35 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status))
 "#;
-    let o = Command::new("python3")
-        .arg("-c")
+    let mut c = Command::new("python3");
+    c.arg("-c")
         .arg(script)
         .arg(bin())
+        .args([prompt, typed])
+        .args(args)
         .env("HOME", d.dir.path())
         .env_remove("AVIX_CLIENT_CONFIG")
         .env_remove("AVIX_USER")
-        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
-        .env("AVIX_API_KEY", &d.api_key)
-        .output()
-        .unwrap();
+        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port));
+    for (k, v) in env {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn a_secret_typed_on_a_terminal_is_not_echoed() {
+    let Some(d) = running() else { return };
+    let o = on_a_terminal(
+        &d,
+        &["client", "secret", "set", "TYPED_TOKEN"],
+        "not shown",
+        "hunter2-typed",
+        &[("AVIX_API_KEY", Some(&d.api_key))],
+    );
     let seen = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{seen}{}", stderr(&o));
     assert!(seen.contains("value (not shown)"), "{seen}");
@@ -541,41 +566,13 @@ fn login_prompts_for_a_password_without_echo_and_keeps_only_the_token() {
         ],
     );
     d.start();
-    let script = r#"
-import os, pty, sys, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], [sys.argv[1], "client", "login", "--user", "alice"])
-out = b""
-deadline = time.time() + 20
-while b"password for alice" not in out and time.time() < deadline:
-    out += os.read(fd, 1024)
-time.sleep(0.5)  # a person reads the prompt before typing
-os.write(fd, b"pw-correct-horse-42\n")
-while True:
-    try:
-        chunk = os.read(fd, 1024)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-    let o = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(bin())
-        .env("HOME", d.dir.path())
-        .env_remove("AVIX_CLIENT_CONFIG")
-        .env_remove("AVIX_USER")
-        .env_remove("AVIX_API_KEY")
-        .env_remove("AVIX_PASSWORD")
-        .env("AVIX_SERVER", format!("http://127.0.0.1:{}", d.port))
-        .output()
-        .unwrap();
+    let o = on_a_terminal(
+        &d,
+        &["client", "login", "--user", "alice"],
+        "password for alice",
+        "pw-correct-horse-42",
+        &[("AVIX_API_KEY", None), ("AVIX_PASSWORD", None)],
+    );
     let seen = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{seen}{}", stderr(&o));
     assert!(seen.contains("logged in to"), "{seen}");
