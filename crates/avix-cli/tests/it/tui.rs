@@ -190,6 +190,19 @@ fn the_tui_spawns_attaches_approves_kills_and_resizes() {
             .any(|l| l.contains("take forever") && l.contains("killed"))
     });
 
+    // The daemon restarts: the TUI says it is reconnecting, then comes back by itself.
+    d.stop();
+    t.wait("the lost connection", |s| s.contains("reconnecting"));
+    d.start();
+    t.wait("the new connection", |s| {
+        s.contains("reconnected") && !s.contains("reconnecting")
+    });
+    // /proc starts empty after a restart; the runs are in History, read over the new link.
+    t.keys(&["5"]);
+    t.wait("the runs in History", |s| {
+        s.contains("take forever") && s.contains("clean up") && s.contains("keep notes please")
+    });
+
     // Resizing keeps the layout whole: tabs on top, the key line at the bottom.
     let ok = Command::new("tmux")
         .args(["resize-window", "-t", &t.name, "-x", "70", "-y", "14"])
